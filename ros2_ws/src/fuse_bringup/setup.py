@@ -1,0 +1,27 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'fuse_bringup'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        # launch/ is the repository's top-level launch/ folder (a symlink here).
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
+    ],
+    install_requires=['setuptools', 'PyYAML'],
+    zip_safe=True,
+    maintainer='fuse-ros maintainers',
+    maintainer_email='maintainers@fuse-ros.dev',
+    description='Bring-up of fuse-ros.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': ['fuse = fuse_bringup.runner:main'],
+    },
+)

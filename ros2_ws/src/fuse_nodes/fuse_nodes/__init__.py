@@ -1,0 +1,1 @@
+"""rclpy nodes of fuse-ros: thin shells over fuse_core."""

@@ -1,0 +1,187 @@
+"""What every fuse-ros node shares: parameters from config dataclasses, QoS, diagnostics, main()."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
+
+import rclpy
+from builtin_interfaces.msg import Time as TimeMsg
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+from fuse_core.config import validate
+from fuse_core.errors import ConfigError
+
+C = TypeVar('C')
+
+# --- QoS ------------------------------------------------------------------------------------
+#: Sensor streams: best effort, keep last 5. A sensor-data subscriber also accepts a reliable
+#: publisher (e.g. a bag player), while a reliable subscriber would get nothing from these.
+SENSOR_QOS = qos_profile_sensor_data
+#: The control path (windows, chunks, commands): reliable, newest only. A command that cannot
+#: be delivered in time is worthless, so nothing queues behind it.
+CONTROL_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+#: Latched state (DIGIT backgrounds, instruction): late joiners get the last value.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: Status and joint states: reliable, a small queue.
+STATE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                       reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.VOLATILE)
+
+
+# --- time -----------------------------------------------------------------------------------
+def ns_to_time(ns: int) -> TimeMsg:
+    """Nanoseconds since the epoch -> builtin_interfaces/Time."""
+    return TimeMsg(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def time_to_ns(t: TimeMsg) -> int:
+    """builtin_interfaces/Time -> nanoseconds since the epoch."""
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+# --- parameters -----------------------------------------------------------------------------
+def declare_config(node: Node, cls: Type[C], prefix: str = '') -> C:
+    """Declare one ROS parameter per field of config dataclass `cls` and build the config.
+
+    Parameter names, defaults, descriptions and ranges come from the dataclass, so the node,
+    its YAML file and the core share one definition. A bad value raises ConfigError naming
+    the parameter; the node's main() turns that into a clear start-up failure.
+    """
+    values: Dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            raise ConfigError(f'{cls.__name__}.{f.name} has no default')
+        meta = f.metadata
+        desc = ParameterDescriptor(description=meta.get('description', ''),
+                                   read_only=bool(meta.get('read_only', True)))
+        lo, hi = meta.get('min'), meta.get('max')
+        if isinstance(default, bool) or (lo is None and hi is None):
+            pass
+        elif isinstance(default, int):
+            desc.integer_range = [IntegerRange(from_value=int(lo if lo is not None else -2**31),
+                                               to_value=int(hi if hi is not None else 2**31 - 1),
+                                               step=0)]
+        elif isinstance(default, float):
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(lo if lo is not None else -1e300),
+                to_value=float(hi if hi is not None else 1e300), step=0.0)]
+        if meta.get('choices'):
+            desc.additional_constraints = f'one of {list(meta["choices"])}'
+        name = prefix + f.name
+        if isinstance(default, list) and not default:
+            # An empty list has no type; declare it as a string array.
+            from rclpy.parameter import Parameter
+            node.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
+            value = node.get_parameter(name).value or []
+        else:
+            try:
+                value = node.declare_parameter(name, default, desc).value
+            except Exception as exc:  # out-of-range values are rejected here by rclpy
+                raise ConfigError(f'{node.get_name()}: parameter {name!r}: {exc}') from exc
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if isinstance(default, list) and not isinstance(value, list):
+            value = list(value)
+        values[f.name] = value
+    try:
+        cfg = cls(**values)
+        validate(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f'{node.get_name()}: {exc}') from exc
+    return cfg
+
+
+# --- diagnostics ----------------------------------------------------------------------------
+StatusFn = Callable[[], Tuple[int, str, Dict[str, Any]]]
+
+OK, WARN, ERROR, STALE = (DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR,
+                          DiagnosticStatus.STALE)
+
+
+class Diagnostics:
+    """Publishes one DiagnosticStatus per registered task on /diagnostics at a fixed period."""
+
+    def __init__(self, node: Node, period_s: float = 1.0, hardware_id: str = '') -> None:
+        self._node = node
+        self._hardware_id = hardware_id
+        self._tasks: List[Tuple[str, StatusFn]] = []
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._timer = node.create_timer(period_s, self.publish)
+
+    def add(self, name: str, fn: StatusFn) -> None:
+        """Register a status function returning (level, message, {key: value})."""
+        self._tasks.append((name, fn))
+
+    def publish(self) -> None:
+        arr = DiagnosticArray()
+        arr.header.stamp = self._node.get_clock().now().to_msg()
+        for name, fn in self._tasks:
+            try:
+                level, message, values = fn()
+            except Exception as exc:  # a broken status function must not kill the node
+                level, message, values = ERROR, f'status failed: {exc}', {}
+            st = DiagnosticStatus(level=bytes([level]) if isinstance(level, int) else level,
+                                  name=f'{self._node.get_name()}: {name}', message=message,
+                                  hardware_id=self._hardware_id)
+            st.values = [KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()]
+            arr.status.append(st)
+        self._pub.publish(arr)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f'{v:.4g}'
+    return str(v)
+
+
+# --- entry point ----------------------------------------------------------------------------
+def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
+             multithreaded: bool = False) -> int:
+    """The one main() idiom of every node: init, build, spin, clean shutdown on Ctrl-C/SIGTERM.
+
+    A ConfigError while building the node is printed as one clear line and exits with 2.
+    """
+    rclpy.init(args=args if args is not None else sys.argv)
+    # SIGTERM (sent by process supervisors and launch) shuts down like Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    node = None
+    executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
+    code = 0
+    try:
+        node = factory()
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as exc:
+        print(f'[fuse] configuration error: {exc}', file=sys.stderr, flush=True)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            close = getattr(node, 'close', None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # report, but keep shutting down
+                    print(f'[fuse] error while closing {node.get_name()}: {exc}',
+                          file=sys.stderr, flush=True)
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return code

@@ -1,0 +1,139 @@
+"""The one place where numpy arrays become ROS messages and back (images, IMU, tensors).
+
+Images are converted without per-pixel Python: the array's bytes are handed to the message
+in one copy, and reading honours ``step`` (row padding) with a strided view.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+from sensor_msgs.msg import Image, Imu, MagneticField
+
+from fuse_core.errors import FuseError
+
+# encoding -> (dtype, channels)
+ENCODINGS = {
+    'bgr8': (np.uint8, 3), 'rgb8': (np.uint8, 3), 'bgra8': (np.uint8, 4), 'rgba8': (np.uint8, 4),
+    'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1), '8UC3': (np.uint8, 3),
+    'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1), '16SC1': (np.int16, 1),
+    '16SC3': (np.int16, 3), '32FC1': (np.float32, 1), '32FC3': (np.float32, 3),
+}
+
+
+class ConversionError(FuseError, ValueError):
+    """A message cannot be turned into an array (or back); the message says why."""
+
+
+def array_to_image(array: np.ndarray, encoding: str, stamp=None, frame_id: str = '',
+                   msg: Optional[Image] = None) -> Image:
+    """Build a sensor_msgs/Image from an (H, W) or (H, W, C) array; step = W * C * itemsize."""
+    if encoding not in ENCODINGS:
+        raise ConversionError(f'unsupported image encoding {encoding!r}')
+    dtype, channels = ENCODINGS[encoding]
+    if array.dtype != dtype:
+        raise ConversionError(f'encoding {encoding} needs dtype {np.dtype(dtype).name}, '
+                              f'got {array.dtype.name}')
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] != channels:
+        raise ConversionError(f'encoding {encoding} needs {channels} channel(s), got shape {array.shape}')
+    h, w, _ = array.shape
+    msg = msg if msg is not None else Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(h), int(w)
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(w * channels * array.dtype.itemsize)
+    # One contiguous copy into the message buffer (the setter takes bytes-like objects).
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def image_to_array(msg: Image, copy: bool = False) -> np.ndarray:
+    """View a sensor_msgs/Image as an array of shape (H, W, C); honours row padding (step).
+
+    Returns a view on the message buffer unless copy=True.
+    """
+    if msg.encoding not in ENCODINGS:
+        raise ConversionError(f'unsupported image encoding {msg.encoding!r}')
+    dtype, channels = ENCODINGS[msg.encoding]
+    dt = np.dtype(dtype).newbyteorder('>' if msg.is_bigendian else '<')
+    row_bytes = msg.width * channels * dt.itemsize
+    if msg.step < row_bytes:
+        raise ConversionError(f'image step {msg.step} is smaller than a row '
+                              f'({msg.width} px * {channels} ch * {dt.itemsize} B = {row_bytes})')
+    buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
+    if buf.size < msg.step * msg.height:
+        raise ConversionError(f'image data has {buf.size} bytes, expected step*height = '
+                              f'{msg.step * msg.height}')
+    rows = buf[:msg.step * msg.height].reshape(msg.height, msg.step)[:, :row_bytes]
+    arr = rows.view(dt).reshape(msg.height, msg.width, channels)
+    if dt.byteorder == '>':
+        arr = arr.astype(dt.newbyteorder('='))
+    return arr.copy() if copy else arr
+
+
+def fill_imu(msg: Imu, accel: Tuple[float, float, float], gyro: Tuple[float, float, float],
+             orientation: Optional[Tuple[float, float, float, float]] = None,
+             accel_cov: float = 0.0, gyro_cov: float = 0.0, orientation_cov: float = 0.0) -> Imu:
+    """Fill sensor_msgs/Imu in SI units (m/s^2, rad/s, quaternion x y z w).
+
+    Covariance convention (REP 145): all zeros = unknown; element 0 = -1 = not provided
+    (used for orientation when the IMU gives none). A positive variance is put on the diagonal.
+    """
+    msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = map(float, accel)
+    msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = map(float, gyro)
+    msg.linear_acceleration_covariance = _diag(accel_cov)
+    msg.angular_velocity_covariance = _diag(gyro_cov)
+    if orientation is None:
+        msg.orientation.x = msg.orientation.y = msg.orientation.z = 0.0
+        msg.orientation.w = 0.0
+        cov = [0.0] * 9
+        cov[0] = -1.0
+        msg.orientation_covariance = cov
+    else:
+        (msg.orientation.x, msg.orientation.y, msg.orientation.z,
+         msg.orientation.w) = map(float, orientation)
+        msg.orientation_covariance = _diag(orientation_cov)
+    return msg
+
+
+def fill_mag(msg: MagneticField, field_tesla: Tuple[float, float, float], cov: float = 0.0) -> MagneticField:
+    """Fill sensor_msgs/MagneticField (tesla)."""
+    msg.magnetic_field.x, msg.magnetic_field.y, msg.magnetic_field.z = map(float, field_tesla)
+    msg.magnetic_field_covariance = _diag(cov)
+    return msg
+
+
+def _diag(var: float):
+    return [float(var), 0.0, 0.0, 0.0, float(var), 0.0, 0.0, 0.0, float(var)]
+
+
+def array_to_tensor(msg, name: str, array: np.ndarray, valid, sample_stamps):
+    """Fill a fuse_interfaces/ObservationTensor from a (W, ...) array."""
+    msg.name = name
+    msg.dtype = array.dtype.name
+    msg.shape = [int(s) for s in array.shape]
+    msg.data = np.ascontiguousarray(array).tobytes()
+    msg.valid = [bool(v) for v in valid]
+    msg.sample_stamps = list(sample_stamps)
+    return msg
+
+
+def tensor_to_array(msg) -> np.ndarray:
+    """View a fuse_interfaces/ObservationTensor as an array of its declared dtype and shape."""
+    try:
+        dt = np.dtype(msg.dtype)
+    except TypeError as exc:
+        raise ConversionError(f'tensor {msg.name!r}: unknown dtype {msg.dtype!r}') from exc
+    shape = tuple(int(s) for s in msg.shape)
+    expected = int(np.prod(shape)) * dt.itemsize
+    buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
+    if buf.size != expected:
+        raise ConversionError(f'tensor {msg.name!r}: {buf.size} bytes for shape {shape} '
+                              f'{dt.name} (expected {expected})')
+    return buf.view(dt).reshape(shape)

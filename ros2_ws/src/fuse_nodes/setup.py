@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+package_name = 'fuse_nodes'
+
+# One executable per node; `ros2 run fuse_nodes <name>` and the launch files use these names.
+NODES = [
+    'camera_node', 'digit_node', 'audio_node', 'imu_node',
+    'sync_node', 'policy_node', 'arm_node', 'bag_player_node', 'recorder_node',
+]
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='fuse-ros maintainers',
+    maintainer_email='maintainers@fuse-ros.dev',
+    description='rclpy nodes of fuse-ros.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [f'{n} = {package_name}.{n}:main' for n in NODES],
+    },
+)

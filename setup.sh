@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# One-command set-up for machines without a ROS 2 installation.
+#
+# Creates .venv/, installs the pinned ROS 2 wheels and every other dependency,
+# builds the fuse_interfaces message package into the venv and installs the
+# project's Python packages (editable). Safe to re-run: each step is skipped
+# when its inputs have not changed since the last successful run.
+#
+#   ./setup.sh            # set up (or bring up to date)
+#   ./setup.sh --force    # redo every step
+#
+# On a ROS 2 Jazzy/Kilted installation use colcon instead (see README.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${FUSE_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+STAMPS="$VENV/.fuse-stamps"
+FORCE=0
+[[ "${1:-}" == "--force" ]] && FORCE=1
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- 0. the interpreter ------------------------------------------------------
+"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null \
+  || die "Python 3.11 is required (the ROS 2 wheels are cp311); set PYTHON=/path/to/python3.11"
+
+# --- 1. system libraries -------------------------------------------------------
+# PortAudio for sounddevice; cmake and a C/C++ compiler to build fuse_interfaces.
+missing_pkgs=()
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing_pkgs+=(libportaudio2)
+command -v cmake >/dev/null || missing_pkgs+=(cmake)
+command -v g++ >/dev/null || missing_pkgs+=(g++)
+command -v gcc >/dev/null || missing_pkgs+=(gcc)
+"$PY" -c 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null \
+  || missing_pkgs+=(python3-dev)
+if ((${#missing_pkgs[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing Debian packages: ${missing_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
+  else
+    die "missing system packages; run: sudo apt-get install -y ${missing_pkgs[*]}"
+  fi
+fi
+
+# --- 2. the virtual environment ----------------------------------------------
+if [[ ! -x "$VENV/bin/python" ]]; then
+  say "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+mkdir -p "$STAMPS"
+VPY="$VENV/bin/python"
+
+# stamp_ok NAME FILES...: true when the hash of FILES equals the stored stamp.
+hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+stamp_ok() {
+  local name=$1; shift
+  [[ $FORCE -eq 0 && -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$(hash_of "$@")" ]]
+}
+stamp_write() { local name=$1; shift; hash_of "$@" >"$STAMPS/$name"; }
+
+REQS=("$ROOT/requirements/ros.txt" "$ROOT/requirements/runtime.txt" "$ROOT/requirements/test.txt" "$ROOT/requirements/nodeps.txt")
+if stamp_ok requirements "${REQS[@]}"; then
+  say "dependencies up to date"
+else
+  say "installing pinned dependencies (ROS 2 wheels, runtime, test tools)"
+  "$VPY" -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
+  "$VPY" -m pip install -q --disable-pip-version-check \
+    -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/test.txt"
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps -r "$ROOT/requirements/nodeps.txt"
+  stamp_write requirements "${REQS[@]}"
+fi
+
+# --- 3. point the wheels' CMake exports at this machine's include dirs ---------
+# The wheels were built in a manylinux container and their exported CMake files
+# name that container's Python and numpy include dirs. Rewriting them is what
+# lets rosidl generate Python bindings for our own messages here.
+PY_INC=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+NP_INC=$("$VPY" -c 'import numpy; print(numpy.get_include())')
+grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null \
+  | xargs -0 -r sed -i \
+      -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" \
+      -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g" || true
+
+# --- 4. build and install the interface package into the venv ----------------
+IFACE="$ROOT/ros2_ws/src/fuse_interfaces"
+IFACE_FILES=("$IFACE/CMakeLists.txt" "$IFACE/package.xml" "$IFACE"/msg/*.msg "$IFACE"/srv/*.srv)
+if stamp_ok interfaces "${IFACE_FILES[@]}" && "$VPY" -c 'import fuse_interfaces.msg' 2>/dev/null; then
+  say "fuse_interfaces up to date"
+else
+  say "building fuse_interfaces"
+  BUILD="$ROOT/build/fuse_interfaces"
+  rm -rf "$BUILD"
+  log="$ROOT/build/fuse_interfaces.log"
+  mkdir -p "$BUILD"
+  if ! (PATH="$VENV/bin:$PATH" cmake -S "$IFACE" -B "$BUILD" \
+          -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" \
+          -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+        && PATH="$VENV/bin:$PATH" cmake --build "$BUILD" -j"$(nproc)" \
+        && cmake --install "$BUILD") >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "building fuse_interfaces failed; full log in $log"
+  fi
+  "$VPY" -c 'import fuse_interfaces.msg' || die "fuse_interfaces built but does not import"
+  stamp_write interfaces "${IFACE_FILES[@]}"
+fi
+
+# --- 5. the project's Python packages (editable) -----------------------------
+PKGS=(fuse_core fuse_nodes fuse_bringup)
+PKG_FILES=()
+for p in "${PKGS[@]}"; do PKG_FILES+=("$ROOT/ros2_ws/src/$p/setup.py" "$ROOT/ros2_ws/src/$p/setup.cfg"); done
+if stamp_ok packages "${PKG_FILES[@]}" && "$VPY" -c 'import fuse_core, fuse_nodes, fuse_bringup' 2>/dev/null; then
+  say "project packages up to date"
+else
+  say "installing project packages: ${PKGS[*]}"
+  args=()
+  for p in "${PKGS[@]}"; do args+=(-e "$ROOT/ros2_ws/src/$p"); done
+  "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation "${args[@]}" \
+    2> >(grep -vE 'Warning|!!|\*\*\*|^\s*$|careful|name as your|precedence|wheel_obj' >&2)
+  stamp_write packages "${PKG_FILES[@]}"
+fi
+
+# --- 6. smoke check ---------------------------------------------------------------
+"$VPY" - <<'EOF'
+import rclpy, fuse_interfaces.msg, fuse_core, fuse_nodes, fuse_bringup  # noqa: F401
+import onnxruntime, cv2, serial  # noqa: F401
+print('[setup] ok: rclpy, fuse_interfaces, fuse_core, fuse_nodes, fuse_bringup, onnxruntime', onnxruntime.__version__)
+EOF
+say "done. Run the simulation with: ./run.sh sim    Run the tests with: ./test.sh"
