@@ -1,0 +1,161 @@
+"""The one description of the fuse-ros node graphs, read by the launch files and by the runner.
+
+`sim.launch.py` / `robot.launch.py` turn these NodeSpecs into launch_ros Nodes; `fuse sim`
+(fuse_bringup.runner) starts the same NodeSpecs as processes where `ros2 launch` is not
+installed. Parameter files are layered in order: the per-node-family YAML used on the robot,
+then the graph's override file (sim.yaml for the simulation), then explicit overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+PACKAGE = 'fuse_bringup'
+NODES_PACKAGE = 'fuse_nodes'
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a graph: what runs, under which name, with which parameters."""
+
+    name: str                                   # node name; its private topics live under /<name>/
+    executable: str                             # console script of fuse_nodes (= module name)
+    params_files: Tuple[str, ...] = ()          # file names in the config directory, layered in order
+    parameters: Dict[str, object] = field(default_factory=dict)  # overrides, applied last
+    remappings: Tuple[Tuple[str, str], ...] = ()
+    package: str = NODES_PACKAGE
+
+
+def repo_root() -> Optional[Path]:
+    """The source checkout when running from one (editable install), else None."""
+    here = Path(__file__).resolve()
+    candidate = here.parents[4] if len(here.parents) > 4 else None
+    if candidate is not None and (candidate / 'ros2_ws').is_dir() and (candidate / 'models').is_dir():
+        return candidate
+    return None
+
+
+def share_dir() -> Path:
+    """Directory holding config/ and launch/: the colcon install's share dir, else the source."""
+    src = Path(__file__).resolve().parents[1]
+    if (src / 'config').is_dir():
+        return src
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory(PACKAGE))
+
+
+def config_dir() -> Path:
+    return share_dir() / 'config'
+
+
+def config_path(name: str) -> Path:
+    return config_dir() / name
+
+
+def default_bundle_path() -> str:
+    """The reference model bundle that ships with the project."""
+    root = repo_root()
+    if root is not None:
+        return str(root / 'models' / 'reference')
+    return os.path.join(str(share_dir()), 'models', 'reference')
+
+
+def default_bag_path() -> str:
+    """The synthetic recording that ships with the project for the simulation."""
+    root = repo_root()
+    if root is not None:
+        return str(root / 'recordings' / 'sim_synthetic')
+    return os.path.join(str(share_dir()), 'recordings', 'sim_synthetic')
+
+
+# Parameter files of each node family (the same files on the robot and in the simulation).
+SENSOR_NODES: List[NodeSpec] = [
+    NodeSpec('camera_primary', 'camera_node', ('cameras.yaml',)),
+    NodeSpec('camera_wrist', 'camera_node', ('cameras.yaml',)),
+    NodeSpec('digit_left', 'digit_node', ('digits.yaml',)),
+    NodeSpec('digit_right', 'digit_node', ('digits.yaml',)),
+    NodeSpec('audio', 'audio_node', ('audio.yaml',)),
+    NodeSpec('imu', 'imu_node', ('imu.yaml',)),
+]
+
+
+def _with(spec: NodeSpec, extra_files: Tuple[str, ...] = (), **parameters: object) -> NodeSpec:
+    params = dict(spec.parameters)
+    params.update({k: v for k, v in parameters.items() if v is not None})
+    return NodeSpec(spec.name, spec.executable, spec.params_files + extra_files, params,
+                    spec.remappings, spec.package)
+
+
+def control_nodes(bundle_path: str, instruction: Optional[str], backend: str,
+                  robot_model: str, dry_run: bool, overrides: Tuple[str, ...]) -> List[NodeSpec]:
+    """sync -> policy -> arm, shared by every graph."""
+    return [
+        NodeSpec('sync', 'sync_node', ('sync.yaml',) + overrides, {'bundle_path': bundle_path}),
+        NodeSpec('policy', 'policy_node', ('policy.yaml',) + overrides,
+                 {k: v for k, v in {'bundle_path': bundle_path, 'instruction': instruction}.items()
+                  if v is not None}),
+        NodeSpec('arm', 'arm_node', ('arm.yaml',) + overrides,
+                 {'backend': backend, 'robot_model': robot_model, 'dry_run': dry_run}),
+    ]
+
+
+def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
+              instruction: Optional[str] = None, synthetic_sensors: bool = False,
+              record: bool = False, record_dir: Optional[str] = None) -> List[NodeSpec]:
+    """The simulation: recorded sensors (or live synthetic ones) -> sync -> policy -> mock arm."""
+    bundle_path = bundle_path or default_bundle_path()
+    overrides = ('sim.yaml',)
+    nodes: List[NodeSpec] = []
+    if synthetic_sensors:
+        nodes += [_with(s, overrides) for s in SENSOR_NODES]
+    else:
+        nodes.append(NodeSpec('bag_player', 'bag_player_node', ('bag_player.yaml',) + overrides,
+                              {'bag_path': bag_path or default_bag_path()}))
+    nodes += control_nodes(bundle_path, instruction, 'mock', 'wx250s', False, overrides)
+    if record:
+        nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides,
+                              {'output_dir': record_dir} if record_dir else {}))
+    return nodes
+
+
+def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = None,
+                robot_model: str = 'wx250s', dry_run: bool = False, record: bool = False,
+                record_dir: Optional[str] = None,
+                sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None) -> List[NodeSpec]:
+    """The real robot: every sensor, sync, policy and the arm through the Interbotix driver."""
+    bundle_path = bundle_path or default_bundle_path()
+    sensor_overrides = sensor_overrides or {}
+    nodes = [_with(s, (), **sensor_overrides.get(s.name, {})) for s in SENSOR_NODES]
+    nodes += control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())
+    if record:
+        nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
+                              {'output_dir': record_dir} if record_dir else {}))
+    return nodes
+
+
+def ros_args(spec: NodeSpec, cfg_dir: Optional[Path] = None) -> List[str]:
+    """The `--ros-args ...` command-line tail that starts `spec` as launch_ros would."""
+    cfg_dir = cfg_dir or config_dir()
+    args = ['--ros-args', '-r', f'__node:={spec.name}']
+    for f in spec.params_files:
+        args += ['--params-file', str(cfg_dir / f)]
+    for key, value in spec.parameters.items():
+        args += ['-p', f'{key}:={format_param(value)}']
+    for src, dst in spec.remappings:
+        args += ['-r', f'{src}:={dst}']
+    return args
+
+
+def format_param(value: object) -> str:
+    """A parameter value as the ROS command line parses it (YAML)."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(format_param(v) for v in value) + ']'
+    if isinstance(value, str):
+        # Quote so that YAML keeps it a string ("5" stays a string, spaces survive).
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)

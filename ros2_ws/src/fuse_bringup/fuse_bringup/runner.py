@@ -1,0 +1,217 @@
+"""`fuse sim`: start a node graph as separate processes, as `ros2 launch` would, with live status.
+
+For machines where only the pip-wheel rclpy exists. It reads the same graph description
+(fuse_bringup.graph) and parameter files as the launch files, starts every node as its own
+process (`python -m fuse_nodes.<executable> --ros-args ...`) with the project's DDS settings,
+prints a one-line status (tick rate, latency, commands, arm pose) and shuts everything down
+cleanly on Ctrl-C. If any node exits on its own, the others are stopped and the exit is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Deque, Dict, List, Optional
+
+from fuse_bringup import graph
+from fuse_bringup.dds import dds_environment
+
+
+class GraphProcesses:
+    """The processes of one graph: start all, watch them, stop all (SIGINT, then SIGKILL)."""
+
+    def __init__(self, specs: List[graph.NodeSpec], env: Dict[str, str], log_dir: Optional[Path],
+                 python: str = sys.executable) -> None:
+        self.specs = specs
+        self.env = env
+        self.log_dir = log_dir
+        self.python = python
+        self.procs: Dict[str, subprocess.Popen] = {}
+        self._logs = []
+
+    def command(self, spec: graph.NodeSpec) -> List[str]:
+        return [self.python, '-m', f'{spec.package}.{spec.executable}'] + graph.ros_args(spec)
+
+    def start(self) -> None:
+        for spec in self.specs:
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = open(self.log_dir / f'{spec.name}.log', 'wb')
+                self._logs.append(out)
+                stdout, stderr = out, subprocess.STDOUT
+            else:
+                stdout, stderr = None, None
+            # Own process group: a terminal Ctrl-C reaches only the runner, which then stops
+            # the nodes in order instead of all of them racing.
+            self.procs[spec.name] = subprocess.Popen(self.command(spec), env=self.env, stdout=stdout,
+                                                     stderr=stderr, start_new_session=True)
+
+    def exited(self) -> Dict[str, int]:
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def stop(self, timeout: float = 10.0) -> Dict[str, int]:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        for f in self._logs:
+            f.close()
+        return {n: p.returncode for n, p in self.procs.items()}
+
+
+class StatusMonitor:
+    """Subscribes to the control path and summarises it in one line."""
+
+    def __init__(self, domain_id: Optional[int]) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from fuse_interfaces.msg import ArmStatus, DeltaEECommand, ObservationWindow
+        from fuse_nodes.common import CONTROL_QOS, STATE_QOS, time_to_ns
+
+        self._time_to_ns = time_to_ns
+        self.ctx = rclpy.Context()
+        kwargs = {'domain_id': domain_id} if domain_id is not None else {}
+        rclpy.init(context=self.ctx, **kwargs)
+        self.node = rclpy.create_node('fuse_status', context=self.ctx)
+        self.ticks: Deque[float] = collections.deque(maxlen=50)
+        self.latencies_ms: Deque[float] = collections.deque(maxlen=50)
+        self.commands = 0
+        self.arm: Optional[ArmStatus] = None
+        self.stale: List[str] = []
+        self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS)
+        self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
+        self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context is shut down on exit
+            pass
+
+    def _on_window(self, msg) -> None:
+        self.ticks.append(time.monotonic())
+        self.stale = list(msg.stale_streams)
+
+    def _on_command(self, msg) -> None:
+        self.commands += 1
+        self.latencies_ms.append((time.time_ns() - self._time_to_ns(msg.newest_sample_stamp)) / 1e6)
+
+    def _on_arm(self, msg) -> None:
+        self.arm = msg
+
+    def line(self) -> str:
+        rate = 0.0
+        if len(self.ticks) >= 2 and self.ticks[-1] > self.ticks[0]:
+            rate = (len(self.ticks) - 1) / (self.ticks[-1] - self.ticks[0])
+        lat = sorted(self.latencies_ms)
+        lat_s = f'{lat[len(lat) // 2]:6.1f} ms' if lat else '   --   '
+        parts = [f'tick {rate:4.2f} Hz', f'latency p50 {lat_s}', f'commands {self.commands:5d}']
+        if self.arm is not None:
+            p = self.arm.ee_pose.position
+            parts.append(f'arm {self.arm.state:<8s} ee ({p.x:+.3f} {p.y:+.3f} {p.z:+.3f})')
+            if self.arm.hold_reason:
+                parts.append(f'hold: {self.arm.hold_reason}')
+        else:
+            parts.append('arm --')
+        if self.stale:
+            parts.append('stale: ' + ','.join(self.stale))
+        return ' | '.join(parts)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='fuse', description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest='graph', required=True)
+    sim = sub.add_parser('sim', help='simulation: recorded bag (or synthetic sensors) -> sync -> policy -> mock arm')
+    sim.add_argument('--bag', help='rosbag2 MCAP directory to replay (default: the shipped recording)')
+    sim.add_argument('--bundle', help='model bundle directory (default: models/reference)')
+    sim.add_argument('--instruction', help='language instruction for the policy')
+    sim.add_argument('--synthetic-sensors', action='store_true',
+                     help='run the six sensor nodes with synthetic sources instead of the bag')
+    sim.add_argument('--record', metavar='DIR', help='also record the run to an MCAP bag in DIR')
+    for sp in (sim,):
+        sp.add_argument('--duration', type=float, default=0.0, help='stop after N seconds (0 = until Ctrl-C)')
+        sp.add_argument('--log-dir', default='log/fuse', help='per-node logs (default: log/fuse)')
+        sp.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID for every process')
+        sp.add_argument('--no-status', action='store_true', help='do not print the live status line')
+        sp.add_argument('--print-commands', action='store_true', help='print each process command and exit')
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    specs = graph.sim_graph(bag_path=args.bag, bundle_path=args.bundle, instruction=args.instruction,
+                            synthetic_sensors=args.synthetic_sensors, record=bool(args.record),
+                            record_dir=args.record)
+    env = dds_environment(domain_id=args.domain_id)
+    env.setdefault('PYTHONUNBUFFERED', '1')
+    procs = GraphProcesses(specs, env, Path(args.log_dir) if args.log_dir else None)
+    if args.print_commands:
+        for spec in specs:
+            print(' '.join(procs.command(spec)))
+        return 0
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f'[fuse] starting {len(specs)} nodes: {", ".join(s.name for s in specs)}; '
+          f'logs in {args.log_dir}', flush=True)
+    procs.start()
+    monitor = None if args.no_status else StatusMonitor(args.domain_id)
+    started = time.monotonic()
+    code = 0
+    tty = sys.stdout.isatty()
+    last_print = 0.0
+    try:
+        while not stop.is_set():
+            dead = procs.exited()
+            if dead:
+                name, rc = next(iter(dead.items()))
+                print(f'\n[fuse] node {name} exited with code {rc}; stopping the graph '
+                      f'(see {args.log_dir}/{name}.log)', flush=True)
+                code = 1
+                break
+            if args.duration and time.monotonic() - started >= args.duration:
+                break
+            now = time.monotonic()
+            if monitor is not None and now - last_print >= (0.5 if tty else 2.0):
+                last_print = now
+                line = monitor.line()
+                print(('\r' + line + ' ' * 8) if tty else line, end='' if tty else '\n', flush=True)
+            stop.wait(0.1)
+    finally:
+        if monitor is not None:
+            final = monitor.line()
+            monitor.close()
+        codes = procs.stop()
+        print(f'\n[fuse] stopped. exit codes: {codes}', flush=True)
+        if monitor is not None:
+            print(f'[fuse] last status: {final}', flush=True)
+    bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT)}
+    if bad and code == 0:
+        code = 1
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
