@@ -1,0 +1,86 @@
+"""The real robot: cameras, DIGITs, microphone, IMU, sync, policy and the arm on a WidowX 250s.
+
+    ros2 launch fuse_bringup robot.launch.py bundle:=/path/to/bundle instruction:='pick up the cup' \
+        camera_primary_device:=/dev/video0 camera_wrist_device:=/dev/video2 \
+        digit_left_serial:=D20001 digit_right_serial:=D20002 imu_port:=/dev/ttyUSB0 \
+        [robot_model:=wx250s] [start_driver:=true] [dry_run:=false] [record:=/data/bags]
+
+The fuse-ros nodes and their parameter files come from fuse_bringup.graph (shared with
+sim.launch.py and `./run.sh`), so the robot and the simulation use the same YAML files.
+The Interbotix driver is included from interbotix_xsarm_control unless start_driver:=false
+(use an already running driver; the arm node checks its namespace).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from fuse_bringup import graph
+from fuse_bringup.preflight import check_robot_arguments
+
+# launch argument -> (node name, parameter name) for the device of each sensor
+DEVICE_ARGUMENTS = {
+    'camera_primary_device': ('camera_primary', 'video_device'),
+    'camera_wrist_device': ('camera_wrist', 'video_device'),
+    'digit_left_serial': ('digit_left', 'serial'),
+    'digit_right_serial': ('digit_right', 'serial'),
+    'audio_device': ('audio', 'device'),
+    'imu_port': ('imu', 'port'),
+    'imu_protocol': ('imu', 'protocol'),
+}
+
+
+def _nodes(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context) or None
+
+    bundle = arg('bundle') or graph.default_bundle_path()
+    devices = {name: arg(name) for name in DEVICE_ARGUMENTS}
+    check_robot_arguments(bundle, {k: v for k, v in devices.items() if k != 'imu_protocol'})
+    overrides = {}
+    for launch_arg, (node, param) in DEVICE_ARGUMENTS.items():
+        if devices[launch_arg]:
+            overrides.setdefault(node, {})[param] = devices[launch_arg]
+    specs = graph.robot_graph(
+        bundle_path=bundle, instruction=arg('instruction'), robot_model=arg('robot_model'),
+        dry_run=(arg('dry_run') or 'false').lower() == 'true', record=arg('record') is not None,
+        record_dir=arg('record'), sensor_overrides=overrides)
+    return [to_launch_node(spec) for spec in specs]
+
+
+def to_launch_node(spec):
+    cfg = graph.config_dir()
+    return Node(
+        package=spec.package, executable=spec.executable, name=spec.name, output='screen',
+        parameters=[str(cfg / f) for f in spec.params_files] + [dict(spec.parameters)],
+        remappings=list(spec.remappings), emulate_tty=True)
+
+
+def generate_launch_description():
+    driver = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([
+            FindPackageShare('interbotix_xsarm_control'), 'launch', 'xsarm_control.launch.py'])),
+        launch_arguments={'robot_model': LaunchConfiguration('robot_model'),
+                          'robot_name': LaunchConfiguration('robot_model'),
+                          'use_rviz': LaunchConfiguration('use_rviz')}.items(),
+        condition=IfCondition(LaunchConfiguration('start_driver')))
+    return LaunchDescription([
+        DeclareLaunchArgument('robot_model', default_value='wx250s', description='Interbotix arm model (6-DoF wx250s)'),
+        DeclareLaunchArgument('start_driver', default_value='true', choices=['true', 'false'],
+                              description='include the Interbotix xs_sdk driver; false = use a running one'),
+        DeclareLaunchArgument('use_rviz', default_value='false', choices=['true', 'false'],
+                              description='start RViz with the driver'),
+        DeclareLaunchArgument('bundle', default_value='', description='model bundle directory'),
+        DeclareLaunchArgument('instruction', default_value='', description='language instruction'),
+        DeclareLaunchArgument('dry_run', default_value='false', choices=['true', 'false'],
+                              description='run the policy but only log arm commands'),
+        DeclareLaunchArgument('record', default_value='', description='record the run to this directory'),
+        *[DeclareLaunchArgument(name, default_value='', description=f'{node} {param}')
+          for name, (node, param) in DEVICE_ARGUMENTS.items()],
+        driver,
+        OpaqueFunction(function=_nodes),
+    ])
