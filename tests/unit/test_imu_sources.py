@@ -413,3 +413,11 @@ def test_make_source_picks_the_configured_kind(tmp_path):
     f = tmp_path / 'x.bin'
     f.write_bytes(b'')
     assert isinstance(make_source(ImuConfig(source='file', file_path=str(f))), RawFileImuSource)
+
+
+def test_core_imports_need_neither_pyserial_nor_rclpy():
+    code = ('import sys\n'
+            'import fuse_core.imu, fuse_core.imu.sources, fuse_core.imu.reader, fuse_core.imu.config\n'
+            'bad = [m for m in ("serial", "rclpy") if m in sys.modules]\n'
+            'assert not bad, bad\n')
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=60)

@@ -297,7 +297,8 @@ class SyntheticImuSource(ImuSource):
     """A seeded synthetic device at ``rate_hz`` (real time), encoded in ``protocol``'s bytes.
 
     For tests and simulation only (``synthetic`` is True so callers can say so). Samples
-    follow :class:`SyntheticImuModel`; their bytes go through the protocol's real parser. If
+    follow :class:`SyntheticImuModel`; their bytes go through the protocol's real parser (for
+    the BNO055 they are the responses to data polls, sent unasked at ``rate_hz``). If
     the reader stalls more than a second, the missed samples are skipped (``skipped``),
     as a device would overwrite them, instead of arriving in one burst.
     """
