@@ -147,3 +147,25 @@ def test_librosa_defaults_are_the_ones_we_reproduce(fuse_spec):
                                                                n_mels=128),
                                 ref=1.0, amin=1e-10, top_db=80.0)
     assert np.max(np.abs(fuse_spec(y) - plain)) < 1e-3
+
+
+def test_empty_filters_match_librosa():
+    # 256 mels on a 512-point FFT leaves some low filters without a single bin.
+    spec = LogMelSpectrogram(n_fft=512, hop_length=128, n_mels=256)
+    assert (mel_filterbank(SR, 512, 256).sum(axis=1) == 0).any()
+    y = np.random.default_rng(3).standard_normal(spec.window_samples) * 0.1
+    with pytest.warns(UserWarning, match='Empty filters'):
+        ref = librosa_db(y, n_fft=512, hop=128, n_mels=256)
+    assert np.max(np.abs(spec(y) - ref)) < 1e-3
+
+
+def test_segmented_filterbank_equals_the_matrix_product():
+    from fuse_core.audio.spectrogram import _TriangleFilterbank
+    rng = np.random.default_rng(0)
+    power = rng.random((50, 1025))
+    triangles = mel_filterbank(SR, 2048, 128, fmin=100.0, fmax=15000.0)
+    np.testing.assert_allclose(_TriangleFilterbank(triangles).apply(power), (power @ triangles.T).T,
+                               rtol=1e-12, atol=1e-15)
+    overlapping = rng.random((8, 1025))  # no triangle structure: the dense fallback
+    np.testing.assert_allclose(_TriangleFilterbank(overlapping).apply(power), (power @ overlapping.T).T,
+                               rtol=1e-12)

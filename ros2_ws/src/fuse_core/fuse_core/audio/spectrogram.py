@@ -71,6 +71,50 @@ def frames_for(n_samples: int, hop_length: int) -> int:
     return 1 + n_samples // hop_length
 
 
+class _TriangleFilterbank:
+    """Applies a mel filterbank as segmented sums instead of a matrix product.
+
+    Triangles overlap only their neighbours, so the even-numbered filters have disjoint bin
+    ranges, and so do the odd ones: each half is one weighted row of bins cut into segments
+    (np.add.reduceat). That is single-threaded and faster than the dense product, which
+    goes through OpenBLAS, whose worker threads cost tens of milliseconds to wake on a loaded
+    2-core machine. A filterbank without that structure falls back to the product.
+    """
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self.n_filters, n_bins = weights.shape
+        self._dense_t: Optional[np.ndarray] = None
+        self._halves = []
+        for parity in (0, 1):
+            rows, starts, row_weights, prev_end = [], [], np.zeros(n_bins), 0
+            for m in range(parity, self.n_filters, 2):
+                nonzero = np.flatnonzero(weights[m])
+                if nonzero.size == 0:
+                    continue  # an empty filter stays 0
+                lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
+                if lo < prev_end:
+                    self._dense_t = np.ascontiguousarray(weights.T)
+                    return
+                row_weights[lo:hi] = weights[m, lo:hi]
+                rows.append(m)
+                starts.append(lo)
+                prev_end = hi
+            self._halves.append((np.array(rows, dtype=np.intp), np.array(starts, dtype=np.intp),
+                                 row_weights))
+
+    def apply(self, power: np.ndarray) -> np.ndarray:
+        """(frames, bins) power -> (n_filters, frames) mel power."""
+        if self._dense_t is not None:
+            return (power @ self._dense_t).T
+        out = np.zeros((self.n_filters, power.shape[0]), dtype=np.float64)
+        for rows, starts, row_weights in self._halves:
+            if rows.size:
+                # Segments run from one filter's first bin to the next one's; the bins after a
+                # filter's end carry weight 0, so each segment sums exactly one filter.
+                out[rows] = np.add.reduceat(power * row_weights, starts, axis=1).T
+        return out
+
+
 class LogMelSpectrogram:
     """A log-mel spectrogram function for one configuration (window and filterbank precomputed).
 
@@ -107,9 +151,8 @@ class LogMelSpectrogram:
         self.fmin, self.fmax, self.top_db = float(fmin), fmax, top_db
         self.ref, self.amin = float(ref), float(amin)
         self._window = periodic_hann(self.n_fft)
-        # Transposed so the per-call product is (frames, bins) @ (bins, mels) on BLAS.
-        self._filters_t = np.ascontiguousarray(
-            mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax).T)
+        self._filters = _TriangleFilterbank(
+            mel_filterbank(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax))
         self._db_offset = 10.0 * math.log10(max(self.amin, self.ref))
 
     @property
@@ -140,7 +183,7 @@ class LogMelSpectrogram:
             strides=(padded.strides[0] * self.hop_length, padded.strides[0]), writeable=False)
         spectrum = np.fft.rfft(frames * self._window, axis=1)
         power = spectrum.real ** 2 + spectrum.imag ** 2
-        return (power @ self._filters_t).T
+        return self._filters.apply(power)
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Log-mel spectrogram in dB, (n_mels, frames) float32."""
