@@ -8,6 +8,11 @@ own process on a private ROS domain, lets it warm up, then listens to /sync/wind
 prints tick jitter, latencies, inference time, command counts and CPU per process. All
 stamps are wall-clock nanoseconds (no sim time), so they compare across processes.
 
+Receive times are the middleware's arrival stamps in this process (MessageInfo
+received_timestamp), so this process's own scheduling delay under load is not counted;
+"published" is the DDS source stamp of the writer. This process is one more reader of every
+window (about 1.5 MB at 5 Hz); its CPU is listed apart from the nodes' total.
+
     .venv/bin/python benchmarks/bench_loop.py [--seconds 120] [--warmup 10] [--json out.json]
 
 Node output goes to --log-dir (default log/bench_loop/<node>.log). The last line printed is
