@@ -6,6 +6,7 @@ in one copy, and reading honours ``step`` (row padding) with a strided view.
 
 from __future__ import annotations
 
+import array as _array
 from typing import Optional, Tuple
 
 import numpy as np
@@ -40,7 +41,9 @@ def array_to_image(array: np.ndarray, encoding: str, stamp=None, frame_id: str =
     if array.ndim != 3 or array.shape[2] != channels:
         raise ConversionError(f'encoding {encoding} needs {channels} channel(s), got shape {array.shape}')
     h, w, _ = array.shape
-    msg = msg if msg is not None else Image()
+    # check_fields=True makes the data setter keep our array.array instead of copying it
+    # again (the copy costs ~1 ms at 640x480); the other fields' checks are cheap.
+    msg = msg if msg is not None else Image(check_fields=True)
     if stamp is not None:
         msg.header.stamp = stamp
     msg.header.frame_id = frame_id
@@ -48,9 +51,19 @@ def array_to_image(array: np.ndarray, encoding: str, stamp=None, frame_id: str =
     msg.encoding = encoding
     msg.is_bigendian = 0
     msg.step = int(w * channels * array.dtype.itemsize)
-    # One contiguous copy into the message buffer (the setter takes bytes-like objects).
-    msg.data = np.ascontiguousarray(array).tobytes()
+    msg.data = _byte_array(array)
     return msg
+
+
+def _byte_array(values: np.ndarray) -> _array.array:
+    """The array's bytes as array.array('B'), in one copy.
+
+    A generated uint8[] setter with field checks on keeps an array.array('B') as it is;
+    given bytes it checks every element in Python (~170 ms for a 640x480 bgr8 image).
+    """
+    out = _array.array('B')
+    out.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))
+    return out
 
 
 def image_to_array(msg: Image, copy: bool = False) -> np.ndarray:
@@ -118,7 +131,7 @@ def array_to_tensor(msg, name: str, array: np.ndarray, valid, sample_stamps):
     msg.name = name
     msg.dtype = array.dtype.name
     msg.shape = [int(s) for s in array.shape]
-    msg.data = np.ascontiguousarray(array).tobytes()
+    msg.data = _byte_array(array)
     msg.valid = [bool(v) for v in valid]
     msg.sample_stamps = list(sample_stamps)
     return msg
