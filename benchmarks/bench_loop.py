@@ -46,6 +46,11 @@ _NUMBER = re.compile(r'(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?')
 _CLOCK_SANITY_NS = 1_000_000_000
 
 
+#: Policy diagnostics counters of windows that got no command, by cause.
+POLICY_REFUSALS = ('stale_windows', 'overruns', 'late_windows', 'no_instruction_windows', 'rejected_chunks',
+                   'mismatched_windows', 'inference_errors')
+
+
 def reason_kind(reason: str) -> str:
     """A reason with its numbers masked, so that reasons of one kind count together."""
     return _NUMBER.sub('#', reason)
@@ -87,6 +92,7 @@ class LoopListener:
         self.arm_first = None
         self.arm_last = None
         self.diag: Dict[str, Dict[str, str]] = {}
+        self.diag_first: Dict[str, Dict[str, str]] = {}  # first snapshot while recording
         self.seen = collections.Counter()  # messages per topic since start, warm-up included
         self.receive_clock = 'dds'
         self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS)
@@ -168,6 +174,8 @@ class LoopListener:
                 values['_message'] = st.message
                 with self.lock:
                     self.diag[st.name] = values
+                    if self.recording and st.name not in self.diag_first:
+                        self.diag_first[st.name] = values
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -240,6 +248,7 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
         arm_holds = dict(listener.arm_hold_reasons)
         arm_first, arm_last = listener.arm_first, listener.arm_last
         diag = {k: dict(v) for k, v in listener.diag.items()}
+        diag_first = {k: dict(v) for k, v in listener.diag_first.items()}
     period_ns = period_s * 1e9
 
     stamp_jitter, rx_jitter = [], []
@@ -274,6 +283,15 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
     commanded_ticks = {c['tick'] for c in commands}
     no_command = sum(1 for w in windows if w['tick'] not in commanded_ticks)
 
+    refusals = {}
+    first, last = diag_first.get('policy: policy'), diag.get('policy: policy')
+    if first and last:
+        for key in POLICY_REFUSALS:
+            try:
+                refusals[key] = int(float(last[key]) - float(first[key]))
+            except (KeyError, ValueError):
+                pass
+
     total_nodes = sum(v for k, v in cpu.items() if not k.startswith('(') and v == v)
     load = np.asarray(loads, dtype=float) if loads else np.full((1, 3), float('nan'))
     return {
@@ -303,6 +321,7 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
             'commands_expired_on_arrival': expired,
             'windows_with_stale_streams': sum(1 for w in windows if w['stale']),
             'stale_by_stream': dict(stale_by_stream),
+            'policy_refusals_from_diagnostics': refusals,
         },
         'arm': {'status_states': arm_states, 'hold_reasons': arm_holds,
                 'first': arm_first, 'last': arm_last},
@@ -372,6 +391,9 @@ def report(r: dict) -> None:
     ]
     for stream, n in sorted(c['stale_by_stream'].items()):
         count_rows.append((f'  stale stream: {stream}', n))
+    if c['policy_refusals_from_diagnostics']:
+        count_rows.append(('policy refusals (/diagnostics counters, 1 s snapshots)',
+                           ', '.join(f'{k} {v}' for k, v in c['policy_refusals_from_diagnostics'].items())))
     arm = r['arm']
     if arm['last'] is not None:
         first, last = arm['first'], arm['last']
