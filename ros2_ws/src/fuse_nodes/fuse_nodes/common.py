@@ -85,10 +85,11 @@ def declare_config(node: Node, cls: Type[C], prefix: str = '') -> C:
             desc.additional_constraints = f'one of {list(meta["choices"])}'
         name = prefix + f.name
         if isinstance(default, list) and not default:
-            # An empty list has no type; declare it as a string array.
-            from rclpy.parameter import Parameter
-            node.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
-            value = node.get_parameter(name).value or []
+            # An empty list has no element type: declare it dynamically typed, so a YAML list
+            # of any type is accepted, and read "unset" back as the empty default.
+            desc.dynamic_typing = True
+            value = node.declare_parameter(name, None, desc).value
+            value = [] if value is None else value
         else:
             try:
                 value = node.declare_parameter(name, default, desc).value
