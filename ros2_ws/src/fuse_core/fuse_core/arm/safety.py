@@ -1,0 +1,300 @@
+"""The safety filter between policy commands and every arm backend (pure, clock passed in)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from fuse_core.arm.kinematics import WX250S, ArmKinematics, bridge_state_to_pose, rpy_to_rotation
+
+# States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
+IDLE, TRACKING, HOLDING, ESTOP, MOVING_TO_POSE = 'idle', 'tracking', 'holding', 'estop', 'moving_to_pose'
+
+APPLY, HOLD, REJECT = 'apply', 'hold', 'reject'
+
+
+@dataclass(frozen=True)
+class SafetyLimits:
+    """What the filter enforces; the arm node builds it from its parameters."""
+
+    max_step_translation: float = 0.05
+    max_step_rotation: float = 0.25
+    workspace_min: Sequence[float] = (0.10, -0.15, -0.01)
+    workspace_max: Sequence[float] = (0.45, 0.25, 0.25)
+    watchdog_s: float = 0.5
+    max_command_age_s: float = 1.0
+    gripper_threshold: float = 0.5
+    ik_max_iterations: int = 50
+    ik_position_tolerance: float = 1e-4
+    ik_orientation_tolerance: float = 1e-3
+
+    def __post_init__(self) -> None:
+        lo = np.asarray(self.workspace_min, dtype=float)
+        hi = np.asarray(self.workspace_max, dtype=float)
+        if lo.shape != (3,) or hi.shape != (3,):
+            raise ValueError('workspace_min and workspace_max need 3 values (x, y, z)')
+        if not np.all(lo < hi):
+            raise ValueError(f'workspace_min {lo.tolist()} must be below workspace_max {hi.tolist()} '
+                             'on every axis')
+        for name in ('max_step_translation', 'max_step_rotation', 'watchdog_s', 'max_command_age_s'):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0.0:
+                raise ValueError(f'{name} must be a positive number, got {value!r}')
+
+
+@dataclass
+class Decision:
+    """What to do with one command: apply a target, hold where we are, or reject the input."""
+
+    kind: str
+    reason: str = ''
+    joints: Optional[np.ndarray] = None      # IK solution to command (APPLY)
+    target: Optional[np.ndarray] = None      # 4x4 EE target (APPLY)
+    seed: Optional[np.ndarray] = None        # measured joints the IK was seeded with
+    gripper: Optional[float] = None          # 1.0 open / 0.0 closed (APPLY)
+    clipped: bool = False
+    previous_target: Optional[np.ndarray] = None  # commanded target before this decision
+
+    @property
+    def applied(self) -> bool:
+        return self.kind == APPLY
+
+
+@dataclass
+class SafetyCounters:
+    received: int = 0
+    applied: int = 0
+    rejected: int = 0
+    clipped: int = 0
+    ik_failures: int = 0
+    watchdog_holds: int = 0
+    last_rejection: str = ''
+
+
+@dataclass
+class SafetyFilter:
+    """Turns 5 Hz delta-EE commands into safe absolute targets.
+
+    The next target is the delta applied to the previous *commanded* target (so tracking
+    error does not accumulate into the command), clipped per step and to the workspace,
+    and solved by IK seeded with the measured joints. Every decision is explicit and
+    counted; an e-stop latches until :meth:`reset_estop`.
+    """
+
+    limits: SafetyLimits = field(default_factory=SafetyLimits)
+    kinematics: ArmKinematics = WX250S
+    state: str = IDLE
+    hold_reason: str = ''
+    target: Optional[np.ndarray] = None          # last commanded EE target (4x4)
+    gripper: float = 1.0                         # last commanded gripper (1 open, 0 closed)
+    counters: SafetyCounters = field(default_factory=SafetyCounters)
+    last_command_ns: Optional[int] = None
+    _goal_pose: Optional[np.ndarray] = None
+    _goal_joints: Optional[np.ndarray] = None
+    _goal_started_ns: int = 0
+
+    # --- commands ---------------------------------------------------------------------------
+    def command(self, translation: Sequence[float], rotation: Sequence[float], gripper: float,
+                measured_joints: Sequence[float], now_ns: int, stamp_ns: int = 0,
+                valid_until_ns: int = 0) -> Decision:
+        """Filter one delta command (world axes) given the measured joints and the time."""
+        self.counters.received += 1
+        action = np.concatenate([np.asarray(translation, dtype=float).reshape(-1),
+                                 np.asarray(rotation, dtype=float).reshape(-1),
+                                 [float(gripper)]])
+        if action.shape != (7,):
+            return self._reject(f'command has {action.size} values, expected 7 '
+                                '(3 translation, 3 rotation, gripper)')
+        if not np.all(np.isfinite(action)):
+            bad = [i for i, a in enumerate(action) if not np.isfinite(a)]
+            return self._reject(f'non-finite command values at indices {bad}: {action.tolist()}')
+        if self.state == ESTOP:
+            return self._reject('e-stop latched; call reset_estop first')
+        if self.state == MOVING_TO_POSE:
+            return self._reject('moving to a pose; commands resume when it is reached')
+        stale = self._staleness(now_ns, stamp_ns, valid_until_ns)
+        if stale:
+            return self._reject(stale)
+        measured = np.asarray(measured_joints, dtype=float)
+        if measured.shape != (self.kinematics.n,) or not np.all(np.isfinite(measured)):
+            return self._hold(f'measured joints unusable: {measured.tolist()}')
+
+        step = action[:6].copy()
+        lim_t, lim_r = self.limits.max_step_translation, self.limits.max_step_rotation
+        step[:3] = np.clip(step[:3], -lim_t, lim_t)
+        step[3:] = np.clip(step[3:], -lim_r, lim_r)
+        clipped = bool(np.any(step != action[:6]))
+
+        previous = self.target if self.target is not None else self.kinematics.fk(measured)
+        target = np.eye(4)
+        # Rotation about the EE point (world axes), so it does not move the position.
+        target[:3, :3] = rpy_to_rotation(step[3:]) @ previous[:3, :3]
+        wanted = previous[:3, 3] + step[:3]
+        boxed = np.clip(wanted, self.limits.workspace_min, self.limits.workspace_max)
+        # From outside the box (e.g. the home pose) the target re-enters at step speed,
+        # never in one jump.
+        moved = np.clip(boxed - previous[:3, 3], -lim_t, lim_t)
+        target[:3, 3] = previous[:3, 3] + moved
+        clipped = clipped or bool(np.any(np.abs(target[:3, 3] - wanted) > 1e-12))
+
+        result = self.kinematics.ik(target, measured,
+                                    max_iterations=self.limits.ik_max_iterations,
+                                    position_tolerance=self.limits.ik_position_tolerance,
+                                    orientation_tolerance=self.limits.ik_orientation_tolerance)
+        if not result.success:
+            self.counters.ik_failures += 1
+            self.last_command_ns = now_ns
+            return self._hold(f'IK failed for target xyz {np.round(target[:3, 3], 4).tolist()} '
+                              f'(error {result.error:.4g}); holding the previous target')
+        previous_target = self.target
+        self.target = target
+        self.gripper = self.binarise(action[6])
+        self.last_command_ns = now_ns
+        self.state, self.hold_reason = TRACKING, ''
+        self.counters.applied += 1
+        if clipped:
+            self.counters.clipped += 1
+        return Decision(APPLY, 'clipped' if clipped else '', joints=result.joints, target=target,
+                        seed=measured, gripper=self.gripper, clipped=clipped,
+                        previous_target=previous_target)
+
+    def refuse(self, reason: str) -> Decision:
+        """Count a command that could not even be filtered (e.g. no arm connected)."""
+        self.counters.received += 1
+        return self._reject(reason)
+
+    def backend_refused(self, decision: Decision, reason: str) -> Decision:
+        """The backend did not take an applied target: restore the previous target and hold."""
+        if decision.kind == APPLY and self.target is decision.target:
+            self.target = decision.previous_target
+            self.counters.applied -= 1
+            self.counters.ik_failures += 1
+        return self._hold(reason)
+
+    def binarise(self, gripper: float) -> float:
+        return 1.0 if gripper >= self.limits.gripper_threshold else 0.0
+
+    def _staleness(self, now_ns: int, stamp_ns: int, valid_until_ns: int) -> str:
+        if valid_until_ns > 0:
+            if valid_until_ns < now_ns:
+                return f'stale command: valid_until passed {(now_ns - valid_until_ns) / 1e9:.3f} s ago'
+            return ''
+        if stamp_ns > 0:
+            age = (now_ns - stamp_ns) / 1e9
+            if age > self.limits.max_command_age_s:
+                return (f'stale command: stamped {age:.3f} s ago '
+                        f'(max_command_age_s {self.limits.max_command_age_s})')
+            return ''
+        return 'command has neither valid_until nor header.stamp; cannot tell if it is fresh'
+
+    # --- periodic checks --------------------------------------------------------------------
+    def tick(self, now_ns: int) -> Optional[Decision]:
+        """Watchdog: a tracking arm with no fresh command for watchdog_s holds its last target."""
+        if self.state != TRACKING or self.last_command_ns is None:
+            return None
+        silence = (now_ns - self.last_command_ns) / 1e9
+        if silence > self.limits.watchdog_s:
+            self.counters.watchdog_holds += 1
+            return self._hold(f'watchdog: no fresh command for {silence:.2f} s '
+                              f'(watchdog_s {self.limits.watchdog_s})')
+        return None
+
+    # --- e-stop -----------------------------------------------------------------------------
+    def estop(self, reason: str = 'e-stop requested') -> Decision:
+        """Latch the e-stop: every command is rejected until :meth:`reset_estop`."""
+        self.state, self.hold_reason = ESTOP, reason
+        self._goal_pose = self._goal_joints = None
+        return Decision(HOLD, reason)
+
+    def reset_estop(self) -> bool:
+        """Release the latch; the next command starts again from the measured pose."""
+        if self.state != ESTOP:
+            return False
+        self.state, self.hold_reason = IDLE, ''
+        self.target = None
+        self.last_command_ns = None
+        return True
+
+    @property
+    def estop_latched(self) -> bool:
+        return self.state == ESTOP
+
+    # --- pose moves -------------------------------------------------------------------------
+    def move_to_pose(self, pose: np.ndarray, gripper: float, measured_joints: Sequence[float],
+                     now_ns: int) -> Decision:
+        """Start a move to an absolute pose (e.g. the episode start pose); not step-limited."""
+        if self.state == ESTOP:
+            return Decision(REJECT, 'e-stop latched; call reset_estop first')
+        pose = np.asarray(pose, dtype=float)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            return Decision(REJECT, 'pose is not a finite 4x4 transform')
+        gripper = float(gripper)
+        if not np.isfinite(gripper):
+            return Decision(REJECT, f'gripper value {gripper} is not finite')
+        lo, hi = np.asarray(self.limits.workspace_min), np.asarray(self.limits.workspace_max)
+        xyz = pose[:3, 3]
+        if np.any(xyz < lo) or np.any(xyz > hi):
+            return Decision(REJECT, f'pose xyz {np.round(xyz, 4).tolist()} is outside the workspace '
+                                    f'{lo.tolist()}..{hi.tolist()}')
+        measured = np.asarray(measured_joints, dtype=float)
+        result = self.kinematics.ik(pose, measured, max_iterations=max(self.limits.ik_max_iterations, 200),
+                                    position_tolerance=self.limits.ik_position_tolerance,
+                                    orientation_tolerance=self.limits.ik_orientation_tolerance)
+        if not result.success:
+            self.counters.ik_failures += 1
+            return Decision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
+                                    f'(error {result.error:.4g})')
+        self.state, self.hold_reason = MOVING_TO_POSE, ''
+        self._goal_pose, self._goal_joints = pose.copy(), result.joints
+        self._goal_started_ns = now_ns
+        self.gripper = self.binarise(gripper)
+        return Decision(APPLY, 'move to pose', joints=result.joints, target=pose.copy(),
+                        seed=measured, gripper=self.gripper)
+
+    def move_to_start(self, xyz: Sequence[float], rpy: Sequence[float],
+                      measured_joints: Sequence[float], now_ns: int) -> Decision:
+        """Move to the episode start pose (Bridge state convention: rpy 0 = gripper down), gripper open."""
+        return self.move_to_pose(bridge_state_to_pose(xyz, rpy), 1.0, measured_joints, now_ns)
+
+    def update_move(self, measured_joints: Sequence[float], now_ns: int, tolerance: float,
+                    timeout_s: float) -> Optional[str]:
+        """While moving to a pose: 'arrived' (target anchored at the pose), 'timeout', or None."""
+        if self.state != MOVING_TO_POSE or self._goal_joints is None:
+            return None
+        measured = np.asarray(measured_joints, dtype=float)
+        if np.all(np.abs(measured - self._goal_joints) <= tolerance):
+            self.target = self._goal_pose
+            self.state, self.hold_reason = IDLE, ''
+            self.last_command_ns = None
+            self._goal_pose = self._goal_joints = None
+            return 'arrived'
+        if (now_ns - self._goal_started_ns) / 1e9 > timeout_s:
+            self._goal_pose = self._goal_joints = None
+            self.target = None
+            self._hold(f'move to pose timed out after {timeout_s} s')
+            return 'timeout'
+        return None
+
+    @property
+    def goal_joints(self) -> Optional[np.ndarray]:
+        return None if self._goal_joints is None else self._goal_joints.copy()
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _reject(self, reason: str) -> Decision:
+        self.counters.rejected += 1
+        self.counters.last_rejection = reason
+        return Decision(REJECT, reason)
+
+    def _hold(self, reason: str) -> Decision:
+        if self.state != ESTOP:
+            self.state, self.hold_reason = HOLDING, reason
+        return Decision(HOLD, reason)
+
+    def snapshot(self) -> dict:
+        """Counters and state as a plain dict (diagnostics, logs)."""
+        out = dataclasses.asdict(self.counters)
+        out.update(state=self.state, hold_reason=self.hold_reason)
+        return out

@@ -1,0 +1,222 @@
+"""The arm safety filter: finite checks, clipping, target accumulation, workspace, IK, watchdog, e-stop."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, SLEEP_JOINTS, WX250S, bridge_state_to_pose,
+                                      pose_from_xyz_rpy, pose_to_bridge_state)
+from fuse_core.arm.safety import (APPLY, ESTOP, HOLD, HOLDING, IDLE, MOVING_TO_POSE, REJECT, TRACKING,
+                                  SafetyFilter, SafetyLimits)
+
+S = 1_000_000_000
+START_XYZ = (0.118, -0.016, 0.233)
+
+
+def start_joints():
+    joints, ok, _ = WX250S.ik(bridge_state_to_pose(START_XYZ, (0, 0, 0)), SLEEP_JOINTS, max_iterations=200)
+    assert ok
+    return joints
+
+
+@pytest.fixture
+def at_start():
+    """A filter whose commanded target is the start pose, and the joints that reach it."""
+    f = SafetyFilter()
+    q = start_joints()
+    d = f.move_to_start(START_XYZ, (0, 0, 0), q, now_ns=0)
+    assert d.kind == APPLY
+    assert f.update_move(q, now_ns=0, tolerance=1e-3, timeout_s=5) == 'arrived'
+    return f, q
+
+
+def rotation_from(roll, pitch, yaw):
+    return pose_from_xyz_rpy((0, 0, 0), (roll, pitch, yaw))[:3, :3]
+
+
+def cmd(f, q, now_s, t=(0, 0, 0), r=(0, 0, 0), g=1.0, valid_for=0.5):
+    now = int(now_s * S)
+    return f.command(t, r, g, q, now, stamp_ns=now, valid_until_ns=now + int(valid_for * S))
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+@pytest.mark.parametrize('index', range(7))
+def test_non_finite_commands_are_rejected_and_change_nothing(at_start, bad, index):
+    f, q = at_start
+    target = f.target.copy()
+    action = [0.01] * 7
+    action[index] = bad
+    d = cmd(f, q, 1.0, action[:3], action[3:6], action[6])
+    assert d.kind == REJECT and 'non-finite' in d.reason and str(index) in d.reason
+    assert d.joints is None and d.target is None
+    np.testing.assert_array_equal(f.target, target)
+    assert f.counters.rejected == 1 and f.counters.applied == 0
+    assert f.counters.last_rejection == d.reason
+
+
+def test_huge_actions_are_clipped_to_the_step_limits(at_start):
+    f, q = at_start
+    before = f.target.copy()
+    d = cmd(f, q, 1.0, t=(5.0, -5.0, 0.0), r=(0.0, 0.0, 3.0))
+    assert d.kind == APPLY and d.clipped
+    step = d.target[:3, 3] - before[:3, 3]
+    np.testing.assert_allclose(step, [0.05, -0.05, 0.0], atol=1e-12)
+    np.testing.assert_allclose(pose_to_bridge_state(d.target)[3:], [0.0, 0.0, 0.25], atol=1e-9)
+    assert f.counters.clipped == 1
+    # The solution actually reaches the clipped target.
+    np.testing.assert_allclose(WX250S.fk(d.joints)[:3, 3], d.target[:3, 3], atol=1e-4)
+
+
+def test_custom_step_limits_are_honoured():
+    f = SafetyFilter(SafetyLimits(max_step_translation=0.01, max_step_rotation=0.1))
+    q = start_joints()
+    f.target = WX250S.fk(q)
+    d = cmd(f, q, 1.0, t=(0.03, 0.0, -0.03), r=(0.2, 0.0, 0.0))
+    np.testing.assert_allclose(d.target[:3, 3] - WX250S.fk(q)[:3, 3], [0.01, 0.0, -0.01], atol=1e-12)
+
+
+def test_target_accumulates_on_the_previous_commanded_target_not_the_measured_pose(at_start):
+    f, q = at_start
+    start = f.target.copy()
+    # The measured joints never move (arm lagging): targets still add up.
+    for i in range(3):
+        d = cmd(f, q, 1.0 + 0.2 * i, t=(0.02, 0.0, 0.0))
+        assert d.kind == APPLY
+        np.testing.assert_allclose(d.seed, q)
+    np.testing.assert_allclose(f.target[:3, 3], start[:3, 3] + [0.06, 0.0, 0.0], atol=1e-12)
+
+
+def test_rotation_is_about_the_ee_point_in_world_axes(at_start):
+    f, q = at_start
+    start = f.target.copy()
+    d = cmd(f, q, 1.0, r=(0.1, 0.0, 0.2))
+    np.testing.assert_allclose(d.target[:3, 3], start[:3, 3], atol=1e-12)
+    np.testing.assert_allclose(pose_to_bridge_state(d.target)[3:], [0.1, 0.0, 0.2], atol=1e-9)
+    # World-axes delta: R_new = Rz(0.2) Ry(0) Rx(0.1) @ R_prev.
+    np.testing.assert_allclose(d.target[:3, :3] @ start[:3, :3].T, rotation_from(0.1, 0.0, 0.2), atol=1e-12)
+
+
+def test_workspace_clip_and_reentry_at_step_speed():
+    f = SafetyFilter()
+    q = start_joints()
+    f.target = WX250S.fk(q)
+    for i in range(10):  # push up; z must stop at the box top 0.25
+        cmd(f, q, 1.0 + 0.2 * i, t=(0.0, 0.0, 0.05))
+        q = WX250S.ik(f.target, q).joints
+    assert f.target[2, 3] == pytest.approx(0.25)
+    # Outside the box (the home pose) the target comes back one clipped step at a time.
+    g = SafetyFilter()
+    home = np.zeros(6)
+    d = cmd(g, home, 1.0)
+    assert d.kind == APPLY and d.clipped
+    np.testing.assert_allclose(d.target[:3, 3], [0.45, 0.0, 0.36065 - 0.05], atol=1e-9)
+
+
+def test_ik_failure_holds_and_keeps_the_previous_target():
+    f = SafetyFilter(SafetyLimits(workspace_min=(-1.0, -1.0, -1.0), workspace_max=(2.0, 2.0, 2.0),
+                                  max_step_translation=0.2))
+    q = np.zeros(6)
+    f.target = WX250S.fk(q)
+    f.target[0, 3] = 0.70  # beyond reach: one more step cannot be solved
+    before = f.target.copy()
+    d = cmd(f, q, 1.0, t=(0.1, 0.0, 0.0))
+    assert d.kind == HOLD and 'IK failed' in d.reason and d.joints is None
+    assert f.state == HOLDING and f.hold_reason == d.reason
+    np.testing.assert_array_equal(f.target, before)
+    assert f.counters.ik_failures == 1 and f.counters.applied == 0
+
+
+def test_watchdog_holds_after_silence(at_start):
+    f, q = at_start
+    assert cmd(f, q, 1.0, t=(0.01, 0, 0)).kind == APPLY
+    assert f.state == TRACKING
+    assert f.tick(int(1.4 * S)) is None
+    d = f.tick(int(1.6 * S))
+    assert d is not None and d.kind == HOLD and d.reason.startswith('watchdog')
+    assert f.state == HOLDING and f.counters.watchdog_holds == 1
+    assert f.tick(int(3.0 * S)) is None  # counted once per silence
+    assert cmd(f, q, 3.1, t=(0.01, 0, 0)).kind == APPLY and f.state == TRACKING
+
+
+def test_stale_commands_are_rejected(at_start):
+    f, q = at_start
+    now = 10 * S
+    d = f.command((0.01, 0, 0), (0, 0, 0), 1.0, q, now, stamp_ns=now - S // 2, valid_until_ns=now - 1)
+    assert d.kind == REJECT and 'valid_until' in d.reason
+    d = f.command((0.01, 0, 0), (0, 0, 0), 1.0, q, now, stamp_ns=now - 2 * S)
+    assert d.kind == REJECT and 'stale' in d.reason
+    d = f.command((0.01, 0, 0), (0, 0, 0), 1.0, q, now)
+    assert d.kind == REJECT and 'neither' in d.reason
+    assert f.counters.rejected == 3 and f.counters.applied == 0
+    assert f.command((0.01, 0, 0), (0, 0, 0), 1.0, q, now, stamp_ns=now - S // 2).kind == APPLY
+
+
+def test_estop_latches_until_reset(at_start):
+    f, q = at_start
+    assert cmd(f, q, 1.0, t=(0.01, 0, 0)).kind == APPLY
+    f.estop()
+    assert f.state == ESTOP and f.estop_latched
+    for i in range(5):
+        d = cmd(f, q, 1.2 + 0.2 * i, t=(0.01, 0, 0))
+        assert d.kind == REJECT and 'e-stop' in d.reason
+    assert f.tick(int(10 * S)) is None and f.state == ESTOP  # the watchdog does not unlatch it
+    assert f.move_to_start(START_XYZ, (0, 0, 0), q, int(10 * S)).kind == REJECT
+    assert f.reset_estop() and f.state == IDLE and f.target is None
+    assert not f.reset_estop()
+    # After the reset the next command starts from the measured pose.
+    d = cmd(f, q, 11.0, t=(0.01, 0, 0))
+    assert d.kind == APPLY
+    np.testing.assert_allclose(d.target[:3, 3], WX250S.fk(q)[:3, 3] + [0.01, 0, 0], atol=1e-12)
+
+
+def test_move_to_start_then_commands_continue_from_the_start_pose():
+    f = SafetyFilter()
+    d = f.move_to_start(START_XYZ, (0, 0, 0), SLEEP_JOINTS, now_ns=0)
+    assert d.kind == APPLY and d.gripper == 1.0 and f.state == MOVING_TO_POSE
+    np.testing.assert_allclose(WX250S.fk(d.joints)[:3, 3], START_XYZ, atol=1e-4)
+    # FuSe's start pose rpy 0 is the gripper pointing straight down.
+    np.testing.assert_allclose(WX250S.fk(d.joints)[:3, :3], BRIDGE_DEFAULT_ROTATION, atol=1e-3)
+    np.testing.assert_allclose(WX250S.fk(d.joints)[:3, 0], [0.0, 0.0, -1.0], atol=1e-3)
+    assert cmd(f, SLEEP_JOINTS, 0.1, t=(0.01, 0, 0)).kind == REJECT  # busy moving
+    assert f.update_move(SLEEP_JOINTS, int(0.5 * S), 1e-3, 5.0) is None
+    assert f.update_move(d.joints, int(1.0 * S), 1e-3, 5.0) == 'arrived' and f.state == IDLE
+    np.testing.assert_allclose(f.target[:3, 3], START_XYZ, atol=1e-12)
+
+
+def test_move_timeout_holds():
+    f = SafetyFilter()
+    f.move_to_start(START_XYZ, (0, 0, 0), SLEEP_JOINTS, now_ns=0)
+    assert f.update_move(SLEEP_JOINTS, 6 * S, 1e-3, 5.0) == 'timeout'
+    assert f.state == HOLDING and 'timed out' in f.hold_reason
+
+
+def test_move_to_pose_outside_workspace_is_rejected():
+    f = SafetyFilter()
+    d = f.move_to_pose(pose_from_xyz_rpy((0.6, 0.0, 0.1), (0, 0, 0)), 1.0, SLEEP_JOINTS, 0)
+    assert d.kind == REJECT and 'outside the workspace' in d.reason and f.state == IDLE
+
+
+@pytest.mark.parametrize('value,expected', [(0.0, 0.0), (0.49, 0.0), (0.5, 1.0), (0.9, 1.0), (7.0, 1.0),
+                                            (-3.0, 0.0)])
+def test_gripper_is_binarised(at_start, value, expected):
+    f, q = at_start
+    assert cmd(f, q, 1.0, g=value).gripper == expected
+
+
+def test_backend_refusal_restores_the_previous_target(at_start):
+    f, q = at_start
+    before = f.target.copy()
+    d = cmd(f, q, 1.0, t=(0.01, 0, 0))
+    f.backend_refused(d, 'driver said no')
+    np.testing.assert_array_equal(f.target, before)
+    assert f.state == HOLDING and f.counters.applied == 0
+
+
+def test_limits_are_validated():
+    with pytest.raises(ValueError, match='workspace_min'):
+        SafetyLimits(workspace_min=(0.5, 0, 0), workspace_max=(0.4, 1, 1))
+    with pytest.raises(ValueError, match='watchdog_s'):
+        SafetyLimits(watchdog_s=math.nan)
