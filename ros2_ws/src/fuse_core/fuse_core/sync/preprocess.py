@@ -20,6 +20,7 @@ Choices (FuSe/Octo parity):
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -98,6 +99,7 @@ class Preprocessor:
         self.prepare_calls = 0
         self.prepare_seconds = 0.0
         self.last_prepare_s = 0.0
+        self._counter_lock = threading.Lock()
 
     def version(self) -> int:
         """Changes whenever `finish` would give a different result for the same sample."""
@@ -112,9 +114,10 @@ class Preprocessor:
             return self._prepare(image, encoding)
         finally:
             dt = time.perf_counter() - t0
-            self.prepare_calls += 1
-            self.prepare_seconds += dt
-            self.last_prepare_s = dt
+            with self._counter_lock:
+                self.prepare_calls += 1
+                self.prepare_seconds += dt
+                self.last_prepare_s = dt
 
     def _prepare(self, image: np.ndarray, encoding: str) -> np.ndarray:
         raise NotImplementedError

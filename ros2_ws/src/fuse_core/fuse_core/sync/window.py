@@ -170,20 +170,26 @@ class WindowBuilder:
         self.windows_built = 0
         self.masked_steps = 0
         self._tick_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
 
     # --- input -----------------------------------------------------------------------------
     def add_sample(self, stream: str, stamp_ns: int, image: np.ndarray, encoding: str) -> None:
-        """Feed one sample of `stream` to every input reading it; raises PreprocessError."""
+        """Feed one sample of `stream` to every input reading it; raises PreprocessError.
+
+        Safe to call from several threads at once (also for the same stream).
+        """
         st = self.stats[stream]
         try:
             for ch in self.by_stream[stream]:
                 ch.add(stamp_ns, image, encoding)
         except PreprocessError as exc:
-            st.errors += 1
-            st.last_error = str(exc)
+            with self._stats_lock:
+                st.errors += 1
+                st.last_error = str(exc)
             raise
-        st.samples += 1
-        st.newest_stamp_ns = max(st.newest_stamp_ns, int(stamp_ns))
+        with self._stats_lock:
+            st.samples += 1
+            st.newest_stamp_ns = max(st.newest_stamp_ns, int(stamp_ns))
 
     def set_background(self, stream: str, image: np.ndarray, encoding: str) -> bool:
         """Latch a DIGIT background for every tactile input of `stream`; False if it has none."""
