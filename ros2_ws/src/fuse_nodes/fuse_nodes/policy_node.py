@@ -1,0 +1,221 @@
+"""policy node: ObservationWindow -> model bundle -> ActionChunk + DeltaEECommand at the window rate."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Optional
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from fuse_core.bundle import PolicyRunner, load_bundle, resolve_bundle_path
+from fuse_core.bundle.policy import Decision, PolicyConfig, PolicyController, WindowInput
+from fuse_core.bundle.tokenizers import InstructionError
+from fuse_core.errors import BundleError, ConfigError, FuseError
+from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationWindow
+from fuse_interfaces.srv import Describe, SetInstruction
+from fuse_nodes.common import (
+    CONTROL_QOS,
+    ERROR,
+    LATCHED_QOS,
+    OK,
+    WARN,
+    Diagnostics,
+    declare_config,
+    ns_to_time,
+    run_node,
+    time_to_ns,
+)
+from fuse_nodes.conversions import ConversionError, tensor_to_array
+
+#: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
+_QUIET = ('command', 'no_instruction')
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__('policy')
+        self.cfg = declare_config(self, PolicyConfig)
+        try:
+            path = resolve_bundle_path(self.cfg.bundle_path)
+            bundle = load_bundle(path, providers=self.cfg.providers, threads=self.cfg.intra_op_threads)
+            self.runner = PolicyRunner(bundle)
+            self.controller = PolicyController(self.runner, self.cfg, self._now_ns)
+        except BundleError as exc:
+            raise ConfigError(
+                f"{self.get_name()}: parameter 'bundle_path' = {self.cfg.bundle_path!r}: {exc}"
+            ) from exc
+        if self.cfg.instruction:
+            try:
+                self.controller.set_instruction(self.cfg.instruction)
+            except InstructionError as exc:
+                raise ConfigError(f"{self.get_name()}: parameter 'instruction': {exc}") from exc
+        m = bundle.manifest
+        self.get_logger().info(
+            f'bundle {m.name!r} from {path} on {",".join(bundle.providers)} '
+            f'({self.cfg.intra_op_threads} threads); inputs {list(m.input_names)}; '
+            f'window {m.window_size} at {m.control_rate_hz} Hz; chunk {m.action.horizon}x{m.action.dim}; '
+            f'execution {self.cfg.execution}; instruction {self.runner.instruction!r}'
+        )
+
+        # Inference runs in its own group so services and diagnostics answer while it runs.
+        infer_group = MutuallyExclusiveCallbackGroup()
+        service_group = ReentrantCallbackGroup()
+        self._last_outcome = ''
+        self._outcome_lock = threading.Lock()
+        self.command_pub = self.create_publisher(DeltaEECommand, '~/command', CONTROL_QOS)
+        self.chunk_pub = self.create_publisher(ActionChunk, '~/action_chunk', CONTROL_QOS)
+        self.create_subscription(
+            ObservationWindow, self.cfg.window_topic, self._on_window, CONTROL_QOS, callback_group=infer_group
+        )
+        self.create_subscription(
+            String, '~/instruction', self._on_instruction, LATCHED_QOS, callback_group=service_group
+        )
+        self.create_service(
+            SetInstruction, '~/set_instruction', self._on_set_instruction, callback_group=service_group
+        )
+        self.create_service(Describe, '~/describe', self._on_describe, callback_group=service_group)
+        self.diagnostics = Diagnostics(self, hardware_id=m.name)
+        self.diagnostics.add('policy', self._status)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    # --- windows --------------------------------------------------------------------------
+    def _on_window(self, msg: ObservationWindow) -> None:
+        win = self._decode(msg)
+        decision = win if isinstance(win, Decision) else self.controller.process(win)
+        self._report(decision, msg.tick_index)
+        if decision.chunk is not None:
+            self.chunk_pub.publish(self._chunk_msg(msg, decision))
+        if decision.outcome == 'command':
+            self.command_pub.publish(self._command_msg(msg, decision))
+
+    def _decode(self, msg: ObservationWindow):
+        """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
+        tensors, valid, stamps = {}, {}, {}
+        try:
+            for t in msg.tensors:
+                if t.name in tensors:
+                    raise ConversionError(f'tensor {t.name!r} appears twice')
+                tensors[t.name] = tensor_to_array(t)
+                valid[t.name] = [bool(v) for v in t.valid]
+                stamps[t.name] = [time_to_ns(s) for s in t.sample_stamps]
+        except ConversionError as exc:
+            return self.controller.malformed(f'window {msg.tick_index}: {exc}')
+        return WindowInput(
+            tick_index=int(msg.tick_index),
+            stamp_ns=time_to_ns(msg.header.stamp),
+            newest_sample_ns=time_to_ns(msg.newest_sample_stamp),
+            tensors=tensors,
+            timestep_pad_mask=np.asarray(msg.timestep_pad_mask, dtype=bool),
+            valid=valid,
+            sample_stamps=stamps,
+            stale_streams=list(msg.stale_streams),
+        )
+
+    def _report(self, decision: Decision, tick: int) -> None:
+        with self._outcome_lock:
+            changed = decision.outcome != self._last_outcome
+            self._last_outcome = decision.outcome
+        if decision.outcome in _QUIET:
+            if changed and decision.outcome == 'no_instruction':
+                self.get_logger().warn(decision.message)
+            elif changed:
+                self.get_logger().info(f'tick {tick}: publishing commands')
+            return
+        # Every refusal is counted; the log gets the first of a run, then one per second.
+        # (rclpy ties severity and throttling to the call site, hence one call per case.)
+        logger = self.get_logger()
+        degraded = decision.outcome in ('late', 'stale', 'overrun')
+        if changed and degraded:
+            logger.warn(decision.message)
+        elif changed:
+            logger.error(decision.message)
+        elif degraded:
+            logger.warn(decision.message, throttle_duration_sec=1.0)
+        else:
+            logger.error(decision.message, throttle_duration_sec=1.0)
+
+    def _chunk_msg(self, msg: ObservationWindow, d: Decision) -> ActionChunk:
+        out = ActionChunk()
+        out.header.stamp = msg.header.stamp
+        out.header.frame_id = self.cfg.frame_id
+        out.tick_index = msg.tick_index
+        out.horizon, out.action_dim = (int(x) for x in d.chunk.shape)
+        out.actions = [float(x) for x in d.chunk.reshape(-1)]
+        out.inference_ms = float(d.inference_ms)
+        out.newest_sample_stamp = msg.newest_sample_stamp
+        return out
+
+    def _command_msg(self, msg: ObservationWindow, d: Decision) -> DeltaEECommand:
+        a = d.action
+        out = DeltaEECommand()
+        out.header.stamp = msg.header.stamp
+        out.header.frame_id = self.cfg.frame_id
+        out.tick_index = msg.tick_index
+        out.translation = [float(a[0]), float(a[1]), float(a[2])]
+        out.rotation = [float(a[3]), float(a[4]), float(a[5])]
+        out.gripper = float(a[6])
+        out.newest_sample_stamp = msg.newest_sample_stamp
+        out.valid_until = ns_to_time(d.valid_until_ns)
+        return out
+
+    # --- instruction and describe ---------------------------------------------------------
+    def _apply_instruction(self, text: str) -> Optional[str]:
+        """Returns an error message, or None when the instruction is now current."""
+        try:
+            self.controller.set_instruction(text)
+        except (InstructionError, FuseError) as exc:
+            self.controller.counters.last_error = f'instruction refused: {exc}'
+            self.get_logger().error(f'instruction refused: {exc}')
+            return str(exc)
+        self.get_logger().info(f'instruction: {self.runner.instruction!r}')
+        return None
+
+    def _on_instruction(self, msg: String) -> None:
+        self._apply_instruction(msg.data)
+
+    def _on_set_instruction(self, request, response):
+        error = self._apply_instruction(request.instruction)
+        response.success = error is None
+        response.message = error or f'instruction set: {self.runner.instruction!r}'
+        return response
+
+    def _on_describe(self, request, response):
+        try:
+            response.text = self.runner.describe(self.controller.last_observation, list(request.modalities))
+            response.success = True
+        except FuseError as exc:
+            response.success = False
+            response.message = str(exc)
+        return response
+
+    # --- diagnostics ----------------------------------------------------------------------
+    def _status(self):
+        s = self.controller.summary()
+        c = self.controller.counters
+        with self._outcome_lock:
+            outcome = self._last_outcome
+        if outcome in ('error', 'rejected', 'mismatch'):
+            level, message = ERROR, s['last_error']
+        elif outcome in ('', 'no_instruction') and not self.runner.instruction:
+            level, message = WARN, 'no instruction set'
+        elif outcome in ('late', 'stale', 'overrun'):
+            level, message = WARN, s['last_error']
+        elif c.windows == 0:
+            level, message = WARN, f'no window received on {self.cfg.window_topic}'
+        else:
+            level, message = OK, 'publishing commands'
+        return level, message, s
+
+
+def main(args=None):
+    return run_node(PolicyNode, args=args, multithreaded=True)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""policy node in its own process with the reference bundle: windows in, commands and chunks out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fuse_core.bundle import read_manifest, resolve_bundle_path
+from support.ros_harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+INSTRUCTION = 'pick up the cup'
+
+
+def make_window(manifest, tick: int, stamp_ns: int, arrays, window_cls, tensor_cls):
+    from fuse_nodes.common import ns_to_time
+    from fuse_nodes.conversions import array_to_tensor
+
+    W = manifest.window_size
+    msg = window_cls()
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.tick_index = tick
+    msg.window_size = W
+    msg.step_stamps = [ns_to_time(stamp_ns - (W - 1 - i) * 200_000_000) for i in range(W)]
+    msg.timestep_pad_mask = [True] * W
+    sample_stamps = [ns_to_time(stamp_ns - (W - 1 - i) * 200_000_000 - 5_000_000) for i in range(W)]
+    msg.tensors = [
+        array_to_tensor(tensor_cls(), spec.name, arrays[spec.name], [True] * W, sample_stamps)
+        for spec in manifest.inputs
+    ]
+    msg.newest_sample_stamp = sample_stamps[-1]
+    return msg
+
+
+def test_policy_node_end_to_end(launch_node, rclpy_context):
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationTensor, ObservationWindow
+    from fuse_interfaces.srv import Describe, SetInstruction
+    from fuse_nodes.common import CONTROL_QOS, time_to_ns
+
+    manifest = read_manifest(resolve_bundle_path(''))
+    # Generous limits: the test machine is small and shared; freshness is tested with a 10 s old window.
+    proc = launch_node(
+        'fuse_nodes.policy_node',
+        'policy',
+        params={
+            'instruction': INSTRUCTION,
+            'max_window_age_s': 2.0,
+            'tick_deadline_s': 3.0,
+            'intra_op_threads': 1,
+            'providers': 'cpu',
+        },
+    )
+    node = rclpy.create_node('policy_test', context=rclpy_context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+
+    def spin():
+        executor.spin_once(timeout_sec=0.02)
+
+    commands, chunks, diags = {}, {}, []
+    node.create_subscription(
+        DeltaEECommand, '/policy/command', lambda m: commands.__setitem__(m.tick_index, m), CONTROL_QOS
+    )
+    node.create_subscription(
+        ActionChunk, '/policy/action_chunk', lambda m: chunks.__setitem__(m.tick_index, m), CONTROL_QOS
+    )
+    node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
+    pub = node.create_publisher(ObservationWindow, '/sync/window', CONTROL_QOS)
+    set_cli = node.create_client(SetInstruction, '/policy/set_instruction')
+    describe_cli = node.create_client(Describe, '/policy/describe')
+    try:
+        assert wait_for(
+            lambda: set_cli.service_is_ready() and pub.get_subscription_count() > 0, 20.0, spin
+        ), f'policy node did not come up:\n{proc.log()}'
+
+        rng = np.random.default_rng(0)
+        W = manifest.window_size
+        arrays = {}
+        for spec in manifest.inputs:
+            shape = (W, *spec.shape)
+            if spec.dtype == 'uint8':
+                arrays[spec.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+            elif spec.dtype == 'int16':
+                arrays[spec.name] = rng.integers(-10, 11, shape).astype(np.int16)
+            else:
+                arrays[spec.name] = rng.uniform(-80, 0, shape).astype(np.float32)
+
+        def now_ns():
+            return node.get_clock().now().nanoseconds
+
+        # Fresh windows at 5 Hz: every one gets a chunk and a command.
+        sent = {}
+        for tick in range(1, 7):
+            t0 = time.monotonic()
+            stamp = now_ns()
+            msg = make_window(manifest, tick, stamp, arrays, ObservationWindow, ObservationTensor)
+            sent[tick] = msg
+            pub.publish(msg)
+            assert wait_for(lambda: tick in commands and tick in chunks, 10.0, spin), (
+                f'no command for tick {tick}:\n{proc.log()}'
+            )
+            while time.monotonic() - t0 < 0.2:
+                spin()
+        for tick, msg in sent.items():
+            cmd, chunk = commands[tick], chunks[tick]
+            assert cmd.header.frame_id == 'wx250s/base_link'
+            assert time_to_ns(cmd.header.stamp) == time_to_ns(msg.header.stamp)
+            assert time_to_ns(cmd.newest_sample_stamp) == time_to_ns(msg.newest_sample_stamp)
+            assert time_to_ns(cmd.valid_until) > time_to_ns(cmd.header.stamp)
+            assert cmd.gripper in (0.0, 1.0)
+            assert np.all(np.isfinite(cmd.translation)) and np.all(np.isfinite(cmd.rotation))
+            assert (chunk.horizon, chunk.action_dim) == (manifest.action.horizon, manifest.action.dim)
+            actions = np.array(chunk.actions).reshape(chunk.horizon, chunk.action_dim)
+            np.testing.assert_allclose(cmd.translation, actions[0, :3], rtol=1e-5, atol=1e-7)
+            assert chunk.inference_ms > 0
+
+        # A window whose tick is 10 s old is late: no command, and the node keeps going.
+        late_tick = 100
+        pub.publish(
+            make_window(
+                manifest, late_tick, now_ns() - 10_000_000_000, arrays, ObservationWindow, ObservationTensor
+            )
+        )
+        assert not wait_for(lambda: late_tick in commands or late_tick in chunks, 1.5, spin)
+
+        # Instruction service: a good one is taken, an empty one is refused with a reason.
+        future = set_cli.call_async(SetInstruction.Request(instruction='push the sponge'))
+        assert wait_for(future.done, 10.0, spin)
+        assert future.result().success, future.result().message
+        future = set_cli.call_async(SetInstruction.Request(instruction='  '))
+        assert wait_for(future.done, 10.0, spin)
+        assert not future.result().success and 'empty' in future.result().message
+
+        pub.publish(make_window(manifest, 7, now_ns(), arrays, ObservationWindow, ObservationTensor))
+        assert wait_for(lambda: 7 in commands, 10.0, spin), proc.log()
+
+        future = describe_cli.call_async(Describe.Request(modalities=['tactile']))
+        assert wait_for(future.done, 10.0, spin)
+        assert not future.result().success and 'generative head' in future.result().message
+
+        def policy_status():
+            for arr in diags:
+                for st in arr.status:
+                    if st.name == 'policy: policy':
+                        values = {kv.key: kv.value for kv in st.values}
+                        if values.get('commands_sent') == '7':
+                            return values
+            return None
+
+        assert wait_for(lambda: policy_status() is not None, 5.0, spin), diags[-1:]
+        values = policy_status()
+        assert values['windows_received'] == '8' and values['late_windows'] == '1'
+        assert values['instruction'] == 'push the sponge'
+    finally:
+        node.destroy_node()
+    code = proc.stop()
+    log = proc.log_path.read_text(errors='replace')
+    assert code == 0, log
+    assert 'Traceback' not in log, log

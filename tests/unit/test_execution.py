@@ -1,0 +1,104 @@
+"""Chunk execution strategies, gripper binarisation and the action safety check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fuse_core.errors import ConfigError
+from fuse_core.execution import (
+    ActionRejectedError,
+    GripperBinarizer,
+    RecedingHorizon,
+    TemporalEnsemble,
+    check_actions,
+    make_strategy,
+)
+
+
+def chunk(*values):
+    return np.array(values, dtype=np.float64)[:, None]  # (horizon, 1)
+
+
+def test_receding_horizon_takes_first_action():
+    c = np.arange(28, dtype=float).reshape(4, 7)
+    out = RecedingHorizon().step(c, 0)
+    assert out.tolist() == c[0].tolist()
+    out[0] = 99
+    assert c[0, 0] == 0  # the chunk is not modified through the result
+
+
+def test_temporal_ensemble_by_hand():
+    ens = TemporalEnsemble(horizon=3, k=0.5)
+    w0, w1, w2 = 1.0, math.exp(-0.5), math.exp(-1.0)
+    assert ens.step(chunk(1, 2, 3), 0)[0] == pytest.approx(1.0)
+    # tick 1: chunk 0 predicted 2 for it, chunk 1 predicts 10; the older one has weight exp(0)
+    assert ens.step(chunk(10, 20, 30), 1)[0] == pytest.approx((w0 * 2 + w1 * 10) / (w0 + w1))
+    assert ens.step(chunk(100, 200, 300), 2)[0] == pytest.approx(
+        (w0 * 3 + w1 * 20 + w2 * 100) / (w0 + w1 + w2)
+    )
+    # tick 3: chunk 0 (tick 0) has no prediction left for tick 3 and drops out
+    assert ens.step(chunk(1000, 2000, 3000), 3)[0] == pytest.approx(
+        (w0 * 30 + w1 * 200 + w2 * 1000) / (w0 + w1 + w2)
+    )
+    # the numbers written out once, so a wrong weight order cannot hide behind the formula
+    assert (w0 * 30 + w1 * 200 + w2 * 1000) / (w0 + w1 + w2) == pytest.approx(262.96, abs=0.01)
+
+
+def test_temporal_ensemble_k0_is_mean_and_gap_aligns_by_tick():
+    ens = TemporalEnsemble(horizon=4, k=0.0)
+    ens.step(chunk(1, 2, 3, 4), 10)
+    # tick 11 was skipped: at tick 12 chunk 10 contributes its third action (3), not its second
+    assert ens.step(chunk(7, 8, 9, 10), 12)[0] == pytest.approx((3 + 7) / 2)
+
+
+def test_temporal_ensemble_resets_when_time_goes_back():
+    ens = TemporalEnsemble(horizon=3, k=0.0)
+    ens.step(chunk(1, 2, 3), 5)
+    assert ens.step(chunk(50, 60, 70), 0)[0] == pytest.approx(50)
+
+
+def test_temporal_ensemble_multi_dim():
+    ens = TemporalEnsemble(horizon=2, k=1.0)
+    ens.step(np.array([[0.0, 1.0], [2.0, 3.0]]), 0)
+    out = ens.step(np.array([[4.0, 5.0], [6.0, 7.0]]), 1)
+    w = np.array([1.0, math.exp(-1.0)])
+    np.testing.assert_allclose(out, (w[0] * np.array([2.0, 3.0]) + w[1] * np.array([4.0, 5.0])) / w.sum())
+
+
+def test_make_strategy_rejects_unknown():
+    assert isinstance(make_strategy('receding_horizon', 4), RecedingHorizon)
+    assert isinstance(make_strategy('temporal_ensemble', 4, 0.1), TemporalEnsemble)
+    with pytest.raises(ConfigError, match="execution 'average'"):
+        make_strategy('average', 4)
+    with pytest.raises(ConfigError, match='ensemble_k'):
+        TemporalEnsemble(4, -1.0)
+
+
+def test_gripper_binarised_at_half():
+    g = GripperBinarizer()
+    assert [g(v) for v in (0.9, 0.51, 0.5, 0.2, 0.7, -0.3)] == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_gripper_sticky_holds_a_change():
+    g = GripperBinarizer(sticky_steps=3)
+    seq = [0.9, 0.1, 0.9, 0.9, 0.9, 0.1]
+    # closes at tick 1 and holds closed for ticks 2 and 3 although the model says open;
+    # reopens at tick 4 and holds that through tick 5
+    assert [g(v) for v in seq] == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    g.reset()
+    assert g(0.1) == 0.0
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf, 50.0, -1.5])
+def test_check_actions_refuses(bad):
+    c = np.zeros((4, 7))
+    c[2, 6] = bad
+    with pytest.raises(ActionRejectedError, match=r'\[2, 6\]'):
+        check_actions(c, max_abs=1.0)
+
+
+def test_check_actions_accepts_plausible():
+    check_actions(np.full((4, 7), 0.99), max_abs=1.0)

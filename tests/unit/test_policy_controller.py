@@ -1,0 +1,254 @@
+"""The policy node's logic without ROS: only safe, fresh, complete windows become commands."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fuse_core.bundle import parse_manifest
+from fuse_core.bundle.policy import PolicyConfig, PolicyController, WindowInput
+from fuse_core.bundle.runner import InferenceResult, check_observation
+from fuse_core.bundle.tokenizers import HashWordsTokenizer, InstructionError
+from fuse_core.errors import BundleError, ConfigError
+
+W = 2
+MS = 1_000_000
+
+
+def manifest(layout=('dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper')):
+    return parse_manifest(
+        {
+            'format_version': 1,
+            'name': 'fake',
+            'control_rate_hz': 5.0,
+            'window_size': W,
+            'graphs': {'policy': 'policy.onnx'},
+            'inputs': [
+                {
+                    'name': 'cam',
+                    'shape': [4, 4, 3],
+                    'dtype': 'uint8',
+                    'stream': 'camera_primary',
+                    'preprocess': {'op': 'rgb_image', 'size': [4, 4]},
+                },
+                {
+                    'name': 'spec',
+                    'shape': [2, 2],
+                    'dtype': 'float32',
+                    'stream': 'audio',
+                    'required': False,
+                    'preprocess': {'op': 'passthrough'},
+                },
+            ],
+            'action': {
+                'horizon': 4,
+                'dim': 7,
+                'layout': list(layout),
+                'normalization': {'mean': [0.0] * 7, 'std': [1.0] * 7, 'mask': [True] * 6 + [False]},
+                'gripper_index': 6,
+            },
+        }
+    )
+
+
+class FakeRunner:
+    """Stands in for PolicyRunner: returns a set chunk; the clock can jump during inference."""
+
+    def __init__(self, clock, m=None):
+        self.manifest = m or manifest()
+        self.bundle = SimpleNamespace(
+            manifest=self.manifest,
+            providers=['CPUExecutionProvider'],
+            tokenizer=HashWordsTokenizer(64, 8, 100),
+        )
+        self.stats = SimpleNamespace(encoder_runs=0, encoder_reused=0)
+        self.chunk = np.full((4, 7), 0.01)
+        self.chunk[:, 6] = 0.8
+        self.instruction = 'go'
+        self.clock = clock
+        self.infer_takes_ns = 5 * MS
+        self.seen = []
+
+    def set_instruction(self, text):
+        self.bundle.tokenizer(text)
+        self.instruction = text.strip()
+
+    def infer(self, obs):
+        if self.instruction is None:
+            raise InstructionError('no instruction set')
+        check_observation(self.bundle, obs)
+        self.seen.append(obs)
+        self.clock.t += self.infer_takes_ns
+        return InferenceResult(
+            actions=self.chunk.astype(np.float32),
+            normalized=self.chunk,
+            timing_ms={'encode': 1.0, 'policy': 4.0, 'total': 5.0},
+        )
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1_000_000 * MS
+
+    def __call__(self):
+        return self.t
+
+
+def make(**cfg):
+    clock = Clock()
+    runner = FakeRunner(clock)
+    ctl = PolicyController(runner, PolicyConfig(**cfg), clock)
+    return ctl, runner, clock
+
+
+def window(clock, tick=1, age_ms=10, valid=None, pad=(True, True), stale=(), cam=None):
+    stamp = clock.t - age_ms * MS
+    valid = valid or {'cam': [True, True], 'spec': [True, True]}
+    tensors = {
+        'cam': cam if cam is not None else np.zeros((W, 4, 4, 3), np.uint8),
+        'spec': np.zeros((W, 2, 2), np.float32),
+    }
+    stamps = {n: [stamp - 200 * MS, stamp - 1 * MS] for n in tensors}
+    return WindowInput(
+        tick_index=tick,
+        stamp_ns=stamp,
+        newest_sample_ns=stamp - MS,
+        tensors=tensors,
+        timestep_pad_mask=np.array(pad),
+        valid=valid,
+        sample_stamps=stamps,
+        stale_streams=list(stale),
+    )
+
+
+def test_fresh_window_gives_command():
+    ctl, runner, clock = make(command_valid_s=0.3)
+    d = ctl.process(window(clock))
+    assert d.outcome == 'command'
+    assert d.action[6] == 1.0  # 0.8 binarised: open
+    np.testing.assert_allclose(d.action[:6], 0.01)
+    assert d.valid_until_ns == clock.t + 300 * MS
+    assert d.chunk.shape == (4, 7)
+    assert ctl.counters.commands == 1 and ctl.counters.windows == 1
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf, 1e6])
+def test_nonfinite_or_huge_actions_never_command(bad):
+    ctl, runner, clock = make()
+    runner.chunk[1, 2] = bad
+    d = ctl.process(window(clock))
+    assert d.outcome == 'rejected' and d.action is None and d.chunk is None
+    assert ctl.counters.rejected == 1 and ctl.counters.commands == 0
+    assert '[1, 2]' in ctl.counters.last_error
+
+
+def test_nan_gripper_is_not_binarised_into_a_command():
+    ctl, runner, clock = make()
+    runner.chunk[0, 6] = np.nan  # NaN > 0.5 is False: binarising first would say "closed"
+    assert ctl.process(window(clock)).outcome == 'rejected'
+
+
+def test_late_window_is_counted_and_not_run():
+    ctl, runner, clock = make(max_window_age_s=0.3)
+    d = ctl.process(window(clock, age_ms=450))
+    assert d.outcome == 'late' and d.action is None
+    assert ctl.counters.late == 1 and runner.seen == []
+    assert '450 ms' in d.message
+
+
+def test_stale_required_stream_names_it():
+    ctl, runner, clock = make()
+    d = ctl.process(window(clock, valid={'cam': [True, False], 'spec': [True, True]}))
+    assert d.outcome == 'stale' and 'camera_primary' in d.message
+    assert ctl.counters.stale_by_stream == {'camera_primary': 1}
+    assert runner.seen == []
+
+
+def test_stale_streams_field_is_honoured_for_required_streams_only():
+    ctl, runner, clock = make()
+    assert ctl.process(window(clock, stale=['camera_primary'])).outcome == 'stale'
+    # 'audio' feeds a non-required input: masked by the sync node, the policy still runs
+    assert (
+        ctl.process(
+            window(clock, tick=2, stale=['audio'], valid={'cam': [True, True], 'spec': [True, False]})
+        ).outcome
+        == 'command'
+    )
+
+
+def test_invalid_older_step_is_masked_as_padding():
+    ctl, runner, clock = make()
+    d = ctl.process(window(clock, valid={'cam': [False, True], 'spec': [True, True]}))
+    assert d.outcome == 'command'
+    assert runner.seen[-1].timestep_pad_mask.tolist() == [False, True]
+    assert ctl.counters.masked_steps == 1
+
+
+def test_mismatched_tensor_is_refused_with_its_name():
+    ctl, runner, clock = make()
+    d = ctl.process(window(clock, cam=np.zeros((W, 4, 4, 3), np.float32)))
+    assert d.outcome == 'mismatch' and d.action is None
+    assert "input 'cam'" in d.message and 'expected uint8' in d.message and 'actual float32' in d.message
+
+
+def test_overrun_publishes_chunk_but_no_command():
+    ctl, runner, clock = make()  # deadline = one period of the 5 Hz bundle
+    runner.infer_takes_ns = 250 * MS
+    d = ctl.process(window(clock, age_ms=10))
+    assert d.outcome == 'overrun' and d.action is None and d.chunk is not None
+    assert ctl.counters.overruns == 1 and ctl.counters.commands == 0
+
+
+def test_tick_deadline_parameter():
+    ctl, runner, clock = make(tick_deadline_s=1.0)
+    runner.infer_takes_ns = 250 * MS
+    assert ctl.process(window(clock)).outcome == 'command'
+
+
+def test_no_instruction_means_no_command():
+    ctl, runner, clock = make()
+    runner.instruction = None
+    assert ctl.process(window(clock)).outcome == 'no_instruction'
+
+
+def test_instruction_change_resets_ensemble():
+    ctl, runner, clock = make(execution='temporal_ensemble')
+    ctl.process(window(clock, tick=1))
+    runner.chunk[:, 0] = 0.5
+    assert ctl.process(window(clock, tick=2)).action[0] == pytest.approx((0.01 + 0.5) / 2)
+    ctl.set_instruction('push the cup')
+    runner.chunk[:, 0] = 0.9
+    assert ctl.process(window(clock, tick=3)).action[0] == pytest.approx(0.9)
+
+
+def test_instruction_char_cap_from_parameter():
+    ctl, runner, clock = make(max_instruction_chars=10)
+    with pytest.raises(InstructionError, match='characters'):
+        ctl.set_instruction('pick up the red cup')
+
+
+def test_bundle_with_other_action_layout_is_refused():
+    clock = Clock()
+    runner = FakeRunner(clock, manifest(layout=('x', 'y', 'z', 'a', 'b', 'c', 'g')))
+    with pytest.raises(BundleError, match='delta end-effector'):
+        PolicyController(runner, PolicyConfig(), clock)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match='execution'):
+        PolicyConfig(execution='chunked')
+    with pytest.raises(ConfigError, match='max_window_age_s'):
+        PolicyConfig(max_window_age_s=-1.0)
+
+
+def test_summary_has_the_diagnostics_keys():
+    ctl, runner, clock = make()
+    ctl.process(window(clock))
+    ctl.process(window(clock, tick=2, age_ms=900))
+    s = ctl.summary()
+    assert s['windows_received'] == 2 and s['commands_sent'] == 1 and s['late_windows'] == 1
+    assert s['inference_p50_ms'] == pytest.approx(5.0)
+    for key in ('inference_p99_ms', 'overruns', 'stale_streams', 'last_error', 'providers'):
+        assert key in s
