@@ -1,0 +1,65 @@
+"""Command line: python -m models.exporter CHECKPOINT_DIR --out BUNDLE_DIR [--step N] [--tokenizer PATH]."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ExportError
+from .export import export_checkpoint
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog='python -m models.exporter', description=__doc__)
+    ap.add_argument(
+        'checkpoint',
+        help='Octo checkpoint directory (config.json, example_batch.msgpack, '
+        'dataset_statistics.json, <step>/default/checkpoint)',
+    )
+    ap.add_argument('--out', required=True, help='bundle directory to write')
+    ap.add_argument('--step', type=int, default=None, help='checkpoint step (default: the latest)')
+    ap.add_argument(
+        '--tokenizer',
+        default=None,
+        help="the language model's tokenizer.json (T5's, or a directory holding it)",
+    )
+    ap.add_argument(
+        '--inputs',
+        default=None,
+        help='JSON file with the manifest "inputs" list (default: the FuSe sensor set)',
+    )
+    ap.add_argument('--name', default='fuse', help='bundle name for the manifest')
+    ap.add_argument('--control-rate-hz', type=float, default=5.0)
+    ap.add_argument('--dataset', default=None, help='dataset key in dataset_statistics.json, if several')
+    ap.add_argument('--no-generative', action='store_true', help='do not export the generative head')
+    ap.add_argument('--force', action='store_true', help='replace an existing bundle directory')
+    args = ap.parse_args(argv)
+    try:
+        inputs = None
+        if args.inputs:
+            with open(args.inputs) as f:
+                inputs = json.load(f)
+        export_checkpoint(
+            args.checkpoint,
+            args.out,
+            step=args.step,
+            tokenizer=args.tokenizer,
+            inputs=inputs,
+            name=args.name,
+            control_rate_hz=args.control_rate_hz,
+            dataset=args.dataset,
+            generative=not args.no_generative,
+            overwrite=args.force,
+        )
+    except ExportError as exc:
+        print(f'export failed: {exc}', file=sys.stderr)
+        return 2
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f'export failed: {exc}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
