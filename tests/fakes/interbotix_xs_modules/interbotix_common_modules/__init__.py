@@ -1,0 +1,1 @@
+"""Fake of the Interbotix common modules package (tests only)."""

@@ -1,0 +1,1 @@
+"""Fake of interbotix_common_modules.common_robot (tests only)."""

@@ -1,0 +1,281 @@
+"""The arm node in its own process (mock backend): motion, rates, e-stop, watchdog, dry run, shutdown."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from support.ros_harness import wait_for
+
+START_XYZ = (0.118, -0.016, 0.233)
+WATCHDOG_S = 0.5
+STATUS_HZ = 10.0
+
+
+class ArmClient:
+    """Test-side node: publishes DeltaEECommand, listens to the arm's topics, calls its services."""
+
+    def __init__(self, context):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from fuse_interfaces.msg import ArmStatus, DeltaEECommand
+        from fuse_interfaces.srv import MoveToPose
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import JointState
+        from std_srvs.srv import Trigger
+
+        from fuse_nodes.common import CONTROL_QOS, STATE_QOS
+        self.node = rclpy.create_node('arm_test_client', context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.joint_states, self.poses, self.status, self.diag = [], [], [], []
+        self.node.create_subscription(JointState, '/arm/joint_states',
+                                      lambda m: self.joint_states.append((time.monotonic(), m)), STATE_QOS)
+        self.node.create_subscription(PoseStamped, '/arm/ee_pose', lambda m: self.poses.append(m), STATE_QOS)
+        self.node.create_subscription(ArmStatus, '/arm/status',
+                                      lambda m: self.status.append((time.time_ns(), m)), STATE_QOS)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self.pub = self.node.create_publisher(DeltaEECommand, '/policy/command', CONTROL_QOS)
+        self.cmd_type = DeltaEECommand
+        self.clients = {name: self.node.create_client(Trigger, f'/arm/{name}')
+                        for name in ('estop', 'reset_estop', 'move_to_start')}
+        self.move_to_pose = self.node.create_client(MoveToPose, '/arm/move_to_pose')
+        self.tick = 0
+
+    def _on_diag(self, msg):
+        for st in msg.status:
+            if st.name.startswith('arm:'):
+                self.diag.append((st.level[0] if isinstance(st.level, bytes) else st.level, st.message,
+                                  {kv.key: kv.value for kv in st.values}))
+
+    def spin(self):
+        self.executor.spin_once(timeout_sec=0.01)
+
+    def spin_for(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.spin()
+
+    def xyz(self):
+        p = self.poses[-1].pose.position
+        return np.array([p.x, p.y, p.z])
+
+    def last_status(self):
+        return self.status[-1][1] if self.status else None
+
+    def send(self, translation=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0), gripper=1.0, valid_for=0.5):
+        from fuse_nodes.common import ns_to_time
+        now = time.time_ns()
+        msg = self.cmd_type()
+        msg.header.stamp = ns_to_time(now)
+        msg.header.frame_id = 'wx250s/base_link'
+        msg.tick_index = self.tick
+        msg.translation = [float(v) for v in translation]
+        msg.rotation = [float(v) for v in rotation]
+        msg.gripper = float(gripper)
+        msg.newest_sample_stamp = ns_to_time(now)
+        msg.valid_until = ns_to_time(now + int(valid_for * 1e9))
+        self.pub.publish(msg)
+        self.tick += 1
+        return now
+
+    def stream(self, seconds, period=0.2, **kwargs):
+        """Publish commands at 5 Hz for `seconds`, spinning in between; returns the last publish time."""
+        end = time.monotonic() + seconds
+        last = None
+        while time.monotonic() < end:
+            last = self.send(**kwargs)
+            self.spin_for(period)
+        return last
+
+    def call(self, name, timeout=10.0):
+        from std_srvs.srv import Trigger
+        client = self.clients[name]
+        assert client.wait_for_service(timeout_sec=timeout), f'/arm/{name} not available'
+        future = client.call_async(Trigger.Request())
+        assert wait_for(future.done, timeout, self.spin), f'/arm/{name} did not answer'
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def arm(launch_node, rclpy_context):
+    """Start the arm node (mock backend) and a client; yields (process, client)."""
+    clients = []
+
+    def _start(wait_for_poses=True, **params):
+        base = {'backend': 'mock', 'watchdog_s': WATCHDOG_S, 'status_rate_hz': STATUS_HZ}
+        base.update(params)
+        proc = launch_node('fuse_nodes.arm_node', 'arm', params=base)
+        client = ArmClient(rclpy_context)
+        clients.append(client)
+        assert wait_for(lambda: (client.poses or not wait_for_poses) and client.status, 20.0, client.spin), \
+            proc.log()
+        return proc, client
+
+    yield _start
+    for c in clients:
+        c.close()
+
+
+def go_to_start(proc, client):
+    res = client.call('move_to_start')
+    assert res.success, res.message
+    # 'idle' comes at the arrival tolerance; then let the mock settle onto the pose.
+    assert wait_for(lambda: client.last_status().state == 'idle'
+                    and np.linalg.norm(client.xyz() - START_XYZ) < 2e-4, 10.0, client.spin), proc.log()
+    previous = [client.xyz()]
+
+    def settled():
+        client.spin_for(0.1)
+        now, previous[0] = client.xyz(), previous[0]
+        still = np.linalg.norm(now - previous[0]) < 1e-7
+        previous[0] = now
+        return still
+    assert wait_for(settled, 10.0), proc.log()
+
+
+@pytest.mark.integration
+def test_commands_move_the_ee_in_the_commanded_direction_and_shutdown_is_clean(arm):
+    proc, client = arm()
+    go_to_start(proc, client)
+    start = client.xyz()
+    client.stream(2.0, translation=(0.02, 0.0, 0.0))  # ~10 commands of +2 cm in x
+    client.spin_for(0.5)
+    moved = client.xyz() - start
+    assert moved[0] > 0.12, (moved, proc.log())
+    assert moved[0] < 0.22 + 1e-3  # never more than the commands asked for
+    assert abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, moved
+    st = client.last_status()
+    assert st.backend == 'mock' and st.commands_applied >= 7 and st.commands_rejected == 0
+    assert st.target_pose.position.x == pytest.approx(START_XYZ[0] + 0.02 * st.commands_applied, abs=1e-6)
+    # Huge actions are clipped to 5 cm per command.
+    before = st.target_pose.position.y
+    client.send(translation=(0.0, 3.0, 0.0))
+    assert wait_for(lambda: client.last_status().commands_applied == st.commands_applied + 1, 5.0,
+                    client.spin)
+    assert client.last_status().target_pose.position.y - before == pytest.approx(0.05, abs=1e-6)
+    assert proc.stop() == 0, proc.log()
+    assert 'Traceback' not in proc.log()
+
+
+@pytest.mark.integration
+def test_joint_states_at_100_hz_with_names_and_frames(arm):
+    proc, client = arm()
+    client.spin_for(1.0)
+    client.joint_states.clear()
+    t0 = time.monotonic()
+    client.spin_for(4.0)
+    span = time.monotonic() - t0
+    rate = len(client.joint_states) / span
+    assert 90.0 <= rate <= 110.0, (rate, proc.log())
+    js = client.joint_states[-1][1]
+    assert list(js.name) == ['waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate',
+                             'left_finger', 'right_finger']
+    np.testing.assert_allclose(js.position[:6], [0.0, -1.80, 1.55, 0.0, 0.8, 0.0], atol=1e-9)  # sleep
+    assert client.poses[-1].header.frame_id == 'wx250s/base_link'
+    st = client.last_status()
+    assert st.header.frame_id == 'wx250s/base_link' and st.state == 'idle'
+    assert proc.stop() == 0
+
+
+@pytest.mark.integration
+def test_estop_during_motion_stops_until_reset(arm):
+    proc, client = arm()
+    go_to_start(proc, client)
+    start = client.xyz()
+    client.stream(0.6, translation=(0.0, 0.02, 0.0))
+    res = client.call('estop')
+    assert res.success
+    client.spin_for(0.2)
+    frozen = client.xyz()
+    assert frozen[1] - start[1] > 0.01  # it was moving
+    rejected = client.last_status().commands_rejected
+    client.stream(1.0, translation=(0.0, 0.02, 0.0))
+    client.spin_for(0.3)
+    np.testing.assert_allclose(client.xyz(), frozen, atol=1e-6)
+    st = client.last_status()
+    assert st.state == 'estop' and st.estop_latched
+    assert st.commands_rejected >= rejected + 4
+    assert not client.call('move_to_start').success  # no pose moves either
+    assert client.call('reset_estop').success
+    client.stream(1.0, translation=(0.0, 0.02, 0.0))
+    client.spin_for(0.3)
+    assert client.xyz()[1] - frozen[1] > 0.03
+    assert not client.last_status().estop_latched
+    assert proc.stop() == 0
+
+
+@pytest.mark.integration
+def test_watchdog_holds_when_commands_stop(arm):
+    proc, client = arm()
+    go_to_start(proc, client)
+    last = client.stream(1.0, translation=(0.01, 0.0, 0.0))
+    assert wait_for(lambda: client.last_status().state == 'holding', 5.0, client.spin), proc.log()
+    stamp_ns, st = next((t, s) for t, s in client.status if s.state == 'holding')
+    assert 'watchdog' in st.hold_reason
+    status_stamp = st.header.stamp.sec * 1_000_000_000 + st.header.stamp.nanosec
+    # Held within watchdog_s plus one status period of the last command (small scheduling margin).
+    assert (status_stamp - last) / 1e9 <= WATCHDOG_S + 1.0 / STATUS_HZ + 0.15, (status_stamp - last) / 1e9
+    assert (status_stamp - last) / 1e9 >= WATCHDOG_S
+    assert wait_for(lambda: client.diag and client.diag[-1][2].get('watchdog_holds') == '1', 5.0, client.spin)
+    level, message, values = client.diag[-1]
+    assert values['backend'] == 'mock (synthetic)' and 'watchdog' in message
+    assert proc.stop() == 0
+
+
+@pytest.mark.integration
+def test_dry_run_counts_commands_but_never_moves(arm):
+    proc, client = arm(dry_run=True)
+    start = client.xyz()
+    client.stream(1.2, translation=(0.0, 0.0, 0.02))
+    client.spin_for(0.3)
+    st = client.last_status()
+    assert st.state == 'dry_run' and st.commands_applied >= 4
+    np.testing.assert_allclose(client.xyz(), start, atol=1e-9)
+    assert st.target_pose.position.z > start[2] + 0.07
+    assert 'dry run: would command' in proc.log()
+    assert proc.stop() == 0
+
+
+@pytest.mark.integration
+def test_nan_commands_are_rejected_over_ros(arm):
+    proc, client = arm()
+    go_to_start(proc, client)
+    start = client.xyz()
+    for _ in range(3):
+        client.send(translation=(float('nan'), 0.0, 0.0))
+        client.spin_for(0.2)
+    client.spin_for(0.3)
+    st = client.last_status()
+    assert st.commands_rejected == 3 and st.commands_applied == 0
+    np.testing.assert_allclose(client.xyz(), start, atol=1e-6)
+    assert wait_for(lambda: client.diag
+                    and 'non-finite' in client.diag[-1][2].get('last_rejection_reason', ''), 5.0, client.spin)
+    assert proc.stop() == 0
+
+
+@pytest.mark.integration
+def test_interbotix_without_the_api_keeps_running_and_reports(arm, launch_node):
+    proc, client = arm(wait_for_poses=False, backend='interbotix', connect_timeout_s=0.2)
+    st = client.last_status()
+    assert st.state == 'holding' and 'not connected' in st.hold_reason and 'interbotix' in st.hold_reason
+    assert wait_for(lambda: client.diag, 5.0, client.spin)
+    assert client.diag[-1][0] == 2  # ERROR
+    client.send(translation=(0.01, 0.0, 0.0))
+    assert wait_for(lambda: client.last_status().commands_rejected == 1, 5.0, client.spin)
+    assert proc.alive() and not client.poses and not client.joint_states  # nothing invented
+    assert proc.stop() == 0
+
+
+@pytest.mark.integration
+def test_wrong_parameter_exits_with_config_error(launch_node):
+    proc = launch_node('fuse_nodes.arm_node', 'arm', params={'backend': 'gazebo'})
+    assert proc.proc.wait(20) == 2
+    assert "'backend'" in proc.log() and 'configuration error' in proc.log()
