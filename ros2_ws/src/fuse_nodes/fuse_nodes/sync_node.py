@@ -30,18 +30,34 @@ from fuse_nodes.conversions import ConversionError, array_to_tensor, image_to_ar
 _HISTORY = 100
 
 
+def window_to_msg(w: Window, frame_id: str) -> ObservationWindow:
+    """A fuse_core Window as a fuse_interfaces/ObservationWindow message."""
+    msg = ObservationWindow()
+    msg.header.stamp = ns_to_time(w.stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.tick_index = w.tick_index
+    msg.window_size = w.window_size
+    msg.step_stamps = [ns_to_time(s) for s in w.step_stamps_ns]
+    msg.timestep_pad_mask = list(w.timestep_pad_mask)
+    msg.tensors = [array_to_tensor(ObservationTensor(), t.name, t.array, t.valid,
+                                   [ns_to_time(s) for s in t.sample_stamps_ns]) for t in w.tensors]
+    msg.newest_sample_stamp = ns_to_time(w.newest_sample_ns)
+    msg.stale_streams = list(w.stale_streams)
+    return msg
+
+
 class SyncNode(Node):
     """Thin shell around fuse_core.sync.WindowBuilder: subscriptions, tick timer, publisher.
 
     Threading: sensor callbacks (which preprocess each sample as it arrives) run in one
     callback group and the tick timer plus the reset service in another, on a
     MultiThreadedExecutor, so a burst of image preprocessing never holds a tick back.
-    Eager preprocessing was chosen as the default over lazy (preprocess at the tick, cached
-    per sample) because it keeps the resizes off the tick's critical path: measured with
-    benchmarks/bench_sync.py, a lazy tick pays every new sample's resize (~4-6 ms for the
-    five FuSe inputs here) while an eager tick only copies prepared arrays (~1 ms).
-    Lazy mode (preprocess_mode: lazy) costs less CPU when sensors run much faster than the
-    control rate, as only the samples a window uses are ever converted.
+    Eager preprocessing (the default) was chosen over lazy (at the tick, cached per sample)
+    for the lower tick latency. Measured with benchmarks/bench_sync.py for the reference
+    bundle, sensors at real rates: eager ticks take ~4 ms (copy prepared arrays, serialise),
+    lazy ticks ~13 ms (they also pay the resizes of the samples they use). Eager does cost
+    more CPU in all (~37 ms of preprocessing per 200 ms tick vs ~13 ms, as every sample is
+    converted, used or not): preprocess_mode lazy is the choice for a starved CPU.
     """
 
     def __init__(self) -> None:
@@ -177,26 +193,12 @@ class SyncNode(Node):
                 self.missed_ticks += max(0, round((t_ns - self._last_tick_ns) / self.dt_ns) - 1)
         self._jitter_ms.append((info.actual_call_time.nanoseconds - t_ns) / 1e6)
         window = self.builder.build(t_ns)
-        self.pub.publish(self._to_msg(window))
+        self.pub.publish(window_to_msg(window, self.cfg.frame_id))
         self._tick_ms.append(1e3 * (time.perf_counter() - wall0))
         self.windows_published += 1
         self.tick_monitor.tick()
         self._last_tick_ns = t_ns
         self._last_window = window
-
-    def _to_msg(self, w: Window) -> ObservationWindow:
-        msg = ObservationWindow()
-        msg.header.stamp = ns_to_time(w.stamp_ns)
-        msg.header.frame_id = self.cfg.frame_id
-        msg.tick_index = w.tick_index
-        msg.window_size = w.window_size
-        msg.step_stamps = [ns_to_time(s) for s in w.step_stamps_ns]
-        msg.timestep_pad_mask = list(w.timestep_pad_mask)
-        msg.tensors = [array_to_tensor(ObservationTensor(), t.name, t.array, t.valid,
-                                       [ns_to_time(s) for s in t.sample_stamps_ns]) for t in w.tensors]
-        msg.newest_sample_stamp = ns_to_time(w.newest_sample_ns)
-        msg.stale_streams = list(w.stale_streams)
-        return msg
 
     # --- diagnostics ---------------------------------------------------------------------
     def _window_status(self):

@@ -67,13 +67,27 @@ def resize(image: np.ndarray, size: Sequence[int], interpolation: str) -> np.nda
     return out
 
 
-def to_rgb(image: np.ndarray, encoding: str, what: str) -> np.ndarray:
-    """(H, W, 3) uint8 in RGB order from a bgr8 or rgb8 image."""
+def check_colour(image: np.ndarray, encoding: str, what: str) -> None:
+    """Refuse anything but an (H, W, 3) uint8 bgr8/rgb8 image, naming the stream."""
     if encoding not in COLOUR_ENCODINGS:
         raise PreprocessError(f'{what}: image encoding {encoding!r} is not one of {list(COLOUR_ENCODINGS)}')
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise PreprocessError(f'{what}: expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}')
-    return image[:, :, ::-1] if encoding == 'bgr8' else image
+
+
+def rgb_resized(image: np.ndarray, encoding: str, size: Sequence[int], interpolation: str,
+                what: str) -> np.ndarray:
+    """Contiguous RGB uint8 image of `size` from a bgr8/rgb8 image.
+
+    Resampling treats channels independently, so the channel flip is done after the resize,
+    on the small image: OpenCV would first copy a channel-reversed (negative-stride) view of
+    the full frame, which doubled the cost of a 640x480 shrink.
+    """
+    check_colour(image, encoding, what)
+    out = resize(image, size, interpolation)
+    if encoding == 'bgr8':
+        out = out[:, :, ::-1]
+    return np.ascontiguousarray(out)
 
 
 class Preprocessor:
@@ -153,8 +167,7 @@ class RgbImage(Preprocessor):
                               f'but the manifest declares {self.shape} {self.dtype.name}')
 
     def _prepare(self, image: np.ndarray, encoding: str) -> np.ndarray:
-        rgb = to_rgb(image, encoding, self.stream)
-        return np.ascontiguousarray(resize(rgb, self.size, self.interpolation))
+        return rgb_resized(image, encoding, self.size, self.interpolation, self.stream)
 
 
 class TactileMinusBackground(Preprocessor):
@@ -175,8 +188,8 @@ class TactileMinusBackground(Preprocessor):
 
     def set_background(self, image: np.ndarray, encoding: str) -> None:
         """Latch a new background frame (resized and converted once, here)."""
-        rgb = to_rgb(image, encoding, f'{self.stream} background')
-        self._background = resize(rgb, self.size, self.interpolation).astype(np.int16)
+        self._background = rgb_resized(image, encoding, self.size, self.interpolation,
+                                       f'{self.stream} background').astype(np.int16)
         self._version += 1
 
     @property
@@ -190,8 +203,7 @@ class TactileMinusBackground(Preprocessor):
         return '' if self._background is not None else f'no DIGIT background for {self.stream}'
 
     def _prepare(self, image: np.ndarray, encoding: str) -> np.ndarray:
-        rgb = to_rgb(image, encoding, self.stream)
-        return np.ascontiguousarray(resize(rgb, self.size, self.interpolation))
+        return rgb_resized(image, encoding, self.size, self.interpolation, self.stream)
 
     def finish(self, prepared: np.ndarray) -> Optional[np.ndarray]:
         background = self._background
