@@ -279,3 +279,34 @@ def test_wrong_parameter_exits_with_config_error(launch_node):
     proc = launch_node('fuse_nodes.arm_node', 'arm', params={'backend': 'gazebo'})
     assert proc.proc.wait(20) == 2
     assert "'backend'" in proc.log() and 'configuration error' in proc.log()
+
+
+@pytest.mark.integration
+def test_interbotix_backend_checks_the_driver_namespace_then_connects(arm, ros_env):
+    """The node process imports the recording Interbotix fake; the test plays the xs_sdk driver."""
+    import os
+    from pathlib import Path
+
+    from sensor_msgs.msg import JointState
+    fakes = Path(__file__).resolve().parents[1] / 'fakes' / 'interbotix_xs_modules'
+    ros_env['PYTHONPATH'] = os.pathsep.join([str(fakes)] + [p for p in [ros_env.get('PYTHONPATH')] if p])
+    proc, client = arm(wait_for_poses=False, backend='interbotix', connect_timeout_s=0.3)
+    wrong = client.node.create_publisher(JointState, '/wx250/joint_states', 10)
+    right = None
+
+    def drive():
+        client.spin_for(0.1)
+        wrong.publish(JointState(name=['waist']))
+        if right is not None:
+            right.publish(JointState(name=['waist']))
+
+    assert wait_for(lambda: "['/wx250']" in (client.last_status().hold_reason or ''), 15.0, drive), proc.log()
+    st = client.last_status()
+    assert st.state == 'holding' and '/wx250s/joint_states' in st.hold_reason and not client.poses
+    right = client.node.create_publisher(JointState, '/wx250s/joint_states', 10)
+    assert wait_for(lambda: client.last_status().state == 'idle' and client.poses, 15.0, drive), proc.log()
+    assert client.last_status().backend == 'interbotix'
+    client.spin_for(1.0)  # joint states keep flowing from the (fake) driver
+    client.send(translation=(0.0, 0.0, 0.01))
+    assert wait_for(lambda: client.last_status().commands_applied == 1, 5.0, client.spin), proc.log()
+    assert proc.stop() == 0, proc.log()

@@ -263,6 +263,14 @@ def test_filter_in_front_of_interbotix_never_forwards_nan_or_estop_commands(fake
     np.testing.assert_allclose(hold_args[0], SLEEP_JOINTS)
 
 
+def test_joint_state_age_comes_from_the_driver_stamp(fake_ix):
+    fake_ix.STATE['js_age_s'] = 2.0
+    arm = make_arm(topics('/wx250s'))
+    arm.connect()
+    assert 1.9 < arm.joint_state_age_s() < 10.0
+    assert MockArm(SLEEP_JOINTS).joint_state_age_s() is None
+
+
 def test_close_shuts_the_api_down_once(fake_ix):
     arm = make_arm(topics('/wx250s'))
     arm.connect()

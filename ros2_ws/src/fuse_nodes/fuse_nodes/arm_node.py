@@ -45,6 +45,10 @@ def pose_matrix(p: Pose) -> np.ndarray:
     return t
 
 
+#: Older driver joint states are not a measurement: commands are refused and nothing is published.
+MAX_JOINT_STATE_AGE_S = 0.5
+
+
 class ArmNode(Node):
     """ROS shell around SafetyFilter + ArmBackend; all decisions are made in fuse_core."""
 
@@ -78,6 +82,8 @@ class ArmNode(Node):
         self.create_timer(1.0 / cfg.control_rate_hz, self._on_control, callback_group=control)
         self.create_timer(1.0 / cfg.joint_state_rate_hz, self._on_joint_states, callback_group=control)
         self.create_timer(1.0 / cfg.status_rate_hz, self._on_status, callback_group=control)
+        # Reconnection may wait for the driver; its own group keeps status and services going.
+        self.create_timer(0.5, self._on_reconnect, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(Trigger, '~/estop', self._srv_estop, callback_group=services)
         self.create_service(Trigger, '~/reset_estop', self._srv_reset_estop, callback_group=services)
         self.create_service(Trigger, '~/move_to_start', self._srv_move_to_start, callback_group=services)
@@ -122,6 +128,18 @@ class ArmNode(Node):
         self.get_logger().info(f'backend {self.backend.name} connected')
         return True
 
+    def _on_reconnect(self) -> None:
+        # No lock: nothing touches the backend until it reports connected.
+        if not self.backend.connected and time.monotonic() >= self._next_connect:
+            self._try_connect()
+
+    def _stale_joints(self) -> str:
+        """Why the measured joints cannot be trusted now ('' when they can)."""
+        age = self.backend.joint_state_age_s()
+        if age is not None and age > MAX_JOINT_STATE_AGE_S:
+            return f'driver joint states are {age:.2f} s old (max {MAX_JOINT_STATE_AGE_S} s)'
+        return ''
+
     def _send(self, decision: Decision, slow: bool = False) -> None:
         """Hand an applied decision to the backend (or only count it in dry-run)."""
         cfg = self.cfg
@@ -154,8 +172,6 @@ class ArmNode(Node):
         now = self._now_ns()
         with self._lock:
             if not self.backend.connected:
-                if time.monotonic() >= self._next_connect:
-                    self._try_connect()
                 return
             dt = 0.0 if self._last_tick_ns is None else (now - self._last_tick_ns) / 1e9
             self._last_tick_ns = now
@@ -176,8 +192,11 @@ class ArmNode(Node):
         now = self._now_ns()
         self._cmd_rate.tick()
         with self._lock:
+            stale = self._stale_joints() if self.backend.connected else ''
             if not self.backend.connected:
                 d = self.filter.refuse(f'backend not connected: {self._last_error}')
+            elif stale:
+                d = self.filter.refuse(stale)
             else:
                 d = self.filter.command(msg.translation, msg.rotation, msg.gripper,
                                         self.backend.joint_positions(), now,
@@ -194,7 +213,7 @@ class ArmNode(Node):
 
     def _measured(self):
         with self._lock:
-            if not self.backend.connected:
+            if not self.backend.connected or self._stale_joints():
                 return None, None
             return self.backend.joint_positions(), self.backend.gripper_opening()
 
@@ -219,6 +238,9 @@ class ArmNode(Node):
         """(state, hold_reason) as ArmStatus reports them."""
         if not self.backend.connected:
             return 'holding', f'backend not connected: {self._last_error}'
+        stale = self._stale_joints()
+        if stale and self.filter.state != ESTOP:
+            return 'holding', stale
         if self.filter.state == ESTOP:
             return ESTOP, self.filter.hold_reason
         if self.cfg.dry_run:
@@ -278,6 +300,9 @@ class ArmNode(Node):
             if not self.backend.connected:
                 return False, f'backend not connected: {self._last_error}'
             now = self._now_ns()
+            stale = self._stale_joints()
+            if stale:
+                return False, stale
             q = self.backend.joint_positions()
             if pose is None:
                 d = self.filter.move_to_start(cfg.start_pose_xyz, cfg.start_pose_rpy, q, now)

@@ -4,21 +4,27 @@ import math
 
 JOINTS = ['waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate']
 
-CALLS = []
-STATE = {}
-
-
-def reset():
-    """Forget recorded calls and restore the default driver state (a wx250s in its sleep pose)."""
-    CALLS.clear()
-    STATE.clear()
-    STATE.update(
+def _default_state():
+    """A wx250s driver with the arm in its sleep pose and the gripper open."""
+    return dict(
         arm_joint_names=list(JOINTS),
         js_names=JOINTS + ['gripper', 'left_finger', 'right_finger'],
         js_position=[0.0, -1.80, 1.55, 0.0, 0.8, 0.0, 0.0, 0.037, -0.037],
+        js_age_s=0.0,
         ik_success=True,
         fail_constructor=None,
     )
+
+
+CALLS = []
+STATE = _default_state()
+
+
+def reset():
+    """Forget recorded calls and restore the default driver state."""
+    CALLS.clear()
+    STATE.clear()
+    STATE.update(_default_state())
     from interbotix_common_modules.common_robot import robot
     robot.forget_global_node()
 

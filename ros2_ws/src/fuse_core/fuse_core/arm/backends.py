@@ -58,6 +58,10 @@ class ArmBackend(abc.ABC):
     def step(self, dt: float) -> None:
         """Advance a simulated arm by dt seconds; real arms move on their own."""
 
+    def joint_state_age_s(self) -> Optional[float]:
+        """Seconds since the driver last reported joints (None: always current, e.g. the mock)."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the arm; safe to call twice."""
@@ -285,6 +289,13 @@ class InterbotixArm(ArmBackend):
 
     def gripper_opening(self) -> float:
         return self._positions(('left_finger',))[0]
+
+    def joint_state_age_s(self) -> Optional[float]:
+        core = self._require().core
+        with core.js_mutex:
+            stamp = core.joint_states.header.stamp
+            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+        return (time.time_ns() - stamp_ns) / 1e9
 
     # --- commands ---------------------------------------------------------------------------
     def _profile(self, slow: bool) -> None:

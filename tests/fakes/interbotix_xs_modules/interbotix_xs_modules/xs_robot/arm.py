@@ -1,15 +1,25 @@
 """Fake InterbotixManipulatorXS: the arm, gripper and core surface the backend uses (records calls)."""
 
 import threading
+import time
 from types import SimpleNamespace
 
 from interbotix_xs_modules import STATE, check_plain_floats, record
 
 
+class FakeHeader:
+    """A driver streaming joint states: the stamp is always STATE['js_age_s'] old."""
+
+    @property
+    def stamp(self):
+        now = time.time_ns() - int(STATE['js_age_s'] * 1e9)
+        return SimpleNamespace(sec=now // 1_000_000_000, nanosec=now % 1_000_000_000)
+
+
 class FakeCore:
     def __init__(self):
         self.js_mutex = threading.Lock()
-        self.joint_states = SimpleNamespace(name=list(STATE['js_names']),
+        self.joint_states = SimpleNamespace(header=FakeHeader(), name=list(STATE['js_names']),
                                             position=list(STATE['js_position']))
         self.js_index_map = {n: i for i, n in enumerate(self.joint_states.name)}
 
