@@ -152,6 +152,10 @@ def _fmt(v: Any) -> str:
 
 
 # --- entry point ----------------------------------------------------------------------------
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
              multithreaded: bool = False) -> int:
     """The one main() idiom of every node: init, build, spin, clean shutdown on Ctrl-C/SIGTERM.
@@ -159,8 +163,8 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
     A ConfigError while building the node is printed as one clear line and exits with 2.
     """
     rclpy.init(args=args if args is not None else sys.argv)
-    # SIGTERM (sent by process supervisors and launch) shuts down like Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    # SIGTERM (sent by process supervisors and launch) shuts down exactly like Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     node = None
     executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
     code = 0
