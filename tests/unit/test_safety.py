@@ -220,3 +220,18 @@ def test_limits_are_validated():
         SafetyLimits(workspace_min=(0.5, 0, 0), workspace_max=(0.4, 1, 1))
     with pytest.raises(ValueError, match='watchdog_s'):
         SafetyLimits(watchdog_s=math.nan)
+
+
+
+def test_policy_hold_request_keeps_the_target_and_names_the_reason(at_start):
+    f, q = at_start
+    assert cmd(f, q, 1.0, t=(0.01, 0, 0)).kind == APPLY
+    target = f.target.copy()
+    d = f.hold_request('stale: camera_wrist', int(1.2 * S))
+    assert d.kind == HOLD and f.state == HOLDING and 'camera_wrist' in f.hold_reason
+    assert np.array_equal(f.target, target)
+    # The policy is alive and deciding: the watchdog does not fire right after a hold request.
+    assert f.tick(int(1.3 * S)) is None
+    assert cmd(f, q, 1.4, t=(0.01, 0, 0)).kind == APPLY and f.state == TRACKING
+    f.estop()
+    assert f.hold_request('x', int(1.5 * S)).kind == REJECT

@@ -197,6 +197,8 @@ class ArmNode(Node):
                 d = self.filter.refuse(f'backend not connected: {self._last_error}')
             elif stale:
                 d = self.filter.refuse(stale)
+            elif msg.hold:
+                d = self.filter.hold_request(msg.reason, now)
             else:
                 d = self.filter.command(msg.translation, msg.rotation, msg.gripper,
                                         self.backend.joint_positions(), now,

@@ -161,6 +161,18 @@ class SafetyFilter:
                         seed=measured, gripper=self.gripper, clipped=clipped,
                         previous_target=previous_target)
 
+    def hold_request(self, reason: str, now_ns: int) -> Decision:
+        """The policy asks to hold (e.g. a sensor went stale): keep the previous target, say why.
+
+        It counts as a fresh command for the watchdog (the policy is alive and deciding), and
+        the next motion command resumes tracking from the held target.
+        """
+        self.counters.received += 1
+        if self.state in (ESTOP, MOVING_TO_POSE):
+            return self._reject(f'{self.state}: hold request ignored')
+        self.last_command_ns = now_ns
+        return self._hold(f'policy: {reason}' if reason else 'policy asked to hold')
+
     def refuse(self, reason: str) -> Decision:
         """Count a command that could not even be filtered (e.g. no arm connected)."""
         self.counters.received += 1
