@@ -252,3 +252,9 @@ def test_summary_has_the_diagnostics_keys():
     assert s['inference_p50_ms'] == pytest.approx(5.0)
     for key in ('inference_p99_ms', 'overruns', 'stale_streams', 'last_error', 'providers'):
         assert key in s
+
+
+def test_window_older_than_the_deadline_is_late_even_within_max_age():
+    ctl, runner, clock = make(max_window_age_s=2.0)          # deadline: one 5 Hz period
+    d = ctl.process(window(clock, age_ms=250))
+    assert d.outcome == 'late' and '(limit 200 ms)' in d.message and runner.seen == []

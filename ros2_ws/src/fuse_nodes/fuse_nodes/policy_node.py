@@ -123,7 +123,7 @@ class PolicyNode(Node):
             self._last_outcome = decision.outcome
         if decision.outcome in _QUIET:
             if changed and decision.outcome == 'no_instruction':
-                self.get_logger().warn(decision.message)
+                self.get_logger().warning(decision.message)
             elif changed:
                 self.get_logger().info(f'tick {tick}: publishing commands')
             return
@@ -132,11 +132,11 @@ class PolicyNode(Node):
         logger = self.get_logger()
         degraded = decision.outcome in ('late', 'stale', 'overrun')
         if changed and degraded:
-            logger.warn(decision.message)
+            logger.warning(decision.message)
         elif changed:
             logger.error(decision.message)
         elif degraded:
-            logger.warn(decision.message, throttle_duration_sec=1.0)
+            logger.warning(decision.message, throttle_duration_sec=1.0)
         else:
             logger.error(decision.message, throttle_duration_sec=1.0)
 

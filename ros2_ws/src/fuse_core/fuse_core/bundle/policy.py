@@ -59,8 +59,9 @@ class PolicyConfig(ValidatedConfig):
     )
     window_topic: str = param('/sync/window', 'ObservationWindow topic')
     max_window_age_s: float = param(
-        0.3,
-        'a window whose tick is older than this on arrival is late and never produces a command',
+        0.2,
+        'a window whose tick is older than this (or than the tick deadline) on arrival is late and '
+        'never produces a command',
         min=0.001,
         max=10.0,
     )
@@ -164,12 +165,14 @@ class PolicyController:
         c = self.counters
         c.windows += 1
         age_s = (self.clock_ns() - win.stamp_ns) * 1e-9
-        if age_s > self.cfg.max_window_age_s:
+        # A window already past the tick deadline could only ever produce a dropped command.
+        limit_s = min(self.cfg.max_window_age_s, self.deadline_s)
+        if age_s > limit_s:
             c.late += 1
             return self._fail(
                 'late',
                 f'window {win.tick_index} arrived {age_s * 1e3:.0f} ms after its tick '
-                f'(limit {self.cfg.max_window_age_s * 1e3:.0f} ms)',
+                f'(limit {limit_s * 1e3:.0f} ms)',
             )
         obs = Observation(
             tensors=win.tensors,
