@@ -51,6 +51,24 @@ POLICY_REFUSALS = ('stale_windows', 'overruns', 'late_windows', 'no_instruction_
                    'mismatched_windows', 'inference_errors')
 
 
+#: Sync diagnostics counters reported over the measured interval.
+SYNC_COUNTERS = ('windows_published', 'missed_ticks')
+
+
+def counter_deltas(first: Optional[Dict[str, str]], last: Optional[Dict[str, str]],
+                   keys) -> Dict[str, int]:
+    """last - first of each diagnostics counter both snapshots carry."""
+    out: Dict[str, int] = {}
+    if not first or not last:
+        return out
+    for key in keys:
+        try:
+            out[key] = int(float(last[key]) - float(first[key]))
+        except (KeyError, ValueError):
+            pass
+    return out
+
+
 def reason_kind(reason: str) -> str:
     """A reason with its numbers masked, so that reasons of one kind count together."""
     return _NUMBER.sub('#', reason)
@@ -283,14 +301,16 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
     commanded_ticks = {c['tick'] for c in commands}
     no_command = sum(1 for w in windows if w['tick'] not in commanded_ticks)
 
-    refusals = {}
-    first, last = diag_first.get('policy: policy'), diag.get('policy: policy')
-    if first and last:
-        for key in POLICY_REFUSALS:
-            try:
-                refusals[key] = int(float(last[key]) - float(first[key]))
-            except (KeyError, ValueError):
-                pass
+    refusals = counter_deltas(diag_first.get('policy: policy'), diag.get('policy: policy'), POLICY_REFUSALS)
+    sync_counts = counter_deltas(diag_first.get('sync: window'), diag.get('sync: window'), SYNC_COUNTERS)
+    sync_diag = diag.get('sync: window', {})
+    callback_lateness = {}
+    for q in ('p50', 'p99', 'max'):
+        try:
+            callback_lateness[q] = float(sync_diag[f'tick_jitter_{q}_ms'])
+        except (KeyError, ValueError):
+            callback_lateness[q] = float('nan')
+    callback_lateness['n'] = 0
 
     total_nodes = sum(v for k, v in cpu.items() if not k.startswith('(') and v == v)
     load = np.asarray(loads, dtype=float) if loads else np.full((1, 3), float('nan'))
@@ -300,6 +320,7 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
         'timing': {
             'tick_jitter_stamp_ms': stats(stamp_jitter),
             'tick_jitter_rx_ms': stats(rx_jitter),
+            'sync_timer_lateness_ms': callback_lateness,
             'sample_to_tick_ms': stats(sample_to_tick),
             'tick_to_window_rx_ms': stats(tick_to_window_rx),
             'sample_to_command_rx_ms': stats(sample_to_cmd_rx),
@@ -312,7 +333,7 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
             'windows_received': len(windows),
             'window_rate_hz': len(windows) / measured_s if measured_s > 0 else float('nan'),
             'missed_ticks_index_gaps': gaps,
-            'late_tick_slots': late_ticks,
+            'skipped_tick_slots': late_ticks,
             'action_chunks': len(chunks),
             'commands': len(commands),
             'hold_commands': sum(hold_reasons.values()),
@@ -322,6 +343,7 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
             'windows_with_stale_streams': sum(1 for w in windows if w['stale']),
             'stale_by_stream': dict(stale_by_stream),
             'policy_refusals_from_diagnostics': refusals,
+            'sync_counters_from_diagnostics': sync_counts,
         },
         'arm': {'status_states': arm_states, 'hold_reasons': arm_holds,
                 'first': arm_first, 'last': arm_last},
@@ -363,6 +385,7 @@ def report(r: dict) -> None:
     rows = [
         (f'tick jitter |period - {period}|, window header stamps (node clock)', 'tick_jitter_stamp_ms'),
         (f'tick jitter |period - {period}|, window receive times (this process)', 'tick_jitter_rx_ms'),
+        ('sync timer callback lateness (sync /diagnostics, last 100 ticks)', 'sync_timer_lateness_ms'),
         ('newest sample -> tick (sample age at the tick)', 'sample_to_tick_ms'),
         ('tick -> window received (sync build + transport)', 'tick_to_window_rx_ms'),
         ('newest sample -> command received (end to end)', 'sample_to_command_rx_ms'),
@@ -375,13 +398,17 @@ def report(r: dict) -> None:
     print(f'{"timing (ms)":<{width}s}  {"p50":>8s}  {"p99":>8s}  {"max":>8s}  {"n":>5s}')
     for label, key in rows:
         s = t[key]
-        print(f'{label:<{width}s}  {fmt(s["p50"])}  {fmt(s["p99"])}  {fmt(s["max"])}  {s["n"]:5d}')
+        n = f'{s["n"]:5d}' if s['n'] else '   --'
+        print(f'{label:<{width}s}  {fmt(s["p50"])}  {fmt(s["p99"])}  {fmt(s["max"])}  {n}')
+    print('  (header stamps are the ticks as the sync node stamps them; when it stamps the timer\'s '
+          'scheduled time they\n   differ from the period only where a slot was skipped, and the '
+          'callback lateness shows in the rows below them)')
     print()
     print('counts')
     count_rows = [
         ('windows received (/sync/window)', f'{c["windows_received"]} ({c["window_rate_hz"]:.2f} Hz)'),
         ('missed ticks (gaps in tick_index)', c['missed_ticks_index_gaps']),
-        ('late tick slots (stamp step >= 1.5 periods)', c['late_tick_slots']),
+        ('skipped tick slots (header stamp step >= 1.5 periods)', c['skipped_tick_slots']),
         ('action chunks (/policy/action_chunk)', c['action_chunks']),
         ('commands (/policy/command)', c['commands']),
         ('  of which hold=True', c['hold_commands']),
@@ -391,6 +418,9 @@ def report(r: dict) -> None:
     ]
     for stream, n in sorted(c['stale_by_stream'].items()):
         count_rows.append((f'  stale stream: {stream}', n))
+    if c['sync_counters_from_diagnostics']:
+        count_rows.append(('sync (/diagnostics counters, 1 s snapshots)',
+                           ', '.join(f'{k} {v}' for k, v in c['sync_counters_from_diagnostics'].items())))
     if c['policy_refusals_from_diagnostics']:
         count_rows.append(('policy refusals (/diagnostics counters, 1 s snapshots)',
                            ', '.join(f'{k} {v}' for k, v in c['policy_refusals_from_diagnostics'].items())))
