@@ -33,6 +33,8 @@ from fuse_nodes.conversions import ConversionError, tensor_to_array
 
 #: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
 _QUIET = ('command', 'no_instruction')
+# Ticks that produce no motion command but must make the arm hold at once.
+_HOLD_OUTCOMES = ('stale', 'late', 'overrun', 'mismatch', 'rejected', 'error')
 
 
 class PolicyNode(Node):
@@ -93,6 +95,10 @@ class PolicyNode(Node):
             self.chunk_pub.publish(self._chunk_msg(msg, decision))
         if decision.outcome == 'command':
             self.command_pub.publish(self._command_msg(msg, decision))
+        elif decision.outcome in _HOLD_OUTCOMES:
+            # Tell the arm now, in this tick, instead of leaving it to the arm's watchdog:
+            # the arm holds within one tick and its status names the reason (e.g. the stream).
+            self.command_pub.publish(self._hold_msg(msg, decision.message))
 
     def _decode(self, msg: ObservationWindow):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
@@ -162,6 +168,17 @@ class PolicyNode(Node):
         out.gripper = float(a[6])
         out.newest_sample_stamp = msg.newest_sample_stamp
         out.valid_until = ns_to_time(d.valid_until_ns)
+        return out
+
+    def _hold_msg(self, msg: ObservationWindow, reason: str) -> DeltaEECommand:
+        out = DeltaEECommand()
+        out.header.stamp = msg.header.stamp
+        out.header.frame_id = self.cfg.frame_id
+        out.tick_index = msg.tick_index
+        out.hold = True
+        out.reason = reason
+        out.newest_sample_stamp = msg.newest_sample_stamp
+        out.valid_until = ns_to_time(self._now_ns() + int(self.cfg.command_valid_s * 1e9))
         return out
 
     # --- instruction and describe ---------------------------------------------------------
