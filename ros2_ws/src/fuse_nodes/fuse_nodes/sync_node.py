@@ -51,7 +51,9 @@ class SyncNode(Node):
 
     Threading: sensor callbacks (which preprocess each sample as it arrives) run in one
     callback group and the tick timer plus the reset service in another, on a
-    MultiThreadedExecutor, so a burst of image preprocessing never holds a tick back.
+    MultiThreadedExecutor: a tick waits at most for the few sample callbacks already handed
+    to the executor's threads (about 1 ms each), never for the sensor backlog, and its stamp
+    is the timer's scheduled time either way (the delay shows as tick jitter in diagnostics).
     Eager preprocessing (the default) was chosen over lazy (at the tick, cached per sample)
     for the lower tick latency. Measured with benchmarks/bench_sync.py for the reference
     bundle, sensors at real rates: eager ticks take ~4 ms (copy prepared arrays, serialise),
