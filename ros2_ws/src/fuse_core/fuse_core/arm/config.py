@@ -55,7 +55,8 @@ class ArmConfig(ValidatedConfig):
     connect_timeout_s: float = param(5.0, 'Interbotix: how long to look for the driver at start-up (s)',
                                      min=0.1, max=120.0)
     reconnect_max_s: float = param(10.0, 'Longest wait between reconnection attempts (s)', min=0.5, max=300.0)
-    mock_initial_pose: str = param('sleep', 'Mock arm joints at start-up', choices=('sleep', 'home'))
+    mock_initial_pose: str = param('sleep', 'Mock arm joints at start-up (start = the episode start pose)',
+                                   choices=('sleep', 'home', 'start'))
     mock_time_constant_s: float = param(0.05, 'Mock arm first-order response time (s)', min=0.001, max=5.0)
     ik_max_iterations: int = param(50, 'IK iteration cap', min=1, max=1000)
     ik_position_tolerance: float = param(1e-4, 'IK position tolerance (m)', min=1e-7, max=0.01)
