@@ -184,12 +184,12 @@ def parse_model(config: dict, example_batch: dict) -> ModelSpec:
     obs = example_batch['observation']
     available = [k for k in obs if k not in NON_OBSERVATION_KEYS]
     shapes = {}
-    for k in available:
+    for k in list(available):
         arr = np.asarray(obs[k])
         if arr.ndim < 3:
-            raise ExportError(
-                f'example batch observation {k!r} has shape {arr.shape}: expected (batch, window, ...)'
-            )
+            # Per-timestep scalars (e.g. step counters) are not sensor inputs.
+            available.remove(k)
+            continue
         shapes[k] = (tuple(int(d) for d in arr.shape[2:]), str(arr.dtype))
     window = (
         int(np.asarray(obs['timestep_pad_mask']).shape[1])
@@ -291,6 +291,8 @@ def parse_model(config: dict, example_batch: dict) -> ModelSpec:
             'diffusion heads have no deterministic single-pass export'
         )
     head = dict(ACTION_HEADS[cls])
+    if 'pred_horizon' in kw:  # older Octo configs (Octo's own load shim does the same)
+        kw['action_horizon'] = kw.pop('pred_horizon')
     head.update(kw)
     gen = None
     skipped = []

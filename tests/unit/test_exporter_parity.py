@@ -202,3 +202,26 @@ def test_project_runner_reproduces_the_original(tmp_path, ref):
     assert err < ATOL, f'runner action (normalised): max abs error {err:.2e}'
     err = _max_err(result.actions[None].astype(np.float32), ref['out_action_unnormalized'])
     assert err < 1e-3, f'runner action (un-normalised): max abs error {err:.2e}'
+
+
+def test_old_octo_labelling_is_reproduced():
+    """use_correct_attention=False labels each group's first token with the previous group's rules.
+
+    The action readout then reads like a repeated-language token, so later observations attend to
+    the earlier action readout: the policy must keep it. (Checked against Octo's own
+    BlockTransformer.generate_attention_mask when the fixture was made; both settings agree.)
+    """
+    ckpt = load_checkpoint(FIXTURE / 'checkpoint')
+    ckpt.config['model']['use_correct_attention'] = False
+    spec = parse_model(ckpt.config, ckpt.example_batch)
+    for grp, n in zip(spec.groups, (2, 16, 256, 64)):
+        grp.n_tokens = n
+    spec.language_length = 24
+    layout = sequence_layout(spec, 2)
+    early_action = layout.positions('readout_action', 0)
+    later_obs = layout.positions('obs_primary', 1)
+    assert layout.rule_mask[np.ix_(later_obs, early_action)].all()
+    kept = needed_tokens(layout, layout.positions('readout_action', 1))
+    assert set(early_action) <= set(kept)
+    lang_readouts = layout.positions('readout_language', 0)[1:] + layout.positions('readout_language', 1)[1:]
+    assert not set(kept) & set(lang_readouts)
