@@ -1,0 +1,109 @@
+"""The launch files parse, build their nodes from the shared graph description, and match it.
+
+`launch` is not installable here, so these checks read the launch files' syntax tree and the
+graph description instead of importing them.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fuse_bringup import graph
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCH_DIR = REPO / 'launch'
+SETUP_PY = REPO / 'ros2_ws/src/fuse_nodes/setup.py'
+
+
+def _tree(name: str) -> ast.Module:
+    return ast.parse((LAUNCH_DIR / name).read_text(), filename=name)
+
+
+def _calls(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            yield (f.attr if isinstance(f, ast.Attribute) else getattr(f, 'id', None)), node
+
+
+@pytest.mark.parametrize('name,builder', [('sim.launch.py', 'sim_graph'), ('robot.launch.py', 'robot_graph')])
+def test_launch_file_builds_nodes_from_the_graph_description(name, builder):
+    tree = _tree(name)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == 'generate_launch_description' for n in tree.body)
+    calls = dict(_calls(tree))
+    assert builder in calls, f'{name} must build its nodes with fuse_bringup.graph.{builder}'
+    # Nodes come from NodeSpec fields, never from literals in the launch file.
+    node_calls = [c for fn, c in _calls(tree) if fn == 'Node']
+    assert node_calls, f'{name} creates no launch_ros Node'
+    for call in node_calls:
+        kw = {k.arg: k.value for k in call.keywords}
+        for field in ('package', 'executable', 'name'):
+            value = kw.get(field)
+            assert isinstance(value, ast.Attribute) and value.attr == field, \
+                f'{name}: Node({field}=...) must come from the NodeSpec, got {ast.dump(value) if value else None}'
+        params = ast.unparse(kw['parameters'])
+        assert 'params_files' in params and 'spec.parameters' in params
+        assert 'spec.remappings' in ast.unparse(kw['remappings'])
+
+
+def _console_scripts():
+    text = SETUP_PY.read_text()
+    names = re.search(r'NODES = \[(.*?)\]', text, re.S).group(1)
+    return set(re.findall(r"'(\w+)'", names))
+
+
+ALL_GRAPHS = {
+    'sim': graph.sim_graph(),
+    'sim_synthetic_record': graph.sim_graph(synthetic_sensors=True, record=True),
+    'robot': graph.robot_graph(record=True),
+}
+
+
+@pytest.mark.parametrize('graph_name', sorted(ALL_GRAPHS))
+def test_graph_nodes_exist_and_their_parameter_files_exist(graph_name):
+    specs = ALL_GRAPHS[graph_name]
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names)), f'duplicate node names in {graph_name}: {names}'
+    scripts = _console_scripts()
+    for spec in specs:
+        assert spec.executable in scripts, f'{spec.executable} is not a console script of fuse_nodes'
+        module = REPO / 'ros2_ws/src/fuse_nodes/fuse_nodes' / f'{spec.executable}.py'
+        assert module.is_file(), f'{module} missing'
+        for f in spec.params_files:
+            path = graph.config_path(f)
+            assert path.is_file(), f'{spec.name}: parameter file {f} missing'
+            data = yaml.safe_load(path.read_text()) or {}
+            for node_name, section in data.items():
+                assert 'ros__parameters' in section, f'{f}: {node_name} lacks ros__parameters'
+
+
+def test_every_node_family_file_configures_only_nodes_of_some_graph():
+    known = {s.name for specs in ALL_GRAPHS.values() for s in specs}
+    for path in sorted(graph.config_dir().glob('*.yaml')):
+        data = yaml.safe_load(path.read_text()) or {}
+        for node_name in data:
+            assert node_name in known or node_name == '/**', f'{path.name} configures unknown node {node_name!r}'
+
+
+def test_robot_and_sim_share_the_node_family_files():
+    sim = {s.name: s for s in graph.sim_graph(synthetic_sensors=True)}
+    robot = {s.name: s for s in graph.robot_graph()}
+    for name, r in robot.items():
+        if name in sim:
+            # The simulation may only add override files after the robot's own ones.
+            assert sim[name].params_files[:len(r.params_files)] == r.params_files, name
+            assert sim[name].executable == r.executable
+
+
+def test_ros_args_match_what_launch_ros_passes():
+    spec = graph.NodeSpec('policy', 'policy_node', ('policy.yaml',), {'instruction': 'pick up the cup', 'x': 2.0},
+                          (('/a', '/b'),))
+    args = graph.ros_args(spec)
+    assert args[:3] == ['--ros-args', '-r', '__node:=policy']
+    assert ['--params-file', str(graph.config_path('policy.yaml'))] == args[3:5]
+    assert "instruction:='pick up the cup'" in args and 'x:=2.0' in args and '/a:=/b' in args
