@@ -87,6 +87,10 @@ def run_pair(transport: str, seconds: float, rate: float, reliable: bool, domain
     return res
 
 
+def fmt(v) -> str:
+    return f'{v:8.2f}' if v is not None else '      --'
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--seconds', type=float, default=8.0)
@@ -100,7 +104,6 @@ def main() -> None:
                             ('Fast DDS defaults', 'default')):
         for reliable in (False, True):
             r = run_pair(transport, args.seconds, args.rate, reliable, domain)
-            fmt = (lambda v: f'{v:8.2f}' if v is not None else '      --')
             print(f'{name:<44s} {"reliable" if reliable else "best-effort":<12s} '
                   f'{r["received"]:>4d}/{r["sent"]:<5d} {fmt(r["p50_ms"])} {fmt(r["p99_ms"])}', flush=True)
 

@@ -37,8 +37,10 @@ def to_launch_node(spec):
 
 def generate_launch_description():
     return LaunchDescription([
-        DeclareLaunchArgument('bag', default_value='', description='rosbag2 MCAP directory (default: shipped recording)'),
-        DeclareLaunchArgument('bundle', default_value='', description='model bundle directory (default: models/reference)'),
+        DeclareLaunchArgument('bag', default_value='',
+                              description='rosbag2 MCAP directory (default: the shipped recording)'),
+        DeclareLaunchArgument('bundle', default_value='',
+                              description='model bundle directory (default: models/reference)'),
         DeclareLaunchArgument('instruction', default_value='', description='language instruction'),
         DeclareLaunchArgument('synthetic_sensors', default_value='false',
                               description='run the sensor nodes with synthetic sources instead of the bag'),
