@@ -232,6 +232,8 @@ def test_builder_from_takes_rate_and_window_from_manifest_unless_overridden():
     assert (b.window_size, b.dt_ns, b.channels[0].eager) == (2, 200 * MS, False)
     with pytest.raises(ConfigError, match='preprocess_mode'):
         SyncConfig(preprocess_mode='sometimes')
+    with pytest.raises(ConfigError, match='buffer_s'):
+        builder_from(m, SyncConfig(buffer_s=0.2), streams)
 
 
 def test_sync_yaml_is_valid_and_covers_the_reference_manifest():

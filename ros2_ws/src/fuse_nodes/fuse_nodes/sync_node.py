@@ -49,17 +49,20 @@ def window_to_msg(w: Window, frame_id: str) -> ObservationWindow:
 class SyncNode(Node):
     """Thin shell around fuse_core.sync.WindowBuilder: subscriptions, tick timer, publisher.
 
-    Threading: sensor callbacks (which preprocess each sample as it arrives) run in one
-    callback group and the tick timer plus the reset service in another, on a
-    MultiThreadedExecutor: a tick waits at most for the few sample callbacks already handed
-    to the executor's threads (about 1 ms each), never for the sensor backlog, and its stamp
-    is the timer's scheduled time either way (the delay shows as tick jitter in diagnostics).
-    Eager preprocessing (the default) was chosen over lazy (at the tick, cached per sample)
-    for the lower tick latency. Measured with benchmarks/bench_sync.py for the reference
-    bundle, sensors at real rates: eager ticks take ~4 ms (copy prepared arrays, serialise),
-    lazy ticks ~13 ms (they also pay the resizes of the samples they use). Eager does cost
-    more CPU in all (~37 ms of preprocessing per 200 ms tick vs ~13 ms, as every sample is
-    converted, used or not): preprocess_mode lazy is the choice for a starved CPU.
+    Threading: sensor callbacks run in one (reentrant) callback group and the tick timer
+    plus the reset service in another, on a MultiThreadedExecutor; a tick's stamp is the
+    timer's scheduled time however late its callback runs (the delay shows as tick jitter).
+
+    Preprocessing is lazy by default: a sample is converted at the first tick that uses it
+    and cached, so it is still done once per sample. Both modes were measured. In isolation
+    (benchmarks/bench_sync.py, reference bundle, sensors at real rates) an eager tick is
+    cheaper (~4 ms build + serialise vs ~13 ms, since the resizes were done on arrival). In
+    the running node (30 fps images, diagnostics over ~60 ticks, 2-core machine under load)
+    the lazy tick published sooner after its scheduled time: median delay + build 12 ms and
+    41 ms in two runs, against 37 ms and 77 ms eager, because eager callbacks queue ahead of
+    the timer in the executor's thread pool (median timer delay 25-59 ms vs 1-2 ms lazy).
+    Lazy also spends less CPU (only the samples a window uses are converted: ~13 ms per
+    tick vs ~37 ms eager). preprocess_mode: eager remains for machines with cores to spare.
     """
 
     def __init__(self) -> None:

@@ -32,11 +32,12 @@ class SyncConfig(ValidatedConfig):
     frame_id: str = param('wx250s/base_link', 'header.frame_id of the published windows')
     stream_names: list = param(list(DEFAULT_STREAMS), 'streams configured under streams.<name>.*; '
                                                       'every manifest input stream must be one')
-    buffer_s: float = param(2.0, 'seconds of samples kept per stream', min=0.05, max=60.0)
-    buffer_capacity: int = param(256, 'most samples kept per stream (memory bound)', min=2, max=100000)
-    preprocess_mode: str = param('eager', 'eager: preprocess in the subscription callback as each '
-                                          'sample arrives; lazy: at the first tick that uses it',
-                                 choices=('eager', 'lazy'))
+    buffer_s: float = param(1.0, 'seconds of samples kept per stream; must cover the window '
+                                 '((W-1)/rate) plus the largest max_age_s', min=0.05, max=60.0)
+    buffer_capacity: int = param(128, 'most samples kept per stream (memory bound)', min=2, max=100000)
+    preprocess_mode: str = param('lazy', 'lazy: preprocess a sample at the first tick that uses it '
+                                         '(cached per sample); eager: in the subscription callback '
+                                         'as each sample arrives', choices=('eager', 'lazy'))
     diagnostics_period_s: float = param(1.0, 'period of /diagnostics', min=0.1, max=60.0)
 
 
@@ -80,9 +81,14 @@ def check_streams(manifest: Any, streams: Mapping[str, StreamConfig]) -> None:
 def builder_from(manifest: Any, cfg: SyncConfig, streams: Mapping[str, StreamConfig]) -> WindowBuilder:
     """The WindowBuilder for a manifest and the node's settings (0 = take the manifest's value)."""
     check_streams(manifest, streams)
+    window_size = cfg.window_size or manifest.window_size
+    rate = cfg.control_rate_hz or manifest.control_rate_hz
+    used = {spec.stream for spec in manifest.inputs}
+    needed = (window_size - 1) / rate + max(streams[s].max_age_s for s in used)
+    if cfg.buffer_s < needed:
+        raise ConfigError(f'parameter buffer_s = {cfg.buffer_s} s is shorter than the window span plus '
+                          f'the largest max_age_s ({needed:.3f} s): old steps would be masked')
     settings = {name: StreamSettings(name, s.max_age_s, cfg.buffer_s, cfg.buffer_capacity)
                 for name, s in streams.items()}
-    return WindowBuilder(manifest.inputs, settings,
-                         window_size=cfg.window_size or manifest.window_size,
-                         control_rate_hz=cfg.control_rate_hz or manifest.control_rate_hz,
+    return WindowBuilder(manifest.inputs, settings, window_size=window_size, control_rate_hz=rate,
                          eager=cfg.preprocess_mode == 'eager')

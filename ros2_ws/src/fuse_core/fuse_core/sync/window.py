@@ -21,8 +21,8 @@ class StreamSettings:
 
     name: str
     max_age_s: float
-    buffer_s: float = 2.0      # time horizon of the stream's sample buffer
-    capacity: int = 256        # and its size limit (memory bound)
+    buffer_s: float = 1.0      # time horizon of the stream's sample buffer
+    capacity: int = 128        # and its size limit (memory bound)
 
 
 class _Sample:
@@ -280,7 +280,7 @@ class WindowBuilder:
         return out
 
 
-def stream_settings(max_age_s: Mapping[str, float], buffer_s: float = 2.0, capacity: int = 256
+def stream_settings(max_age_s: Mapping[str, float], buffer_s: float = 1.0, capacity: int = 128
                     ) -> Dict[str, StreamSettings]:
     """StreamSettings for each stream named in `max_age_s`."""
     return {n: StreamSettings(n, float(age), buffer_s, capacity) for n, age in max_age_s.items()}
