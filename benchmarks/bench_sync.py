@@ -80,7 +80,7 @@ def timed(fn, iterations):
 
 
 def row(label, stats):
-    print(f'  {label:58s} {stats["p50"]:8.3f} {stats["p99"]:8.3f}')
+    print(f"  {label:68s} {stats['p50']:8.3f} {stats['p99']:8.3f}")
 
 
 def feed(builder, rng, t_from_ns, t_to_ns):
@@ -126,7 +126,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     manifest, origin = load_manifest(args.bundle)
     print(f'manifest {manifest.name!r} ({origin}): W={manifest.window_size}, {manifest.control_rate_hz:g} Hz')
-    print(f'  {"": <58s} {"p50 ms":>8s} {"p99 ms":>8s}')
+    print(f"  {'': <68s} {'p50 ms':>8s} {'p99 ms':>8s}")
 
     print('per-sample preprocessing (once per sample):')
     for spec in manifest.inputs:
