@@ -178,6 +178,9 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # One Ctrl-C is enough: a second one (or a late SIGTERM) must not interrupt the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:
