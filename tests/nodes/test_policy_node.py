@@ -119,14 +119,17 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
             np.testing.assert_allclose(cmd.translation, actions[0, :3], rtol=1e-5, atol=1e-7)
             assert chunk.inference_ms > 0
 
-        # A window whose tick is 10 s old is late: no command, and the node keeps going.
+        # A window whose tick is 10 s old is late: no motion command and no chunk, only an
+        # explicit hold naming the reason, and the node keeps going.
         late_tick = 100
         pub.publish(
             make_window(
                 manifest, late_tick, now_ns() - 10_000_000_000, arrays, ObservationWindow, ObservationTensor
             )
         )
-        assert not wait_for(lambda: late_tick in commands or late_tick in chunks, 1.5, spin)
+        assert wait_for(lambda: late_tick in commands, 5.0, spin)
+        assert commands[late_tick].hold and 'late' in commands[late_tick].reason
+        assert late_tick not in chunks
 
         # Instruction service: a good one is taken, an empty one is refused with a reason.
         future = set_cli.call_async(SetInstruction.Request(instruction='push the sponge'))

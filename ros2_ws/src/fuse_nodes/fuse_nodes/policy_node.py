@@ -98,7 +98,7 @@ class PolicyNode(Node):
         elif decision.outcome in _HOLD_OUTCOMES:
             # Tell the arm now, in this tick, instead of leaving it to the arm's watchdog:
             # the arm holds within one tick and its status names the reason (e.g. the stream).
-            self.command_pub.publish(self._hold_msg(msg, decision.message))
+            self.command_pub.publish(self._hold_msg(msg, f'{decision.outcome}: {decision.message}'))
 
     def _decode(self, msg: ObservationWindow):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
