@@ -16,10 +16,10 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, Opaq
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from fuse_bringup import graph
+from fuse_bringup.launch_nodes import to_launch_node
 from fuse_bringup.preflight import check_robot_arguments
 
 # launch argument -> (node name, parameter name) for the device of each sensor
@@ -50,14 +50,6 @@ def _nodes(context):
         dry_run=(arg('dry_run') or 'false').lower() == 'true', record=arg('record') is not None,
         record_dir=arg('record'), sensor_overrides=overrides)
     return [to_launch_node(spec) for spec in specs]
-
-
-def to_launch_node(spec):
-    cfg = graph.config_dir()
-    return Node(
-        package=spec.package, executable=spec.executable, name=spec.name, output='screen',
-        parameters=[str(cfg / f) for f in spec.params_files] + [dict(spec.parameters)],
-        remappings=list(spec.remappings), emulate_tty=True)
 
 
 def generate_launch_description():

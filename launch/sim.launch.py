@@ -10,9 +10,9 @@ uses too, so the two ways of starting the simulation cannot drift apart.
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from fuse_bringup import graph
+from fuse_bringup.launch_nodes import to_launch_node
 
 
 def _nodes(context):
@@ -25,14 +25,6 @@ def _nodes(context):
         synthetic_sensors=(arg('synthetic_sensors') or 'false').lower() == 'true',
         record=arg('record') is not None, record_dir=arg('record'))
     return [to_launch_node(spec) for spec in specs]
-
-
-def to_launch_node(spec):
-    cfg = graph.config_dir()
-    return Node(
-        package=spec.package, executable=spec.executable, name=spec.name, output='screen',
-        parameters=[str(cfg / f) for f in spec.params_files] + [dict(spec.parameters)],
-        remappings=list(spec.remappings), emulate_tty=True)
 
 
 def generate_launch_description():

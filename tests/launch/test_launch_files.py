@@ -37,18 +37,22 @@ def test_launch_file_builds_nodes_from_the_graph_description(name, builder):
     assert any(isinstance(n, ast.FunctionDef) and n.name == 'generate_launch_description' for n in tree.body)
     calls = dict(_calls(tree))
     assert builder in calls, f'{name} must build its nodes with fuse_bringup.graph.{builder}'
-    # Nodes come from NodeSpec fields, never from literals in the launch file.
+    assert 'to_launch_node' in calls, f'{name} must turn NodeSpecs into Nodes with launch_nodes.to_launch_node'
+    # No node is written into the launch file by hand.
+    assert 'Node' not in calls, f'{name} creates a launch_ros Node directly'
+
+
+def test_launch_nodes_come_from_nodespec_fields():
+    tree = ast.parse((REPO / 'ros2_ws/src/fuse_bringup/fuse_bringup/launch_nodes.py').read_text())
     node_calls = [c for fn, c in _calls(tree) if fn == 'Node']
-    assert node_calls, f'{name} creates no launch_ros Node'
-    for call in node_calls:
-        kw = {k.arg: k.value for k in call.keywords}
-        for field in ('package', 'executable', 'name'):
-            value = kw.get(field)
-            assert isinstance(value, ast.Attribute) and value.attr == field, \
-                f'{name}: Node({field}=...) must come from the NodeSpec, got {ast.dump(value) if value else None}'
-        params = ast.unparse(kw['parameters'])
-        assert 'params_files' in params and 'spec.parameters' in params
-        assert 'spec.remappings' in ast.unparse(kw['remappings'])
+    assert len(node_calls) == 1
+    kw = {k.arg: k.value for k in node_calls[0].keywords}
+    for field in ('package', 'executable', 'name'):
+        value = kw.get(field)
+        assert isinstance(value, ast.Attribute) and value.attr == field, field
+    params = ast.unparse(kw['parameters'])
+    assert 'params_files' in params and 'spec.parameters' in params
+    assert 'spec.remappings' in ast.unparse(kw['remappings'])
 
 
 def _console_scripts():

@@ -28,9 +28,9 @@ import rclpy  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-from launch_ros.actions import Node  # noqa: E402
 
 from fuse_bringup import graph  # noqa: E402
+from fuse_bringup.launch_nodes import to_launch_node  # noqa: E402
 
 pytestmark = pytest.mark.launch
 
@@ -86,12 +86,7 @@ SENSORS = {
 
 def _sensor_launch(name):
     spec = graph._with(next(s for s in graph.SENSOR_NODES if s.name == name), ('sim.yaml',))
-    cfg = graph.config_dir()
-    return LaunchDescription([
-        Node(package=spec.package, executable=spec.executable, name=spec.name,
-             parameters=[str(cfg / f) for f in spec.params_files] + [dict(spec.parameters)]),
-        launch_pytest.actions.ReadyToTest(),
-    ])
+    return LaunchDescription([to_launch_node(spec), launch_pytest.actions.ReadyToTest()])
 
 
 @launch_pytest.fixture
