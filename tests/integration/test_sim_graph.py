@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -60,9 +61,11 @@ def test_sim_graph_replays_the_bag_and_commands_the_arm_at_5hz(tmp_path):
 def test_run_sh_prints_status_and_stops_cleanly(tmp_path):
     """The README's run command: live status line, then a clean stop after --duration."""
     domain = fresh_domain_id()
+    # A user's shell: no DDS settings of the project's own (the runner applies them).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('FASTDDS_', 'ROS_DOMAIN_ID'))}
     res = subprocess.run([sys.executable, '-m', 'fuse_bringup.runner', 'sim', '--duration', '25',
                           '--domain-id', str(domain), '--log-dir', str(tmp_path)],
-                         capture_output=True, text=True, timeout=120, env=node_env(domain))
+                         capture_output=True, text=True, timeout=120, env=env)
     out = res.stdout
     assert res.returncode == 0, out + res.stderr
     assert 'tick' in out and 'commands' in out

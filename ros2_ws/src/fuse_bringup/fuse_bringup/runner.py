@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import signal
 import subprocess
 import sys
@@ -165,6 +166,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                             record_dir=args.record)
     env = dds_environment(domain_id=args.domain_id)
     env.setdefault('PYTHONUNBUFFERED', '1')
+    # The status monitor in this process must use the same DDS transport as the nodes.
+    os.environ.update({k: v for k, v in env.items() if k.startswith(('FASTDDS_', 'RMW_', 'ROS_'))})
+    for key in ('FASTDDS_BUILTIN_TRANSPORTS', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
+        if key not in env:
+            os.environ.pop(key, None)
     procs = GraphProcesses(specs, env, Path(args.log_dir) if args.log_dir else None)
     if args.print_commands:
         for spec in specs:
