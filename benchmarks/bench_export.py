@@ -72,7 +72,7 @@ def bench_onnx(
         feeds = {n: np.stack([s[n] for s in steps], axis=1) for n in names}
         return pol.run(['action'], dict(feeds, timestep_pad_mask=pad, language_embedding=embedding))[0]
 
-    policy(cache)  # warm-up
+    action = policy(cache)  # also the warm-up
     fresh, reuse, enc_ms, pol_ms = [], [], [], []
     for _ in range(iterations):
         t0 = time.perf_counter()
@@ -96,6 +96,7 @@ def bench_onnx(
         'encoder_one_step_ms': percentiles(enc_ms),
         'policy_ms': percentiles(pol_ms),
         'language_first_call_ms': lang_ms,
+        'action': action,
     }
 
 
@@ -135,14 +136,15 @@ def jax_worker(args) -> None:
         'pad_mask_dict': {'language_instruction': np.ones((1,), bool)},
     }
     t0 = time.perf_counter()
-    model.sample_actions(obs, tasks, rng=jax.random.PRNGKey(0)).block_until_ready()
+    action = np.asarray(model.sample_actions(obs, tasks, rng=jax.random.PRNGKey(0)))
     compile_s = time.perf_counter() - t0
     samples = []
     for _ in range(args.iterations):
         t0 = time.perf_counter()
         model.sample_actions(obs, tasks, rng=jax.random.PRNGKey(0)).block_until_ready()
         samples.append((time.perf_counter() - t0) * 1e3)
-    print(json.dumps({'cpus': args.cpus, 'forward_ms': percentiles(samples), 'first_call_s': compile_s}))
+    result = {'cpus': args.cpus, 'forward_ms': percentiles(samples), 'first_call_s': compile_s}
+    print(json.dumps(dict(result, action=action.tolist())))
 
 
 def main() -> None:
@@ -176,8 +178,10 @@ def main() -> None:
     ids = np.array([enc.ids], np.int64)
     mask = np.array([enc.attention_mask], np.int64)
     print(f'bundle {args.bundle} ({manifest["name"]}), window {window}, {os.cpu_count()} CPUs')
+    onnx_action = None
     for threads in args.threads:
         r = bench_onnx(args.bundle, threads, args.iterations, obs, ids, mask)
+        onnx_action = r['action']
         print(
             f'onnxruntime threads={threads}: tick without reuse p50 {r["tick_no_reuse_ms"]["p50"]:.1f} ms '
             f'p99 {r["tick_no_reuse_ms"]["p99"]:.1f} ms | with encoder reuse p50 '
@@ -219,7 +223,8 @@ def main() -> None:
                 print(
                     f'original JAX on {threads} CPU(s): forward (T5 included, no reuse) p50 '
                     f'{r["forward_ms"]["p50"]:.1f} ms p99 {r["forward_ms"]["p99"]:.1f} ms '
-                    f'(first call incl. compile {r["first_call_s"]:.0f} s)'
+                    f'(first call incl. compile {r["first_call_s"]:.0f} s); action max abs difference to '
+                    f'the bundle {np.abs(np.asarray(r["action"]) - onnx_action).max():.2e}'
                 )
 
 
