@@ -102,3 +102,16 @@ def test_check_actions_refuses(bad):
 
 def test_check_actions_accepts_plausible():
     check_actions(np.full((4, 7), 0.99), max_abs=1.0)
+
+
+def test_check_actions_limits_motion_but_only_requires_a_finite_gripper():
+    c = np.zeros((4, 7))
+    c[0, 6] = -3.0
+    check_actions(c, max_abs=1.0, gripper_index=6)
+    c[1, 2] = 1.5
+    with pytest.raises(ActionRejectedError, match=r'\[1, 2\]'):
+        check_actions(c, max_abs=1.0, gripper_index=6)
+    c[1, 2] = 0.0
+    c[3, 6] = np.nan
+    with pytest.raises(ActionRejectedError, match='non-finite'):
+        check_actions(c, max_abs=1.0, gripper_index=6)

@@ -225,3 +225,31 @@ def test_old_octo_labelling_is_reproduced():
     assert set(early_action) <= set(kept)
     lang_readouts = layout.positions('readout_language', 0)[1:] + layout.positions('readout_language', 1)[1:]
     assert not set(kept) & set(lang_readouts)
+
+
+def test_runner_describes_the_window_from_touch_only(bundle, ref):
+    """Describe from touch: the runner feeds the cached window tokens to the generative head."""
+    from fuse_core.bundle import Observation, PolicyRunner, load_bundle
+    from fuse_core.bundle.runner import ObservationError
+    from fuse_core.errors import BundleError
+    from tokenizers import Tokenizer
+
+    out, manifest = bundle
+    assert manifest['graphs']['generative'] == 'gen_head.onnx'
+    runner = PolicyRunner(load_bundle(out))
+    names = [i['name'] for i in manifest['inputs']]
+    obs = Observation(tensors={n: ref['in_' + n][0] for n in names}, timestep_pad_mask=ref['in_timestep_pad_mask'][0])
+    tok = Tokenizer.from_file(str(FIXTURE / 'tokenizer.json'))
+    for modalities, key in ((['tactile'], 'gen_ids_3'), (['audio', 'visual', 'tactile'], 'gen_ids_8')):
+        expected = tok.decode([int(i) for i in ref[key][0]], skip_special_tokens=True)
+        assert runner.describe(obs, modalities) == expected, modalities
+    with pytest.raises(ObservationError, match='not a combination'):
+        runner.describe(obs, ['smell'])
+    with pytest.raises(ObservationError, match='no observation window'):
+        runner.describe(None, ['tactile'])
+    # A bundle exported without the head says so.
+    plain = out.parent / 'no_gen'
+    export_checkpoint(FIXTURE / 'checkpoint', plain, tokenizer=FIXTURE / 'tokenizer.json', generative=False,
+                      log=lambda *_: None)
+    with pytest.raises(BundleError, match='no generative head'):
+        PolicyRunner(load_bundle(plain)).describe(obs, ['tactile'])

@@ -16,8 +16,12 @@ class ActionRejectedError(FuseError, ValueError):
     """A predicted action is not finite or implausibly large; it must never reach the arm."""
 
 
-def check_actions(chunk: np.ndarray, max_abs: float) -> None:
-    """Refuse a chunk holding NaN/Inf or any |value| above max_abs (checked before binarising)."""
+def check_actions(chunk: np.ndarray, max_abs: float, gripper_index: Optional[int] = None) -> None:
+    """Refuse a chunk holding NaN/Inf, or a motion value with |value| above max_abs.
+
+    The gripper column is only checked for finiteness: it is binarised at 0.5 afterwards, and
+    an unbounded gripper output (a logit-like value) is still a clear open/closed decision.
+    """
     a = np.asarray(chunk, dtype=np.float64)
     bad = ~np.isfinite(a)
     if bad.any():
@@ -26,6 +30,8 @@ def check_actions(chunk: np.ndarray, max_abs: float) -> None:
             f'action chunk holds {int(bad.sum())} non-finite value(s), first at {list(idx)}: {a[idx]}'
         )
     big = np.abs(a) > max_abs
+    if gripper_index is not None:
+        big[..., gripper_index] = False
     if big.any():
         idx = tuple(int(i) for i in np.argwhere(big)[0])
         raise ActionRejectedError(

@@ -118,6 +118,8 @@ class Bundle:
     statistics: Dict[str, Any]
     providers: List[str]
     encoder_outputs: Dict[str, TensorInfo] = field(default_factory=dict)
+    #: generative head only: modality set (e.g. {'tactile'}) -> the head's modality index
+    modality_index: Dict[frozenset, int] = field(default_factory=dict)
 
     @property
     def has_encoder(self) -> bool:
@@ -261,6 +263,31 @@ def validate_graphs(bundle: Bundle) -> None:
             f'in the graph (outputs: {sorted(outs)})'
         )
     check_tensor(g, 'output', outs['action'], 'float32', [1, a.horizon, a.dim])
+    if 'generative' in bundle.sessions:
+        _check_generative(bundle, files['generative'], policy_expected)
+
+
+def _check_generative(bundle: Bundle, g: str, policy_expected: Dict[str, tuple]) -> None:
+    """The generative head reads the window's encoder tokens and a modality index -> token ids."""
+    if not bundle.has_encoder:
+        raise BundleError(f'{g}: a generative head needs the observation_encoder graph (it reads its tokens)')
+    if not hasattr(bundle.tokenizer, 'decode'):
+        raise BundleError(f'{g}: a generative head needs a tokenizer that can decode (hf_tokenizers)')
+    sess = bundle.sessions['generative']
+    expected = {k: v for k, v in policy_expected.items() if k in bundle.encoder_outputs or k == 'timestep_pad_mask'}
+    expected['modality_index'] = ('int64', [1])
+    _exact_inputs(g, _graph_io(sess.get_inputs()), expected)
+    outs = _graph_io(sess.get_outputs())
+    if 'token_ids' not in outs:
+        raise BundleError(f"{g}: output 'token_ids' expected int64 [1, L], actual: not in the graph "
+                          f'(outputs: {sorted(outs)})')
+    meta = sess.get_modelmeta().custom_metadata_map
+    try:
+        table = json.loads(meta['modality_index'])
+        bundle.modality_index = {frozenset(k.split(',')): int(v) for k, v in table.items()}
+    except (KeyError, ValueError, AttributeError) as exc:
+        raise BundleError(f'{g}: metadata modality_index (a JSON map "visual,tactile" -> index) '
+                          f'missing or unreadable: {exc}') from exc
 
 
 def _read_statistics(path: Path, m: Manifest) -> Dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from fuse_core.errors import BundleError
 
 FORMAT_VERSION = 1
-GRAPH_KEYS = ('policy', 'observation_encoder', 'language')
+GRAPH_KEYS = ('policy', 'observation_encoder', 'language', 'generative')
 INPUT_DTYPES = ('uint8', 'int8', 'uint16', 'int16', 'int32', 'int64', 'float16', 'float32', 'float64', 'bool')
 PREPROCESS_OPS = ('rgb_image', 'tactile_minus_background', 'passthrough')
 INTERPOLATIONS = ('lanczos', 'area', 'linear', 'cubic', 'nearest')

@@ -207,7 +207,7 @@ class PolicyController:
         self._inference_ms.append(result.timing_ms['total'])
         chunk = result.actions
         try:
-            check_actions(chunk, self.cfg.max_abs_action)
+            check_actions(chunk, self.cfg.max_abs_action, self.runner.manifest.action.gripper_index)
         except ActionRejectedError as exc:
             c.rejected += 1
             return self._fail(

@@ -249,10 +249,30 @@ class PolicyRunner:
     def describe(self, obs: Optional[Observation], modalities: Sequence[str]) -> str:
         """Describe the window in words from the given modalities only (FuSe's generative head).
 
-        Format 1 bundles have no generative head, so this always raises BundleError; obs is
-        None when no window has arrived yet.
+        `modalities` is a set of 'visual', 'tactile', 'audio' (e.g. ['tactile'] = from touch
+        only). The window's encodings come from the same cache as infer(), so describing the
+        current window costs the head alone. Raises BundleError when the bundle has no
+        generative head, ObservationError when there is no window yet or the modality set
+        is not one the head was trained on.
         """
-        raise BundleError('bundle has no generative head')
+        if 'generative' not in self.bundle.sessions:
+            raise BundleError('bundle has no generative head')
+        if obs is None:
+            raise ObservationError('no observation window has arrived yet')
+        wanted = frozenset(m.strip().lower() for m in modalities if m.strip())
+        table = self.bundle.modality_index
+        if wanted not in table:
+            known = sorted(','.join(sorted(k)) for k in table if k)
+            raise ObservationError(f'modalities {sorted(wanted)} are not a combination the head knows; '
+                                   f'known: {known}')
+        check_observation(self.bundle, obs)
+        pad = np.asarray(obs.timestep_pad_mask, dtype=bool)
+        tokens, _, _ = self._encode_window(obs, pad, reuse=True)
+        feeds = dict(tokens)
+        feeds['timestep_pad_mask'] = pad[None]
+        feeds['modality_index'] = np.array([table[wanted]], dtype=np.int64)
+        ids = self.bundle.sessions['generative'].run(['token_ids'], feeds)[0][0]
+        return self.bundle.tokenizer.decode(ids)
 
     # --- schema ---------------------------------------------------------------------------
     def example_observation(self, seed: int = 0, stamp0_ns: int = 1) -> Observation:

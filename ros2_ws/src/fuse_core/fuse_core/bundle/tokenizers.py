@@ -105,6 +105,10 @@ class HFTokenizer(Tokenizer):
     def ids(self, text: str) -> list:
         return list(self._tok.encode(text, add_special_tokens=True).ids)
 
+    def decode(self, ids) -> str:
+        """Token ids -> text, special tokens (padding, end of sequence) skipped."""
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
 
 def make_tokenizer(spec: LanguageSpec, bundle_dir: Path) -> Tokenizer:
     t = spec.tokenizer
