@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from fuse_core.camera import CameraConfig, SourceRunner, make_camera_source
-from fuse_core.camera.base import ActualSettings
 from fuse_core.timing import wall_ns
-from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, ns_to_time,
-                               run_node)
+from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, log_at,
+                               ns_to_time, run_node)
 from fuse_nodes.conversions import array_to_image
 
 
@@ -31,12 +31,11 @@ class CameraNode(Node):
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self.source = make_camera_source(self.cfg, name=self.get_name())
         self.pub = self.create_publisher(Image, '~/image_raw', SENSOR_QOS)
-        self._actual: ActualSettings | None = None
         self.runner = SourceRunner(self.source, self._publish, backoff_s=self.cfg.reconnect_backoff_s,
                                    backoff_max_s=self.cfg.reconnect_backoff_max_s,
                                    read_timeout_s=self.cfg.read_timeout_s,
-                                   max_age_s=self.cfg.max_frame_age_s, log=self._log,
-                                   on_connect=self._connected)
+                                   max_age_s=self.cfg.max_frame_age_s,
+                                   log=partial(log_at, self.get_logger()))
         self.diagnostics = Diagnostics(self, hardware_id=self.source.describe())
         self.diagnostics.add('camera', self._status)
         if self.source.synthetic:
@@ -46,19 +45,6 @@ class CameraNode(Node):
                                f'{self.cfg.image_height} @ {self.cfg.framerate:g} Hz, '
                                f'frame_id {self.frame_id}')
         self.runner.start()
-
-    def _log(self, level: str, message: str) -> None:
-        # rclpy refuses one call site logging at changing severities, hence three calls.
-        logger = self.get_logger()
-        if level == 'info':
-            logger.info(message)
-        elif level == 'warn':
-            logger.warning(message)
-        else:
-            logger.error(message)
-
-    def _connected(self, actual: ActualSettings) -> None:
-        self._actual = actual
 
     def _publish(self, frame, stamp_ns: int) -> None:
         # Under simulated time the capture moment is expressed on the node clock.
@@ -83,8 +69,8 @@ class CameraNode(Node):
         }
         if runner.last_stamp_ns is not None:
             values['frame_age_s'] = (wall_ns() - runner.last_stamp_ns) / 1e9
-        if self._actual is not None:
-            values.update(self._actual.as_dict())
+        if self.source.actual is not None:
+            values.update(self.source.actual.as_dict())
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
         if runner.state == 'finished':
             return WARN, prefix + 'replay finished', values

@@ -51,6 +51,18 @@ def time_to_ns(t: TimeMsg) -> int:
     return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
 
+# --- logging --------------------------------------------------------------------------------
+def log_at(logger: Any, level: str, message: str) -> None:
+    """Log `message` at `level` ('info', 'warn' or anything else for error) on an rclpy logger."""
+    # rclpy refuses one call site logging at changing severities, hence one call per severity.
+    if level == 'info':
+        logger.info(message)
+    elif level == 'warn':
+        logger.warning(message)
+    else:
+        logger.error(message)
+
+
 # --- parameters -----------------------------------------------------------------------------
 def declare_config(node: Node, cls: Type[C], prefix: str = '') -> C:
     """Declare one ROS parameter per field of config dataclass `cls` and build the config.

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 import threading
+from functools import partial
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from fuse_core.camera import SourceRunner
-from fuse_core.camera.base import ActualSettings
 from fuse_core.digit import BackgroundCapture, DigitConfig, GlitchDetector, make_digit_source
 from fuse_core.timing import wall_ns
 from fuse_interfaces.srv import CaptureBackground
 from fuse_nodes.common import (ERROR, OK, LATCHED_QOS, SENSOR_QOS, WARN, Diagnostics, declare_config,
-                               ns_to_time, run_node)
+                               log_at, ns_to_time, run_node)
 from fuse_nodes.conversions import array_to_image
 
 
@@ -37,15 +37,14 @@ class DigitNode(Node):
         self.background = BackgroundCapture()
         self._background_lock = threading.Lock()
         self._backgrounds_published = 0
-        self._actual: ActualSettings | None = None
         self.pub = self.create_publisher(Image, '~/image_raw', SENSOR_QOS)
         self.background_pub = self.create_publisher(Image, '~/background', LATCHED_QOS)
         self.srv = self.create_service(CaptureBackground, '~/capture_background', self._capture)
         self.runner = SourceRunner(self.source, self._on_frame, backoff_s=self.cfg.reconnect_backoff_s,
                                    backoff_max_s=self.cfg.reconnect_backoff_max_s,
                                    read_timeout_s=self.cfg.read_timeout_s,
-                                   max_age_s=self.cfg.max_frame_age_s, log=self._log,
-                                   on_connect=self._connected)
+                                   max_age_s=self.cfg.max_frame_age_s,
+                                   log=partial(log_at, self.get_logger()))
         self.diagnostics = Diagnostics(self, hardware_id=self.source.describe())
         self.diagnostics.add('digit', self._status)
         if self.source.synthetic:
@@ -58,19 +57,6 @@ class DigitNode(Node):
         if self.cfg.capture_background_on_start:
             self.background.request(self.cfg.background_frames)
         self.runner.start()
-
-    def _log(self, level: str, message: str) -> None:
-        # rclpy refuses one call site logging at changing severities, hence three calls.
-        logger = self.get_logger()
-        if level == 'info':
-            logger.info(message)
-        elif level == 'warn':
-            logger.warning(message)
-        else:
-            logger.error(message)
-
-    def _connected(self, actual: ActualSettings) -> None:
-        self._actual = actual
 
     def _stamp(self, stamp_ns: int):
         # Under simulated time the capture moment is expressed on the node clock.
@@ -134,8 +120,8 @@ class DigitNode(Node):
         }
         if runner.last_stamp_ns is not None:
             values['frame_age_s'] = (wall_ns() - runner.last_stamp_ns) / 1e9
-        if self._actual is not None:
-            values.update(self._actual.as_dict())
+        if self.source.actual is not None:
+            values.update(self.source.actual.as_dict())
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
         if runner.state == 'finished':
             return WARN, prefix + 'replay finished', values

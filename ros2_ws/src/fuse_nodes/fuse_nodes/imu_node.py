@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import List
 
 from rclpy.node import Node
@@ -13,8 +14,8 @@ from fuse_core.imu.reader import ImuReader
 from fuse_core.imu.sample import ImuSample
 from fuse_core.imu.sources import make_source
 from fuse_core.timing import wall_ns
-from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, ns_to_time,
-                               run_node)
+from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, log_at,
+                               ns_to_time, run_node)
 from fuse_nodes.conversions import fill_imu, fill_mag
 
 
@@ -35,7 +36,7 @@ class ImuNode(Node):
         self.pub_data = self.create_publisher(Imu, '~/data', SENSOR_QOS)
         self.pub_mag = self.create_publisher(MagneticField, '~/mag', SENSOR_QOS)
         self.reader = ImuReader(self.source, self._publish, backoff_s=self.cfg.reconnect_backoff_s,
-                                log=self._log)
+                                log=partial(log_at, self.get_logger()))
         self.diagnostics = Diagnostics(self, hardware_id=self.source.describe())
         self.diagnostics.add('imu', self._status)
         if self.source.synthetic:
@@ -43,16 +44,6 @@ class ImuNode(Node):
                                       '(generated motion, not sensor data)')
         self.get_logger().info(f'{self.source.describe()}, frame_id {self.cfg.frame_id}')
         self.reader.start()
-
-    def _log(self, level: str, message: str) -> None:
-        # rclpy refuses one call site logging at changing severities, hence three calls.
-        logger = self.get_logger()
-        if level == 'info':
-            logger.info(message)
-        elif level == 'warn':
-            logger.warning(message)
-        else:
-            logger.error(message)
 
     def _publish(self, samples: List[ImuSample]) -> None:
         cfg = self.cfg

@@ -7,7 +7,7 @@ from fuse_core.camera.base import (ActualSettings, DeviceSettingsError, Frame, F
 from fuse_core.camera.config import CameraConfig
 from fuse_core.camera.file_sources import ImageFolderSource, VideoFileSource, open_recording
 from fuse_core.camera.opencv_camera import OpenCVCamera
-from fuse_core.camera.runner import Backoff, SourceRunner
+from fuse_core.camera.runner import SourceRunner
 from fuse_core.camera.synthetic import SyntheticCameraSource
 
 
@@ -21,6 +21,6 @@ def make_camera_source(cfg: CameraConfig, name: str = 'camera') -> FrameSource:
     return SyntheticCameraSource(cfg.image_width, cfg.image_height, cfg.framerate, cfg.seed, name=name)
 
 
-__all__ = ['ActualSettings', 'Backoff', 'CameraConfig', 'DeviceSettingsError', 'Frame', 'FrameSource',
+__all__ = ['ActualSettings', 'CameraConfig', 'DeviceSettingsError', 'Frame', 'FrameSource',
            'ImageFolderSource', 'OpenCVCamera', 'Pacer', 'SourceRunner', 'StaleFrameError',
            'SyntheticCameraSource', 'VideoFileSource', 'make_camera_source', 'open_recording']
