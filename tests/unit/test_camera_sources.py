@@ -214,6 +214,9 @@ def test_missing_device_is_retried_and_recovers():
     try:
         assert _wait(lambda: len(frames) >= 5)
         assert runner.state == 'streaming'
+        st = runner.status()
+        assert st['state'] == 'streaming' and st['frames'] >= 5 and st['errors'] == 2
+        assert st['reconnects'] == 0 and st['actual_width'] == 4 and 0 <= st['frame_age_s'] < 5.0
     finally:
         runner.stop()
     assert src.connect_calls == 3 and frames[0] == 3

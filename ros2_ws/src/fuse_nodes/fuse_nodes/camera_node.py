@@ -9,7 +9,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from fuse_core.camera import CameraConfig, SourceRunner, make_camera_source
-from fuse_core.timing import wall_ns
 from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, log_at,
                                ns_to_time, run_node)
 from fuse_nodes.conversions import array_to_image
@@ -61,16 +60,8 @@ class CameraNode(Node):
     def _status(self):
         runner = self.runner
         mon = runner.monitor
-        values = {
-            'source': self.source.kind, 'device': self.source.describe(), 'state': runner.state,
-            'rate_hz': mon.rate_hz(), 'target_hz': self.cfg.framerate, 'frames': mon.count,
-            'drops': mon.drops + self.source.frames_skipped, 'reconnects': runner.reconnects,
-            'errors': mon.errors, 'last_error': mon.last_error, 'frame_id': self.frame_id,
-        }
-        if runner.last_stamp_ns is not None:
-            values['frame_age_s'] = (wall_ns() - runner.last_stamp_ns) / 1e9
-        if self.source.actual is not None:
-            values.update(self.source.actual.as_dict())
+        values = runner.status()
+        values.update(target_hz=self.cfg.framerate, frame_id=self.frame_id)
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
         if runner.state == 'finished':
             return WARN, prefix + 'replay finished', values

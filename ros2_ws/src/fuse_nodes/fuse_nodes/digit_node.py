@@ -11,7 +11,6 @@ from sensor_msgs.msg import Image
 
 from fuse_core.camera import SourceRunner
 from fuse_core.digit import BackgroundCapture, DigitConfig, GlitchDetector, make_digit_source
-from fuse_core.timing import wall_ns
 from fuse_interfaces.srv import CaptureBackground
 from fuse_nodes.common import (ERROR, OK, LATCHED_QOS, SENSOR_QOS, WARN, Diagnostics, declare_config,
                                log_at, ns_to_time, run_node)
@@ -110,18 +109,10 @@ class DigitNode(Node):
     def _status(self):
         runner = self.runner
         mon = runner.monitor
-        values = {
-            'source': self.source.kind, 'device': self.source.describe(), 'state': runner.state,
-            'rate_hz': mon.rate_hz(), 'target_hz': self.cfg.framerate, 'frames': mon.count,
-            'drops': mon.drops + self.source.frames_skipped, 'glitched_frames': self.glitched_frames,
-            'reconnects': runner.reconnects, 'errors': mon.errors, 'last_error': mon.last_error,
-            'orientation': self.cfg.orientation, 'frame_id': self.frame_id,
-            'backgrounds_published': self._backgrounds_published,
-        }
-        if runner.last_stamp_ns is not None:
-            values['frame_age_s'] = (wall_ns() - runner.last_stamp_ns) / 1e9
-        if self.source.actual is not None:
-            values.update(self.source.actual.as_dict())
+        values = runner.status()
+        values.update(target_hz=self.cfg.framerate, glitched_frames=self.glitched_frames,
+                      orientation=self.cfg.orientation, frame_id=self.frame_id,
+                      backgrounds_published=self._backgrounds_published)
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
         if runner.state == 'finished':
             return WARN, prefix + 'replay finished', values

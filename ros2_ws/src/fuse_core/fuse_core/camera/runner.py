@@ -112,3 +112,18 @@ class SourceRunner:
     def reconnects(self) -> int:
         """Successful connections after the first one."""
         return max(0, self.connects - 1)
+
+    def status(self) -> dict:
+        """Figures every frame stream reports in diagnostics: source, state, rate, drops, errors, age."""
+        mon = self.monitor
+        values = {
+            'source': self.source.kind, 'device': self.source.describe(), 'state': self.state,
+            'rate_hz': mon.rate_hz(), 'frames': mon.count,
+            'drops': mon.drops + self.source.frames_skipped, 'reconnects': self.reconnects,
+            'errors': mon.errors, 'last_error': mon.last_error,
+        }
+        if self.last_stamp_ns is not None:
+            values['frame_age_s'] = (wall_ns() - self.last_stamp_ns) / 1e9
+        if self.source.actual is not None:
+            values.update(self.source.actual.as_dict())
+        return values
