@@ -9,7 +9,6 @@ import time
 from typing import Deque, Dict, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.timer import TimerInfo
 from sensor_msgs.msg import Image
@@ -78,29 +77,25 @@ class SyncNode(Node):
         self.builder = builder_from(self.manifest, self.cfg, streams)
         self.dt_ns = self.builder.dt_ns
 
-        # Reentrant: every ready sample is queued to the executor's threads in turn. With a
-        # mutually exclusive group an overloaded node serves the first subscriptions in its
-        # list again and again and starves the later streams (seen on a loaded machine).
-        self._sensor_group = ReentrantCallbackGroup()
-        self._tick_group = MutuallyExclusiveCallbackGroup()
+        # One thread: sensor callbacks only append to ring buffers (preprocessing is lazy, at
+        # the tick), so the timer never waits long. rclpy's MultiThreadedExecutor was tried
+        # and polls in a busy loop: it took 70-80 % of a core and stalled ticks by up to 1 s.
         self.monitors: Dict[str, RateMonitor] = {}
         self._subs = []
         for name in self.builder.stream_names:
             cfg = streams[name]
             self.monitors[name] = RateMonitor()
             self._subs.append(self.create_subscription(
-                Image, cfg.topic, lambda msg, s=name: self._on_sample(s, msg), SENSOR_QOS,
-                callback_group=self._sensor_group))
+                Image, cfg.topic, lambda msg, s=name: self._on_sample(s, msg), SENSOR_QOS))
         self._backgrounds_seen: Dict[str, int] = {}
         for name in self.builder.tactile_streams():
             self._subs.append(self.create_subscription(
                 Image, streams[name].background_topic, lambda msg, s=name: self._on_background(s, msg),
-                LATCHED_QOS, callback_group=self._sensor_group))
+                LATCHED_QOS))
         unused = sorted(set(streams) - set(self.builder.stream_names))
 
         self.pub = self.create_publisher(ObservationWindow, '~/window', CONTROL_QOS)
-        self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset,
-                                             callback_group=self._tick_group)
+        self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         self.tick_monitor = RateMonitor()
         self._last_tick_ns: Optional[int] = None
         self._jitter_ms: Deque[float] = collections.deque(maxlen=_HISTORY)
@@ -109,7 +104,7 @@ class SyncNode(Node):
         self.windows_published = 0
         self.missed_ticks = 0
         # The timer runs on the node clock: ROS time, which follows /clock with use_sim_time.
-        self.timer = self.create_timer(self.dt_ns / 1e9, self._tick, callback_group=self._tick_group)
+        self.timer = self.create_timer(self.dt_ns / 1e9, self._tick)
 
         self.diagnostics = Diagnostics(self, period_s=self.cfg.diagnostics_period_s)
         self.diagnostics.add('window', self._window_status)
@@ -188,6 +183,12 @@ class SyncNode(Node):
         t_ns = info.expected_call_time.nanoseconds
         if t_ns <= 0:
             return  # simulated time before the first /clock message
+        # A callback late by whole periods (a loaded machine, a jump of /clock) reports the
+        # first missed slot; the tick is the newest slot on the same grid, so the window
+        # holds the freshest samples and the skipped slots count as missed.
+        late_ns = info.actual_call_time.nanoseconds - t_ns
+        if late_ns >= self.dt_ns:
+            t_ns += (late_ns // self.dt_ns) * self.dt_ns
         wall0 = time.perf_counter()
         if self._last_tick_ns is not None:
             if t_ns <= self._last_tick_ns:
@@ -196,7 +197,7 @@ class SyncNode(Node):
                                           f'{t_ns / 1e9:.3f} s): episode history cleared')
             else:
                 self.missed_ticks += max(0, round((t_ns - self._last_tick_ns) / self.dt_ns) - 1)
-        self._jitter_ms.append((info.actual_call_time.nanoseconds - t_ns) / 1e6)
+        self._jitter_ms.append((info.actual_call_time.nanoseconds - t_ns) / 1e6)  # within one period
         window = self.builder.build(t_ns)
         self.pub.publish(window_to_msg(window, self.cfg.frame_id))
         self._tick_ms.append(1e3 * (time.perf_counter() - wall0))
@@ -253,7 +254,7 @@ class SyncNode(Node):
 
 
 def main(args=None):
-    return run_node(SyncNode, args=args, multithreaded=True)
+    return run_node(SyncNode, args=args)
 
 
 if __name__ == '__main__':
