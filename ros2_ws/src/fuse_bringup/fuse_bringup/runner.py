@@ -89,9 +89,10 @@ class StatusMonitor:
         self.ticks: Deque[float] = collections.deque(maxlen=50)
         self.latencies_ms: Deque[float] = collections.deque(maxlen=50)
         self.commands = 0
+        self.holds = 0
         self.arm: Optional[ArmStatus] = None
-        self.stale: List[str] = []
-        self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS)
+        # raw: only the arrival is counted, so the ~1.5 MB window is never deserialised here.
+        self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS, raw=True)
         self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
         self.executor = SingleThreadedExecutor(context=self.ctx)
@@ -105,11 +106,13 @@ class StatusMonitor:
         except Exception:  # the context is shut down on exit
             pass
 
-    def _on_window(self, msg) -> None:
+    def _on_window(self, _raw: bytes) -> None:
         self.ticks.append(time.monotonic())
-        self.stale = list(msg.stale_streams)
 
     def _on_command(self, msg) -> None:
+        if msg.hold:
+            self.holds += 1
+            return
         self.commands += 1
         self.latencies_ms.append((time.time_ns() - self._time_to_ns(msg.newest_sample_stamp)) / 1e6)
 
@@ -122,7 +125,8 @@ class StatusMonitor:
             rate = (len(self.ticks) - 1) / (self.ticks[-1] - self.ticks[0])
         lat = sorted(self.latencies_ms)
         lat_s = f'{lat[len(lat) // 2]:6.1f} ms' if lat else '   --   '
-        parts = [f'tick {rate:4.2f} Hz', f'latency p50 {lat_s}', f'commands {self.commands:5d}']
+        parts = [f'tick {rate:4.2f} Hz', f'latency p50 {lat_s}', f'commands {self.commands:5d}',
+                 f'holds {self.holds:4d}']
         if self.arm is not None:
             p = self.arm.ee_pose.position
             parts.append(f'arm {self.arm.state:<8s} ee ({p.x:+.3f} {p.y:+.3f} {p.z:+.3f})')
@@ -130,8 +134,6 @@ class StatusMonitor:
                 parts.append(f'hold: {self.arm.hold_reason}')
         else:
             parts.append('arm --')
-        if self.stale:
-            parts.append('stale: ' + ','.join(self.stale))
         return ' | '.join(parts)
 
     def close(self) -> None:
