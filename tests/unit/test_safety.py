@@ -235,3 +235,17 @@ def test_policy_hold_request_keeps_the_target_and_names_the_reason(at_start):
     assert cmd(f, q, 1.4, t=(0.01, 0, 0)).kind == APPLY and f.state == TRACKING
     f.estop()
     assert f.hold_request('x', int(1.5 * S)).kind == REJECT
+
+
+def test_rotation_deltas_stop_at_the_orientation_box(at_start):
+    """A policy that keeps turning one way reaches the orientation bound and keeps tracking."""
+    from fuse_core.arm.kinematics import BRIDGE_DEFAULT_ROTATION, rotation_to_rpy
+    f, q = at_start
+    for k in range(10):   # 10 x 0.25 rad = 2.5 rad of yaw requested, the box allows 1.57
+        d = cmd(f, q, 1.0 + 0.2 * k, r=(0, 0, 0.25))
+        assert d.kind == APPLY, d.reason
+        q = d.joints
+    rpy = rotation_to_rpy(f.target[:3, :3] @ BRIDGE_DEFAULT_ROTATION.T)
+    assert rpy[2] == pytest.approx(f.limits.orientation_max[2], abs=1e-6)
+    assert abs(rpy[0]) < 1e-6 and abs(rpy[1]) < 1e-6
+    assert f.state == TRACKING and f.counters.ik_failures == 0 and f.counters.clipped >= 4

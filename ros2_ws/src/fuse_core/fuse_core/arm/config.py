@@ -34,6 +34,10 @@ class ArmConfig(ValidatedConfig):
                                        min=-1.0, max=1.0)
     workspace_max: List[float] = param([0.45, 0.25, 0.25], 'Workspace box maximum xyz (m, base frame)',
                                        min=-1.0, max=1.0)
+    orientation_min: List[float] = param([-1.0, -1.0, -1.57], 'Orientation box minimum roll, pitch, yaw '
+                                         '(rad, Bridge convention: 0 = gripper down)', min=-3.15, max=3.15)
+    orientation_max: List[float] = param([1.0, 1.0, 1.57], 'Orientation box maximum roll, pitch, yaw (rad)',
+                                         min=-3.15, max=3.15)
     start_pose_xyz: List[float] = param([0.118, -0.016, 0.233], 'Episode start pose position (m)',
                                         min=-1.0, max=1.0)
     start_pose_rpy: List[float] = param([0.0, 0.0, 0.0], 'Episode start pose roll/pitch/yaw (rad) in the '
@@ -64,7 +68,8 @@ class ArmConfig(ValidatedConfig):
 
     def __post_init__(self) -> None:
         validate(self)
-        for name in ('workspace_min', 'workspace_max', 'start_pose_xyz', 'start_pose_rpy'):
+        for name in ('workspace_min', 'workspace_max', 'orientation_min', 'orientation_max', 'start_pose_xyz',
+                     'start_pose_rpy'):
             if len(getattr(self, name)) != 3:
                 raise ConfigError(f'ArmConfig: parameter {name!r} = {getattr(self, name)!r} '
                                   'needs exactly 3 values')
@@ -72,6 +77,9 @@ class ArmConfig(ValidatedConfig):
         if not np.all(lo < hi):
             raise ConfigError(f'ArmConfig: parameter workspace_min {self.workspace_min} must be below '
                               f'workspace_max {self.workspace_max} on every axis')
+        if not np.all(np.asarray(self.orientation_min) < np.asarray(self.orientation_max)):
+            raise ConfigError(f'ArmConfig: parameter orientation_min {self.orientation_min} must be below '
+                              f'orientation_max {self.orientation_max} on every axis')
         xyz = np.asarray(self.start_pose_xyz)
         if np.any(xyz < lo) or np.any(xyz > hi):
             raise ConfigError(f'ArmConfig: parameter start_pose_xyz {self.start_pose_xyz} is outside '
@@ -89,6 +97,7 @@ class ArmConfig(ValidatedConfig):
             max_step_translation=self.max_step_translation,
             max_step_rotation=self.max_step_rotation,
             workspace_min=tuple(self.workspace_min), workspace_max=tuple(self.workspace_max),
+            orientation_min=tuple(self.orientation_min), orientation_max=tuple(self.orientation_max),
             watchdog_s=self.watchdog_s, max_command_age_s=self.max_command_age_s,
             gripper_threshold=self.gripper_threshold, ik_max_iterations=self.ik_max_iterations,
             ik_position_tolerance=self.ik_position_tolerance,

@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fuse_core.arm.kinematics import WX250S, ArmKinematics, bridge_state_to_pose, rpy_to_rotation
+from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, WX250S, ArmKinematics, bridge_state_to_pose,
+                                      rotation_to_rpy, rpy_to_rotation)
 
 # States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
 IDLE, TRACKING, HOLDING, ESTOP, MOVING_TO_POSE = 'idle', 'tracking', 'holding', 'estop', 'moving_to_pose'
@@ -24,6 +25,11 @@ class SafetyLimits:
     max_step_rotation: float = 0.25
     workspace_min: Sequence[float] = (0.10, -0.15, -0.01)
     workspace_max: Sequence[float] = (0.45, 0.25, 0.25)
+    # Orientation box, as roll/pitch/yaw of the Bridge state (0 = gripper pointing down): rotation
+    # deltas accumulate on the commanded target, and without a bound a policy that keeps turning
+    # one way drives the target out of reach and the arm holds for good.
+    orientation_min: Sequence[float] = (-1.0, -1.0, -1.57)
+    orientation_max: Sequence[float] = (1.0, 1.0, 1.57)
     watchdog_s: float = 0.5
     max_command_age_s: float = 1.0
     gripper_threshold: float = 0.5
@@ -39,6 +45,11 @@ class SafetyLimits:
         if not np.all(lo < hi):
             raise ValueError(f'workspace_min {lo.tolist()} must be below workspace_max {hi.tolist()} '
                              'on every axis')
+        olo = np.asarray(self.orientation_min, dtype=float)
+        ohi = np.asarray(self.orientation_max, dtype=float)
+        if olo.shape != (3,) or ohi.shape != (3,) or not np.all(olo < ohi):
+            raise ValueError(f'orientation_min {olo.tolist()} / orientation_max {ohi.tolist()} need 3 values '
+                             '(roll, pitch, yaw), min below max')
         for name in ('max_step_translation', 'max_step_rotation', 'watchdog_s', 'max_command_age_s'):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0.0:
@@ -132,6 +143,12 @@ class SafetyFilter:
         target = np.eye(4)
         # Rotation about the EE point (world axes), so it does not move the position.
         target[:3, :3] = rpy_to_rotation(step[3:]) @ previous[:3, :3]
+        # Keep the orientation inside its box (Bridge rpy relative to gripper-down).
+        rpy = rotation_to_rpy(target[:3, :3] @ BRIDGE_DEFAULT_ROTATION.T)
+        bounded = np.clip(rpy, self.limits.orientation_min, self.limits.orientation_max)
+        if np.any(bounded != rpy):
+            target[:3, :3] = rpy_to_rotation(bounded) @ BRIDGE_DEFAULT_ROTATION
+            clipped = True
         wanted = previous[:3, 3] + step[:3]
         boxed = np.clip(wanted, self.limits.workspace_min, self.limits.workspace_max)
         # From outside the box (e.g. the home pose) the target re-enters at step speed,
