@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import re
 from pathlib import Path
 from typing import Tuple
@@ -26,14 +27,15 @@ def fnv1a_32(data: bytes) -> int:
     return h
 
 
-class Tokenizer:
+class Tokenizer(abc.ABC):
     """Text -> (input_ids, attention_mask), both int64 [1, max_length]."""
 
     def __init__(self, max_length: int, max_chars: int, pad_id: int) -> None:
         self.max_length, self.max_chars, self.pad_id = max_length, max_chars, pad_id
 
+    @abc.abstractmethod
     def ids(self, text: str) -> list:
-        raise NotImplementedError
+        ...
 
     def __call__(self, text: str) -> Tuple[np.ndarray, np.ndarray]:
         if not isinstance(text, str):

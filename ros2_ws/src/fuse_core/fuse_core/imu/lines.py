@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 import re
 from typing import List, Optional, Sequence
@@ -137,9 +138,10 @@ class ChecksummedLineParser(ImuParser):
             return None, False
         return result, True
 
+    @abc.abstractmethod
     def _decode(self, fields: List[str]):
         """An ImuSample, None (a valid line that carries no sample), or False (malformed)."""
-        raise NotImplementedError
+        ...
 
 
 def frame_line(body: str, crc16: bool = False) -> bytes:

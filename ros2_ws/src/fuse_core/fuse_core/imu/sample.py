@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 import time
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ class ImuSample:
                          self.temperature, self.device_time_us)
 
 
-class ImuParser:
+class ImuParser(abc.ABC):
     """Incremental byte-stream parser: ``feed(bytes) -> [ImuSample]``, never raises.
 
     Counters (all monotonic): ``frames_ok`` valid frames (of any type the protocol defines),
@@ -94,8 +95,9 @@ class ImuParser:
         self._buf.clear()
 
     # -- helpers for subclasses ----------------------------------------------------------------
+    @abc.abstractmethod
     def _parse(self, out: List[ImuSample], stamp_ns: int) -> None:
-        raise NotImplementedError
+        ...
 
     def _skip(self, n: int) -> None:
         n = min(n, len(self._buf))

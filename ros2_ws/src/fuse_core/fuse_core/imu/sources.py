@@ -8,6 +8,7 @@ stamped with its capture time (see :class:`CaptureStamper`).
 
 from __future__ import annotations
 
+import abc
 import os
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from fuse_core.imu.sample import CaptureStamper, ImuParser, ImuSample
 from fuse_core.imu.synthetic import SyntheticImuModel
 
 
-class ImuSource:
+class ImuSource(abc.ABC):
     """connect / read / close, usable as a context manager; ``parser`` holds the counters."""
 
     kind = ''
@@ -31,17 +32,21 @@ class ImuSource:
         self.rate_hz = float(rate_hz)
         self.stamper = CaptureStamper(1.0 / self.rate_hz, latency_s)
 
+    @abc.abstractmethod
     def connect(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def read(self) -> List[ImuSample]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        ...
 
     def _decode(self, data: bytes, read_ns: int) -> List[ImuSample]:
         return self.stamper.stamp(self.parser.feed(data), read_ns)

@@ -20,6 +20,7 @@ Choices (FuSe/Octo parity):
 
 from __future__ import annotations
 
+import abc
 import threading
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -90,7 +91,7 @@ def rgb_resized(image: np.ndarray, encoding: str, size: Sequence[int], interpola
     return np.ascontiguousarray(out)
 
 
-class Preprocessor:
+class Preprocessor(abc.ABC):
     """Turns one sensor sample into one model input of the manifest's shape and dtype.
 
     `prepare` does the expensive part once per sample; `finish` turns a prepared sample
@@ -133,8 +134,9 @@ class Preprocessor:
                 self.prepare_seconds += dt
                 self.last_prepare_s = dt
 
+    @abc.abstractmethod
     def _prepare(self, image: np.ndarray, encoding: str) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
     def finish(self, prepared: np.ndarray) -> Optional[np.ndarray]:
         return prepared
