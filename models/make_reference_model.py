@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 from torch import nn
 from torch.nn import functional as F
 
@@ -44,43 +46,7 @@ ACTION_MASK = [True] * 6 + [False]
 LAYOUT = ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
 
 OBS_TOKENS = {'tokens_digits': 2, 'tokens_spectro': 16, 'tokens_primary': 64, 'tokens_wrist': 16}
-INPUTS = [
-    {
-        'name': 'image_primary',
-        'shape': [256, 256, 3],
-        'dtype': 'uint8',
-        'stream': 'camera_primary',
-        'preprocess': {'op': 'rgb_image', 'size': [256, 256], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_wrist',
-        'shape': [128, 128, 3],
-        'dtype': 'uint8',
-        'stream': 'camera_wrist',
-        'preprocess': {'op': 'rgb_image', 'size': [128, 128], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_digit_left',
-        'shape': [224, 224, 3],
-        'dtype': 'int16',
-        'stream': 'digit_left',
-        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_digit_right',
-        'shape': [224, 224, 3],
-        'dtype': 'int16',
-        'stream': 'digit_right',
-        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'mel_spectro',
-        'shape': [128, 128],
-        'dtype': 'float32',
-        'stream': 'audio',
-        'preprocess': {'op': 'passthrough'},
-    },
-]
+INPUTS = FUSE_OBSERVATION_INPUTS
 INPUT_NAMES = [i['name'] for i in INPUTS]
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
+
 from . import graphs
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError
@@ -19,43 +21,7 @@ from .spec import MODALITY_COMBINATIONS, ModelSpec, parse_model
 ACTION_LAYOUT = ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
 
 # The FuSe observation set and the sensor streams and preprocessing that feed it (docs/CONTRACTS.md).
-FUSE_INPUTS = [
-    {
-        'name': 'image_primary',
-        'shape': [256, 256, 3],
-        'dtype': 'uint8',
-        'stream': 'camera_primary',
-        'preprocess': {'op': 'rgb_image', 'size': [256, 256], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_wrist',
-        'shape': [128, 128, 3],
-        'dtype': 'uint8',
-        'stream': 'camera_wrist',
-        'preprocess': {'op': 'rgb_image', 'size': [128, 128], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_digit_left',
-        'shape': [224, 224, 3],
-        'dtype': 'int16',
-        'stream': 'digit_left',
-        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_digit_right',
-        'shape': [224, 224, 3],
-        'dtype': 'int16',
-        'stream': 'digit_right',
-        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'mel_spectro',
-        'shape': [128, 128],
-        'dtype': 'float32',
-        'stream': 'audio',
-        'preprocess': {'op': 'passthrough'},
-    },
-]
+FUSE_INPUTS = FUSE_OBSERVATION_INPUTS
 
 
 def _action_statistics(stats: dict, dataset: str | None) -> dict:

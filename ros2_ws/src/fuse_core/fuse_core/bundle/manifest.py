@@ -12,6 +12,46 @@ from fuse_core.errors import BundleError
 
 FORMAT_VERSION = 1
 GRAPH_KEYS = ('policy', 'observation_encoder', 'language', 'generative')
+
+#: FuSe's observation set per timestep and the sensor stream + preprocessing feeding each input
+#: (docs/CONTRACTS.md): the manifest `inputs` of the reference bundle and of exported FuSe bundles.
+FUSE_OBSERVATION_INPUTS = [
+    {
+        'name': 'image_primary',
+        'shape': [256, 256, 3],
+        'dtype': 'uint8',
+        'stream': 'camera_primary',
+        'preprocess': {'op': 'rgb_image', 'size': [256, 256], 'interpolation': 'lanczos'},
+    },
+    {
+        'name': 'image_wrist',
+        'shape': [128, 128, 3],
+        'dtype': 'uint8',
+        'stream': 'camera_wrist',
+        'preprocess': {'op': 'rgb_image', 'size': [128, 128], 'interpolation': 'lanczos'},
+    },
+    {
+        'name': 'image_digit_left',
+        'shape': [224, 224, 3],
+        'dtype': 'int16',
+        'stream': 'digit_left',
+        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
+    },
+    {
+        'name': 'image_digit_right',
+        'shape': [224, 224, 3],
+        'dtype': 'int16',
+        'stream': 'digit_right',
+        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
+    },
+    {
+        'name': 'mel_spectro',
+        'shape': [128, 128],
+        'dtype': 'float32',
+        'stream': 'audio',
+        'preprocess': {'op': 'passthrough'},
+    },
+]
 INPUT_DTYPES = ('uint8', 'int8', 'uint16', 'int16', 'int32', 'int64', 'float16', 'float32', 'float64', 'bool')
 PREPROCESS_OPS = ('rgb_image', 'tactile_minus_background', 'passthrough')
 INTERPOLATIONS = ('lanczos', 'area', 'linear', 'cubic', 'nearest')
