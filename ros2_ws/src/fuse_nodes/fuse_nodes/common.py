@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import rclpy
@@ -13,6 +14,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor)
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -164,35 +166,40 @@ def _fmt(v: Any) -> str:
 
 
 # --- entry point ----------------------------------------------------------------------------
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
              multithreaded: bool = False) -> int:
     """The one main() idiom of every node: init, build, spin, clean shutdown on Ctrl-C/SIGTERM.
 
-    A ConfigError while building the node is printed as one clear line and exits with 2.
+    Ctrl-C and SIGTERM only set a flag that the spin loop checks between callbacks, so a
+    callback is never cut off halfway (a bag record half written, a command half sent);
+    the node's close() then runs once. A ConfigError while building the node is printed as
+    one clear line and exits with 2.
     """
-    rclpy.init(args=args if args is not None else sys.argv)
-    # SIGTERM (sent by process supervisors and launch) shuts down exactly like Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    rclpy.init(args=args if args is not None else sys.argv,
+               signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     node = None
     executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
     code = 0
     try:
         node = factory()
         executor.add_node(node)
-        executor.spin()
+        # The timeout bounds how long a stop request waits for an idle executor.
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except ConfigError as exc:
         print(f'[fuse] configuration error: {exc}', file=sys.stderr, flush=True)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        # One Ctrl-C is enough: a second one (or a late SIGTERM) must not interrupt the cleanup.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stop.set()
         if node is not None:
             close = getattr(node, 'close', None)
             if close is not None:
