@@ -18,6 +18,7 @@ from fuse_core.sync import WindowBuilder, make_preprocessor, stream_settings
 from fuse_core.sync.preprocess import resize
 from fuse_core.timing import percentiles
 from fuse_nodes.sync_node import window_to_msg
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 
 NS = 1_000_000_000
 
@@ -25,18 +26,7 @@ NS = 1_000_000_000
 FUSE_MANIFEST = {
     'format_version': 1, 'name': 'fuse-documented', 'control_rate_hz': 5.0, 'window_size': 2,
     'graphs': {'policy': 'policy.onnx'},
-    'inputs': [
-        {'name': 'image_primary', 'shape': [256, 256, 3], 'dtype': 'uint8', 'stream': 'camera_primary',
-         'preprocess': {'op': 'rgb_image', 'size': [256, 256], 'interpolation': 'lanczos'}},
-        {'name': 'image_wrist', 'shape': [128, 128, 3], 'dtype': 'uint8', 'stream': 'camera_wrist',
-         'preprocess': {'op': 'rgb_image', 'size': [128, 128], 'interpolation': 'lanczos'}},
-        {'name': 'image_digit_left', 'shape': [224, 224, 3], 'dtype': 'int16', 'stream': 'digit_left',
-         'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'}},
-        {'name': 'image_digit_right', 'shape': [224, 224, 3], 'dtype': 'int16', 'stream': 'digit_right',
-         'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'}},
-        {'name': 'mel_spectro', 'shape': [128, 128], 'dtype': 'float32', 'stream': 'audio',
-         'preprocess': {'op': 'passthrough'}},
-    ],
+    'inputs': FUSE_OBSERVATION_INPUTS,
     'action': {'horizon': 4, 'dim': 7, 'layout': ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper'],
                'normalization': {'mean': [0.0] * 7, 'std': [1.0] * 7, 'mask': [True] * 6 + [False]},
                'gripper_index': 6},

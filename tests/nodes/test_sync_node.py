@@ -8,24 +8,14 @@ import time
 import numpy as np
 import pytest
 
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 from support.ros_harness import wait_for
 
 NS = 1_000_000_000
 MAX_AGE_S = 0.5
 RATE_HZ = 5.0
 
-FUSE_INPUTS = [
-    {'name': 'image_primary', 'shape': [256, 256, 3], 'dtype': 'uint8', 'stream': 'camera_primary',
-     'preprocess': {'op': 'rgb_image', 'size': [256, 256], 'interpolation': 'lanczos'}},
-    {'name': 'image_wrist', 'shape': [128, 128, 3], 'dtype': 'uint8', 'stream': 'camera_wrist',
-     'preprocess': {'op': 'rgb_image', 'size': [128, 128], 'interpolation': 'lanczos'}},
-    {'name': 'image_digit_left', 'shape': [224, 224, 3], 'dtype': 'int16', 'stream': 'digit_left',
-     'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'}},
-    {'name': 'image_digit_right', 'shape': [224, 224, 3], 'dtype': 'int16', 'stream': 'digit_right',
-     'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'}},
-    {'name': 'mel_spectro', 'shape': [128, 128], 'dtype': 'float32', 'stream': 'audio',
-     'preprocess': {'op': 'passthrough'}},
-]
+FUSE_INPUTS = FUSE_OBSERVATION_INPUTS
 EXPECTED = {i['name']: ((2, *i['shape']), i['dtype']) for i in FUSE_INPUTS}
 
 

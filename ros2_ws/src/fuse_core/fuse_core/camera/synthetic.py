@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Optional
 
 import numpy as np
@@ -28,7 +29,43 @@ def glyph_masks(scale: int) -> np.ndarray:
     return masks.repeat(scale, axis=1).repeat(scale, axis=2)
 
 
-class SyntheticCameraSource(FrameSource):
+class SyntheticFrameSource(FrameSource):
+    """Shared lifecycle of the synthetic frame sources: frame n at a paced real rate.
+
+    Subclasses precompute what they draw and implement frame(n) (depends only on seed and n).
+    """
+
+    kind = 'synthetic'
+
+    def __init__(self, name: str, width: int, height: int, fps: float, seed: int, paced: bool) -> None:
+        super().__init__(name)
+        self.width, self.height, self.fps, self.seed = int(width), int(height), float(fps), int(seed)
+        self.paced = paced
+        self._pacer = Pacer(fps)
+        self._n = 0
+        self._connected = False
+
+    @abc.abstractmethod
+    def frame(self, n: int) -> np.ndarray:
+        """Frame number n as bgr uint8 (height, width, 3)."""
+
+    def connect(self) -> None:
+        self._connected = True
+        self._pacer.reset()
+        self.actual = ActualSettings(self.width, self.height, self.fps, 'synthetic')
+
+    def read(self, timeout_s: Optional[float] = None) -> Frame:
+        if not self._connected:
+            raise DeviceError(f'{self.describe()}: not connected')
+        img = self.frame(self._n)
+        self._n += 1
+        return img, (self._pacer.wait() if self.paced else wall_ns())
+
+    def close(self) -> None:
+        self._connected = False
+
+
+class SyntheticCameraSource(SyntheticFrameSource):
     """A seeded moving test pattern at a real size and rate.
 
     Frame n depends only on (seed, n, size): a horizontally scrolling colour gradient, a
@@ -36,18 +73,11 @@ class SyntheticCameraSource(FrameSource):
     Everything is precomputed once; a frame costs one slice copy and a few small pastes.
     """
 
-    kind = 'synthetic'
-
     def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0, seed: int = 0,
                  name: str = 'synthetic', paced: bool = True) -> None:
-        super().__init__(name)
         if width < 32 or height < 32:
             raise ValueError(f'synthetic frames need at least 32x32 pixels, got {width}x{height}')
-        self.width, self.height, self.fps, self.seed = int(width), int(height), float(fps), int(seed)
-        self.paced = paced
-        self._pacer = Pacer(fps)
-        self._n = 0
-        self._connected = False
+        super().__init__(name, width, height, fps, seed, paced)
         rng = np.random.default_rng(seed)
         w, h = self.width, self.height
         # Two periods of a horizontally periodic gradient, so any window of width w is a slice.
@@ -102,19 +132,3 @@ class SyntheticCameraSource(FrameSource):
         for i, d in enumerate(digits):
             x0 = 2 * s + i * (gw + s)
             img[2 * s:2 * s + gh, x0:x0 + gw][self._glyphs[int(d)]] = 255
-
-    def connect(self) -> None:
-        self._connected = True
-        self._pacer.reset()
-        self.actual = ActualSettings(self.width, self.height, self.fps, 'synthetic')
-
-    def read(self, timeout_s: Optional[float] = None) -> Frame:
-        if not self._connected:
-            raise DeviceError(f'{self.describe()}: not connected')
-        img = self.frame(self._n)
-        self._n += 1
-        stamp = self._pacer.wait() if self.paced else wall_ns()
-        return img, stamp
-
-    def close(self) -> None:
-        self._connected = False

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 
-from fuse_core.camera.base import ActualSettings, Frame, FrameSource, Pacer
-from fuse_core.errors import DeviceError
-from fuse_core.timing import wall_ns
+from fuse_core.camera.synthetic import SyntheticFrameSource
 
 _NOISE_FRAMES = 8
 
 
-class SyntheticDigitSource(FrameSource):
+class SyntheticDigitSource(SyntheticFrameSource):
     """Tactile-like frames at a real size and rate; frame n depends only on (seed, n, shape).
 
     The background imitates the DIGIT's RGB-lit gel (smooth colour gradients plus a fixed
@@ -22,16 +19,9 @@ class SyntheticDigitSource(FrameSource):
     profiles and noise are precomputed, so a frame costs a few vectorised operations.
     """
 
-    kind = 'synthetic'
-
     def __init__(self, height: int = 240, width: int = 320, fps: float = 60.0, seed: int = 0,
                  name: str = 'synthetic_digit', contacts: int = 3, paced: bool = True) -> None:
-        super().__init__(name)
-        self.height, self.width, self.fps, self.seed = int(height), int(width), float(fps), int(seed)
-        self.paced = paced
-        self._pacer = Pacer(fps)
-        self._n = 0
-        self._connected = False
+        super().__init__(name, width, height, fps, seed, paced)
         rng = np.random.default_rng(seed)
         h, w = self.height, self.width
         y = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
@@ -70,18 +60,3 @@ class SyntheticDigitSource(FrameSource):
             if depth > 0:
                 img += np.float32(depth) * pattern
         return np.clip(img, 0, 255).astype(np.uint8)
-
-    def connect(self) -> None:
-        self._connected = True
-        self._pacer.reset()
-        self.actual = ActualSettings(self.width, self.height, self.fps, 'synthetic')
-
-    def read(self, timeout_s: Optional[float] = None) -> Frame:
-        if not self._connected:
-            raise DeviceError(f'{self.describe()}: not connected')
-        img = self.frame(self._n)
-        self._n += 1
-        return img, (self._pacer.wait() if self.paced else wall_ns())
-
-    def close(self) -> None:
-        self._connected = False
