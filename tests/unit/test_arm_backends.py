@@ -190,18 +190,19 @@ def test_constructor_failure_becomes_device_error(fake_ix):
         make_arm(topics('/wx250s')).connect()
 
 
-def test_streaming_is_non_blocking_seeded_and_plain_floats(fake_ix):
+def test_streaming_sends_the_checked_joints_non_blocking_as_plain_floats(fake_ix):
+    """The filter's IK solution (whose path it checked) is what the driver gets, not the API's own IK."""
     arm = make_arm(topics('/wx250s'))
     arm.connect()
     target = bridge_state_to_pose([0.2, 0.0, 0.15], [0.0, 0.0, 0.0])
-    seed = np.array(SLEEP_JOINTS, dtype=np.float32)  # numpy float32 would break a float32[] field
-    assert arm.set_ee_target(target, np.zeros(6), seed)
-    (args, kw), = fake_ix.calls('arm.set_ee_pose_matrix')
-    np.testing.assert_array_equal(args[0], target)
-    assert kw['blocking'] is False and kw['execute'] is True
+    joints = np.array([0.1, -0.5, 0.4, 0.0, 1.2, 0.1], dtype=np.float32)  # float32 breaks float32[] fields
+    assert arm.set_ee_target(target, joints, SLEEP_JOINTS)
+    (args, kw), = fake_ix.calls('arm.set_joint_positions')
+    np.testing.assert_allclose(args[0], joints, atol=1e-6)
+    assert all(type(v) is float for v in args[0])
+    assert kw['blocking'] is False
     assert kw['moving_time'] is None and kw['accel_time'] is None  # no register service call
-    assert all(type(v) is float for v in kw['custom_guess'])
-    np.testing.assert_allclose(kw['custom_guess'], SLEEP_JOINTS, atol=1e-6)
+    assert fake_ix.calls('arm.set_ee_pose_matrix') == []
     assert fake_ix.calls('arm.set_trajectory_time') == []
 
 
@@ -230,7 +231,7 @@ def test_slow_pose_moves_switch_the_profile_once(fake_ix):
 def test_backend_ik_refusal_is_reported(fake_ix):
     arm = make_arm(topics('/wx250s'))
     arm.connect()
-    fake_ix.STATE['ik_success'] = False
+    fake_ix.STATE['joint_limits_ok'] = False
     assert not arm.set_ee_target(bridge_state_to_pose([0.2, 0, 0.15], [0, 0, 0]), np.zeros(6), SLEEP_JOINTS)
 
 
@@ -248,17 +249,18 @@ def test_filter_in_front_of_interbotix_never_forwards_nan_or_estop_commands(fake
         return d
 
     assert send((0.01, 0, 0), 1.0).kind == APPLY
-    assert len(fake_ix.calls('arm.set_ee_pose_matrix')) == 1
+    assert len(fake_ix.calls('arm.set_joint_positions')) == 1
     for bad in ((np.nan, 0, 0), (0, np.inf, 0), (0, 0, -np.inf)):
         assert send(bad, 1.2).kind == REJECT
-    assert len(fake_ix.calls('arm.set_ee_pose_matrix')) == 1
+    assert len(fake_ix.calls('arm.set_joint_positions')) == 1
     f.estop()
     arm.hold()
     n_calls = len(fake_ix.CALLS)
     for i in range(5):
         assert send((0.01, 0, 0), 1.4 + 0.2 * i).kind == REJECT
     assert len(fake_ix.CALLS) == n_calls
-    (hold_args, hold_kw), = fake_ix.calls('arm.set_joint_positions')
+    (hold_args, hold_kw) = fake_ix.calls('arm.set_joint_positions')[-1]
+    assert len(fake_ix.calls('arm.set_joint_positions')) == 2
     assert hold_kw['blocking'] is False
     np.testing.assert_allclose(hold_args[0], SLEEP_JOINTS)
 

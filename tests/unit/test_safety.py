@@ -63,7 +63,8 @@ def test_huge_actions_are_clipped_to_the_step_limits(at_start):
     d = cmd(f, q, 1.0, t=(5.0, -5.0, 0.0), r=(0.0, 0.0, 3.0))
     assert d.kind == APPLY and d.clipped
     step = d.target[:3, 3] - before[:3, 3]
-    np.testing.assert_allclose(step, [0.05, -0.05, 0.0], atol=1e-12)
+    # Per axis to +-0.05, then the 0.05 m linear budget of one 0.2 s step (direction kept).
+    np.testing.assert_allclose(step, [0.05 / math.sqrt(2), -0.05 / math.sqrt(2), 0.0], atol=1e-12)
     np.testing.assert_allclose(pose_to_bridge_state(d.target)[3:], [0.0, 0.0, 0.25], atol=1e-9)
     assert f.counters.clipped == 1
     # The solution actually reaches the clipped target.
@@ -75,7 +76,9 @@ def test_custom_step_limits_are_honoured():
     q = start_joints()
     f.target = WX250S.fk(q)
     d = cmd(f, q, 1.0, t=(0.03, 0.0, -0.03), r=(0.2, 0.0, 0.0))
-    np.testing.assert_allclose(d.target[:3, 3] - WX250S.fk(q)[:3, 3], [0.01, 0.0, -0.01], atol=1e-12)
+    # Per axis, then the step length (no speed history yet: the budget is one step).
+    r = 0.01 / math.sqrt(2)
+    np.testing.assert_allclose(d.target[:3, 3] - WX250S.fk(q)[:3, 3], [r, 0.0, -r], atol=1e-12)
 
 
 def test_target_accumulates_on_the_previous_commanded_target_not_the_measured_pose(at_start):
@@ -112,7 +115,9 @@ def test_workspace_clip_and_reentry_at_step_speed():
     home = np.zeros(6)
     d = cmd(g, home, 1.0)
     assert d.kind == APPLY and d.clipped
-    np.testing.assert_allclose(d.target[:3, 3], [0.45, 0.0, 0.36065 - 0.05], atol=1e-9)
+    start = WX250S.fk(home)[:3, 3]
+    toward = np.array([0.45, 0.0, 0.25]) - start
+    np.testing.assert_allclose(d.target[:3, 3], start + 0.05 * toward / np.linalg.norm(toward), atol=1e-9)
 
 
 def test_ik_failure_holds_and_keeps_the_previous_target():

@@ -12,6 +12,7 @@ def _default_state():
         js_position=[0.0, -1.80, 1.55, 0.0, 0.8, 0.0, 0.0, 0.037, -0.037],
         js_age_s=0.0,
         ik_success=True,
+        joint_limits_ok=True,      # set_joint_positions' own joint-limit check
         fail_constructor=None,
     )
 

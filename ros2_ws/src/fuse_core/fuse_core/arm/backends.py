@@ -151,8 +151,11 @@ class MockArm(ArmBackend):
             return
         with self._lock:
             gain = min(1.0, dt / self.time_constant_s)
-            limit = self.kinematics.velocity * dt
-            self._q = self._q + np.clip((self._target - self._q) * gain, -limit, limit)
+            step = (self._target - self._q) * gain
+            # One scale for every joint, so the arm moves along the straight joint-space segment
+            # to its target (the path the safety filter checked), at most at the velocity limits.
+            over = np.abs(step) / (self.kinematics.velocity * dt)
+            self._q = self._q + step / max(1.0, float(over.max()))
             df = np.clip(self._finger_target - self._finger, -self.finger_speed * dt, self.finger_speed * dt)
             self._finger = float(np.clip(self._finger + df, FINGER_MIN, FINGER_MAX))
 
@@ -174,8 +177,10 @@ def driver_namespaces(topics: Iterable[Tuple[str, Sequence[str]]], exclude: Iter
 class InterbotixArm(ArmBackend):
     """A real WidowX through `interbotix_xs_modules` (ROS 2 Humble+ API), imported only here.
 
-    Streams 5 Hz targets with arm.set_ee_pose_matrix(..., blocking=False) and no moving_time,
-    which publishes one JointGroupCommand and makes no service call. Before building the
+    Streams the joint targets the safety filter solved and path-checked with
+    arm.set_joint_positions(..., blocking=False) and no moving_time, which publishes one
+    JointGroupCommand and makes no service call (the API's own IK in set_ee_pose_matrix could
+    pick another solution, whose path nobody checked). Before building the
     Interbotix objects (which wait for the driver's services forever) it checks that an
     xs_sdk driver publishes joint states in the namespace `/<robot_model>` and refuses
     otherwise, naming the namespaces it did find.
@@ -315,17 +320,6 @@ class InterbotixArm(ArmBackend):
             raise ValueError(f'interbotix: joint targets must be 6 finite values, got {q}')
         self._profile(slow)
         return bool(bot.arm.set_joint_positions(q, blocking=False))
-
-    def set_ee_target(self, target: np.ndarray, joints: Sequence[float], seed: Sequence[float]) -> bool:
-        bot = self._require()
-        t = np.asarray(target, dtype=float)
-        if t.shape != (4, 4) or not np.all(np.isfinite(t)):
-            raise ValueError('interbotix: EE target must be a finite 4x4 transform')
-        self._profile(False)
-        guess = [float(x) for x in seed]
-        _, success = bot.arm.set_ee_pose_matrix(t, custom_guess=guess, execute=True, moving_time=None,
-                                                accel_time=None, blocking=False)
-        return bool(success)
 
     def set_gripper(self, open_: bool) -> None:
         bot = self._require()

@@ -30,6 +30,20 @@ class ArmConfig(ValidatedConfig):
     max_step_translation: float = param(0.05, 'Per-command translation clip per axis (m)',
                                         min=0.0001, max=0.2)
     max_step_rotation: float = param(0.25, 'Per-command rotation clip per axis (rad)', min=0.0001, max=1.0)
+    max_linear_speed: float = param(0.25, 'Speed limit of the commanded target (m/s, Euclidean), whatever '
+                                    'the command rate: a step moves at most this x the time since the '
+                                    'previous applied command', min=0.001, max=1.0)
+    max_angular_speed: float = param(1.25, 'Turn-rate limit of the commanded target (rad/s)', min=0.001, max=5.0)
+    floor_z: float = param(-0.01, 'Table plane (m, base frame): no point of the arm (elbow, wrist, end '
+                           'effector) goes below it anywhere along a move', min=-1.0, max=1.0)
+    path_spacing: float = param(2.5e-4, 'Path check resolution: end-effector travel between neighbouring '
+                                'uncertified samples of a move (m)', min=1e-5, max=0.005)
+    max_joint_step: float = param(1.0, 'A command whose IK solution moves any joint farther than this (rad) '
+                                  'is refused (IK branch flips)', min=0.01, max=6.3)
+    max_future_s: float = param(0.05, 'Commands stamped further ahead of the arm clock than this are refused (s)',
+                                min=0.0, max=5.0)
+    pose_move_margin: float = param(0.02, 'move_to_start / move_to_pose may pass this far outside the workspace '
+                                    'box (m); policy motion never does', min=0.0, max=0.1)
     workspace_min: List[float] = param([0.10, -0.15, -0.01], 'Workspace box minimum xyz (m, base frame)',
                                        min=-1.0, max=1.0)
     workspace_max: List[float] = param([0.45, 0.25, 0.25], 'Workspace box maximum xyz (m, base frame)',
@@ -87,6 +101,9 @@ class ArmConfig(ValidatedConfig):
         if self.accel_time * 2.0 > self.moving_time:
             raise ConfigError(f'ArmConfig: parameter accel_time {self.accel_time} must be at most half '
                               f'of moving_time {self.moving_time}')
+        if self.floor_z > self.workspace_min[2]:
+            raise ConfigError(f'ArmConfig: parameter floor_z {self.floor_z} is above workspace_min z '
+                              f'{self.workspace_min[2]}: the box would reach into the table')
         expected_frame = f'{self.robot_model}/base_link'
         if self.base_frame != expected_frame:
             raise ConfigError(f'ArmConfig: parameter base_frame {self.base_frame!r} does not match '
@@ -99,6 +116,9 @@ class ArmConfig(ValidatedConfig):
             workspace_min=tuple(self.workspace_min), workspace_max=tuple(self.workspace_max),
             orientation_min=tuple(self.orientation_min), orientation_max=tuple(self.orientation_max),
             watchdog_s=self.watchdog_s, max_command_age_s=self.max_command_age_s,
+            max_linear_speed=self.max_linear_speed, max_angular_speed=self.max_angular_speed,
+            floor_z=self.floor_z, path_spacing=self.path_spacing, max_joint_step=self.max_joint_step,
+            max_future_s=self.max_future_s, pose_move_margin=self.pose_move_margin,
             gripper_threshold=self.gripper_threshold, ik_max_iterations=self.ik_max_iterations,
             ik_position_tolerance=self.ik_position_tolerance,
             ik_orientation_tolerance=self.ik_orientation_tolerance)

@@ -182,6 +182,7 @@ class ArmKinematics:
         self._v = self.slist[:, 3:]
         self._k = _skew_batch(self._w)
         self._k2 = self._k @ self._k
+        self._init_points()
 
     # --- forward kinematics ----------------------------------------------------------------
     def _exps(self, q: np.ndarray) -> np.ndarray:
@@ -203,6 +204,62 @@ class ArmKinematics:
         for i in range(self.n):
             pre[i + 1] = pre[i] @ exps[i]
         return pre
+
+    def point_positions(self, q: np.ndarray) -> np.ndarray:
+        """Positions of the checked points for a batch of joint vectors: q (N, n) -> (N, P, 3).
+
+        The points are :attr:`point_names`: the joint origins that leave the base axis (for the
+        WidowX: elbow and wrist) and the end effector last. Vectorised over the batch; each
+        joint's motion is x -> R (x - a) + a about its axis point a.
+        """
+        q = np.asarray(q, dtype=float)
+        s, c = np.sin(q)[:, :, None, None], (1.0 - np.cos(q))[:, :, None, None]
+        rot = np.eye(3) + s * self._k + c * self._k2            # (N, n, 3, 3)
+        out = np.empty((q.shape[0], len(self._point_joint) + 1, 3))
+        pre_r, pre_p = rot[:, 0], self._chain[0] - rot[:, 0] @ self._chain[0]
+        k = 0
+        for i in range(1, self.n):
+            if k < len(self._point_joint) and self._point_joint[k] == i:
+                out[:, k] = pre_r @ self._chain[i] + pre_p
+                k += 1
+            t = self._chain[i] - rot[:, i] @ self._chain[i]
+            pre_p = pre_p + np.einsum('nij,nj->ni', pre_r, t)
+            pre_r = pre_r @ rot[:, i]
+        out[:, -1] = pre_r @ self.m[:3, 3] + pre_p
+        return out
+
+    def reach_bounds(self) -> np.ndarray:
+        """Per joint i, a bound r_i on how far any checked point is from joint i's axis (m).
+
+        Turning joint i by dq moves every point by at most r_i |dq|, so sum_i r_i |dq_i| bounds
+        how far the end effector travels along a joint-space segment (the path check's
+        Lipschitz constant).
+        """
+        return self._reach.copy()
+
+    def _init_points(self) -> None:
+        # Chain of axis points: on each axis, the point closest to the previous one (the first
+        # at the origin's foot); consecutive points are fixed in the link between them.
+        chain = []
+        prev = np.zeros(3)
+        for w, v in zip(self._w, self._v):
+            foot = np.cross(w, v)                       # closest point of the axis to the origin
+            chain.append(foot + w * (w @ (prev - foot)))
+            prev = chain[-1]
+        self._chain = np.array(chain)
+        self._point_joint = tuple(i for i in range(1, self.n)
+                                  if np.linalg.norm(chain[i] - chain[i - 1]) > 1e-6
+                                  and np.linalg.norm(chain[i][:2]) > 1e-6)
+        self.point_names = tuple(JOINT_NAMES[i] if self.n == len(JOINT_NAMES) else f'joint{i}'
+                                 for i in self._point_joint) + ('ee',)
+        pts = list(chain) + [self.m[:3, 3]]
+        links = [float(np.linalg.norm(pts[j + 1] - pts[j])) for j in range(self.n)]
+        reach = []
+        for i, w in enumerate(self._w):
+            d = pts[i + 1] - pts[i]
+            perp = float(np.linalg.norm(d - w * (w @ d)))
+            reach.append(perp + sum(links[i + 1:]))
+        self._reach = np.array(reach)
 
     def fk(self, q: Sequence[float]) -> np.ndarray:
         """End-effector pose (4x4) in the base frame."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, WX250S, ArmKinematics, bridge_state_to_pose,
                                       rotation_to_rpy, rpy_to_rotation)
+from fuse_core.arm.path import PathChecker, PathResult
 
 # States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
 IDLE, TRACKING, HOLDING, ESTOP, MOVING_TO_POSE = 'idle', 'tracking', 'holding', 'estop', 'moving_to_pose'
@@ -32,6 +33,22 @@ class SafetyLimits:
     orientation_max: Sequence[float] = (1.0, 1.0, 1.57)
     watchdog_s: float = 0.5
     max_command_age_s: float = 1.0
+    # Speed limits per unit of time, whatever the command rate: the commanded target moves at
+    # most max_linear_speed * dt (m, Euclidean) and turns at most max_angular_speed * dt (rad)
+    # since the previous applied command; dt is capped where the per-step clip takes over.
+    max_linear_speed: float = 0.25
+    max_angular_speed: float = 1.25
+    # Table plane: no checked point of the arm (elbow, wrist, end effector) goes below it.
+    floor_z: float = -0.01
+    # Path check resolution: EE travel between neighbouring uncertified samples (m).
+    path_spacing: float = 2.5e-4
+    # One command may move no joint farther than this (rad): refuses IK branch flips.
+    max_joint_step: float = 1.0
+    # Commands stamped further ahead of the arm's clock than this are refused (s).
+    max_future_s: float = 0.05
+    # Operator pose moves (move_to_start / move_to_pose, slow) may pass this far outside the
+    # box (m): the joint-space move from the sleep pose to the start pose dips 2 mm below x min.
+    pose_move_margin: float = 0.02
     gripper_threshold: float = 0.5
     ik_max_iterations: int = 50
     ik_position_tolerance: float = 1e-4
@@ -50,7 +67,8 @@ class SafetyLimits:
         if olo.shape != (3,) or ohi.shape != (3,) or not np.all(olo < ohi):
             raise ValueError(f'orientation_min {olo.tolist()} / orientation_max {ohi.tolist()} need 3 values '
                              '(roll, pitch, yaw), min below max')
-        for name in ('max_step_translation', 'max_step_rotation', 'watchdog_s', 'max_command_age_s'):
+        for name in ('max_step_translation', 'max_step_rotation', 'watchdog_s', 'max_command_age_s',
+                     'max_linear_speed', 'max_angular_speed', 'path_spacing', 'max_joint_step', 'max_future_s'):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0.0:
                 raise ValueError(f'{name} must be a positive number, got {value!r}')
@@ -67,6 +85,7 @@ class Decision:
     seed: Optional[np.ndarray] = None        # measured joints the IK was seeded with
     gripper: Optional[float] = None          # 1.0 open / 0.0 closed (APPLY)
     clipped: bool = False
+    path: Optional[PathResult] = None         # the path check of the motion (APPLY)
     previous_target: Optional[np.ndarray] = None  # commanded target before this decision
 
     @property
@@ -82,6 +101,11 @@ class SafetyCounters:
     clipped: int = 0
     ik_failures: int = 0
     watchdog_holds: int = 0
+    speed_limited: int = 0
+    path_shortened: int = 0
+    path_refused: int = 0
+    future_stamped: int = 0
+    out_of_order: int = 0
     last_rejection: str = ''
 
 
@@ -103,14 +127,30 @@ class SafetyFilter:
     gripper: float = 1.0                         # last commanded gripper (1 open, 0 closed)
     counters: SafetyCounters = field(default_factory=SafetyCounters)
     last_command_ns: Optional[int] = None
+    last_applied_ns: Optional[int] = None        # time of the last applied motion (speed limit)
+    last_tick_index: Optional[int] = None        # tick_index of the last accepted command
     _goal_pose: Optional[np.ndarray] = None
     _goal_joints: Optional[np.ndarray] = None
     _goal_started_ns: int = 0
+    _path: Optional[PathChecker] = None
+
+    def __post_init__(self) -> None:
+        lim = self.limits
+        self._path = PathChecker(self.kinematics, lim.workspace_min, lim.workspace_max, lim.floor_z,
+                                 spacing=lim.path_spacing)
+        grow = np.full(3, lim.pose_move_margin)
+        self._pose_path = PathChecker(self.kinematics, np.asarray(lim.workspace_min) - grow,
+                                      np.asarray(lim.workspace_max) + grow, lim.floor_z,
+                                      spacing=lim.path_spacing)
+
+    @property
+    def path_checker(self) -> PathChecker:
+        return self._path
 
     # --- commands ---------------------------------------------------------------------------
     def command(self, translation: Sequence[float], rotation: Sequence[float], gripper: float,
                 measured_joints: Sequence[float], now_ns: int, stamp_ns: int = 0,
-                valid_until_ns: int = 0) -> Decision:
+                valid_until_ns: int = 0, tick_index: Optional[int] = None) -> Decision:
         """Filter one delta command (world axes) given the measured joints and the time."""
         self.counters.received += 1
         action = np.concatenate([np.asarray(translation, dtype=float).reshape(-1),
@@ -129,6 +169,9 @@ class SafetyFilter:
         stale = self._staleness(now_ns, stamp_ns, valid_until_ns)
         if stale:
             return self._reject(stale)
+        order = self._order(tick_index)
+        if order:
+            return self._reject(order)
         measured = np.asarray(measured_joints, dtype=float)
         if measured.shape != (self.kinematics.n,) or not np.all(np.isfinite(measured)):
             return self._hold(f'measured joints unusable: {measured.tolist()}')
@@ -138,6 +181,15 @@ class SafetyFilter:
         step[:3] = np.clip(step[:3], -lim_t, lim_t)
         step[3:] = np.clip(step[3:], -lim_r, lim_r)
         clipped = bool(np.any(step != action[:6]))
+        budget_t, budget_r = self._speed_budget(now_ns)
+        norm_t, norm_r = float(np.linalg.norm(step[:3])), float(np.linalg.norm(step[3:]))
+        if norm_t > budget_t:
+            step[:3] *= budget_t / norm_t
+        if norm_r > budget_r:
+            step[3:] *= budget_r / norm_r
+        if norm_t > budget_t or norm_r > budget_r:
+            clipped = True
+            self.counters.speed_limited += 1
 
         previous = self.target if self.target is not None else self.kinematics.fk(measured)
         target = np.eye(4)
@@ -153,7 +205,10 @@ class SafetyFilter:
         boxed = np.clip(wanted, self.limits.workspace_min, self.limits.workspace_max)
         # From outside the box (e.g. the home pose) the target re-enters at step speed,
         # never in one jump.
-        moved = np.clip(boxed - previous[:3, 3], -lim_t, lim_t)
+        moved = boxed - previous[:3, 3]
+        norm_m = float(np.linalg.norm(moved))
+        if norm_m > budget_t:
+            moved *= budget_t / norm_m
         target[:3, 3] = previous[:3, 3] + moved
         clipped = clipped or bool(np.any(np.abs(target[:3, 3] - wanted) > 1e-12))
 
@@ -166,17 +221,55 @@ class SafetyFilter:
             self.last_command_ns = now_ns
             return self._hold(f'IK failed for target xyz {np.round(target[:3, 3], 4).tolist()} '
                               f'(error {result.error:.4g}); holding the previous target')
+        self.last_command_ns = now_ns
+        jump = np.abs(result.joints - measured)
+        if float(jump.max()) > self.limits.max_joint_step:
+            self.counters.path_refused += 1
+            return self._hold(f'path refused: IK solution moves joint {int(np.argmax(jump))} by '
+                              f'{float(jump.max()):.3f} rad (max_joint_step {self.limits.max_joint_step})')
+        path = self._path.check(measured, result.joints)
+        joints, reason = result.joints, 'clipped' if clipped else ''
+        if not path.whole:
+            if path.fraction <= 0.0:
+                self.counters.path_refused += 1
+                return self._hold(f'path refused: {path.reason}')
+            # Stop at the end of the safe part; the next command continues from there.
+            joints = path.joints
+            target = self.kinematics.fk(joints)
+            clipped = True
+            self.counters.path_shortened += 1
+            reason = f'path shortened to {path.fraction:.3f}: {path.reason}'
         previous_target = self.target
         self.target = target
         self.gripper = self.binarise(action[6])
-        self.last_command_ns = now_ns
+        self.last_applied_ns = now_ns
+        if tick_index is not None:
+            self.last_tick_index = int(tick_index)
         self.state, self.hold_reason = TRACKING, ''
         self.counters.applied += 1
         if clipped:
             self.counters.clipped += 1
-        return Decision(APPLY, 'clipped' if clipped else '', joints=result.joints, target=target,
+        return Decision(APPLY, reason, joints=joints, target=target,
                         seed=measured, gripper=self.gripper, clipped=clipped,
-                        previous_target=previous_target)
+                        previous_target=previous_target, path=path)
+
+    def _speed_budget(self, now_ns: int):
+        """How far (m, rad) the target may move now: speed x time since the last applied motion."""
+        lim = self.limits
+        if self.last_applied_ns is None:
+            return lim.max_step_translation, lim.max_step_rotation
+        dt = max(0.0, (now_ns - self.last_applied_ns) / 1e9)
+        return (min(lim.max_step_translation, lim.max_linear_speed * dt),
+                min(lim.max_step_rotation, lim.max_angular_speed * dt))
+
+    def _order(self, tick_index: Optional[int]) -> str:
+        if tick_index is None or self.last_tick_index is None:
+            return ''
+        if int(tick_index) <= self.last_tick_index:
+            self.counters.out_of_order += 1
+            return (f'tick_index {int(tick_index)} is not after the last accepted {self.last_tick_index} '
+                    '(replayed or reordered command)')
+        return ''
 
     def hold_request(self, reason: str, now_ns: int) -> Decision:
         """The policy asks to hold (e.g. a sensor went stale): keep the previous target, say why.
@@ -207,9 +300,19 @@ class SafetyFilter:
         return 1.0 if gripper >= self.limits.gripper_threshold else 0.0
 
     def _staleness(self, now_ns: int, stamp_ns: int, valid_until_ns: int) -> str:
+        lim = self.limits
+        max_age_ns = int(lim.max_command_age_s * 1e9)
+        if stamp_ns > now_ns + int(lim.max_future_s * 1e9):
+            self.counters.future_stamped += 1
+            return (f'command stamped {(stamp_ns - now_ns) / 1e9:.3f} s in the future '
+                    f'(max_future_s {lim.max_future_s}; clocks out of sync or a forged stamp)')
         if valid_until_ns > 0:
             if valid_until_ns < now_ns:
                 return f'stale command: valid_until passed {(now_ns - valid_until_ns) / 1e9:.3f} s ago'
+            ahead = valid_until_ns - (stamp_ns if stamp_ns > 0 else now_ns)
+            if ahead > max_age_ns:
+                return (f'valid_until is {ahead / 1e9:.3f} s after the '
+                        f'{"stamp" if stamp_ns > 0 else "arrival"} (max_command_age_s {lim.max_command_age_s})')
             return ''
         if stamp_ns > 0:
             age = (now_ns - stamp_ns) / 1e9
@@ -245,6 +348,7 @@ class SafetyFilter:
         self.state, self.hold_reason = IDLE, ''
         self.target = None
         self.last_command_ns = None
+        self.last_applied_ns = None
         return True
 
     @property
@@ -276,6 +380,12 @@ class SafetyFilter:
             self.counters.ik_failures += 1
             return Decision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
                                     f'(error {result.error:.4g})')
+        path = self._pose_path.check(measured, result.joints)
+        if not path.whole:
+            self.counters.path_refused += 1
+            return Decision(REJECT, f'path refused: the joint-space move to xyz {np.round(xyz, 4).tolist()} '
+                                    f'is unsafe after {path.fraction:.0%} of it (pose_move_margin '
+                                    f'{self.limits.pose_move_margin} m): {path.reason}')
         self.state, self.hold_reason = MOVING_TO_POSE, ''
         self._goal_pose, self._goal_joints = pose.copy(), result.joints
         self._goal_started_ns = now_ns

@@ -45,6 +45,8 @@ class FakeArm:
         check_plain_floats('set_joint_positions', joint_positions)
         record('arm.set_joint_positions', list(joint_positions), moving_time=moving_time,
                accel_time=accel_time, blocking=blocking)
+        if not STATE['joint_limits_ok']:
+            return False
         self.joint_commands = list(joint_positions)
         return True
 
