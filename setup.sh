@@ -108,10 +108,10 @@ else
 fi
 
 # --- 5. the project's Python packages (editable) -----------------------------
-PKGS=(fuse_core fuse_nodes fuse_bringup)
+PKGS=(fuse_core fuse_sim fuse_nodes fuse_bringup)
 PKG_FILES=()
 for p in "${PKGS[@]}"; do PKG_FILES+=("$ROOT/ros2_ws/src/$p/setup.py" "$ROOT/ros2_ws/src/$p/setup.cfg"); done
-if stamp_ok packages "${PKG_FILES[@]}" && "$VPY" -c 'import fuse_core, fuse_nodes, fuse_bringup' 2>/dev/null; then
+if stamp_ok packages "${PKG_FILES[@]}" && "$VPY" -c 'import fuse_core, fuse_sim, fuse_nodes, fuse_bringup' 2>/dev/null; then
   say "project packages up to date"
 else
   say "installing project packages: ${PKGS[*]}"
@@ -124,7 +124,7 @@ fi
 
 # --- 6. smoke check ---------------------------------------------------------------
 "$VPY" - <<'EOF'
-import rclpy, fuse_interfaces.msg, fuse_core, fuse_nodes, fuse_bringup  # noqa: F401
+import rclpy, fuse_interfaces.msg, fuse_core, fuse_sim, fuse_nodes, fuse_bringup  # noqa: F401
 import onnxruntime, cv2, serial  # noqa: F401
 print('[setup] ok: rclpy, fuse_interfaces, fuse_core, fuse_nodes, fuse_bringup, onnxruntime', onnxruntime.__version__)
 EOF

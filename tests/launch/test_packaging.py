@@ -15,7 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / 'ros2_ws/src'
-PYTHON_PACKAGES = ['fuse_core', 'fuse_nodes', 'fuse_bringup']
+PYTHON_PACKAGES = ['fuse_core', 'fuse_sim', 'fuse_nodes', 'fuse_bringup']
 
 # Python import name -> the rosdep key (or ROS package) that provides it.
 IMPORT_TO_DEP = {
@@ -24,7 +24,8 @@ IMPORT_TO_DEP = {
     'sensor_msgs': 'sensor_msgs', 'geometry_msgs': 'geometry_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
     'rosgraph_msgs': 'rosgraph_msgs', 'builtin_interfaces': 'builtin_interfaces',
     'rcl_interfaces': 'rcl_interfaces', 'fuse_interfaces': 'fuse_interfaces', 'fuse_core': 'fuse_core',
-    'fuse_nodes': 'fuse_nodes', 'fuse_bringup': 'fuse_bringup', 'launch': 'launch', 'launch_ros': 'launch_ros',
+    'fuse_sim': 'fuse_sim', 'fuse_nodes': 'fuse_nodes', 'mujoco': 'python3-mujoco-pip',
+    'fuse_bringup': 'fuse_bringup', 'launch': 'launch', 'launch_ros': 'launch_ros',
     'ament_index_python': 'ament_index_python', 'onnxruntime': 'python3-onnxruntime-pip',
     'sounddevice': 'python3-sounddevice-pip', 'digit_interface': 'digit-interface-pip',
     'mcap': 'python3-mcap-pip', 'mcap_ros2': 'python3-mcap-ros2-pip', 'psutil': 'python3-psutil',
@@ -33,7 +34,7 @@ IMPORT_TO_DEP = {
 }
 # Installed by pip in the docker image and by setup.sh (no rosdep key): documented in README.
 PIP_ONLY = {'python3-onnxruntime-pip', 'python3-sounddevice-pip', 'digit-interface-pip', 'python3-mcap-pip',
-            'python3-mcap-ros2-pip', 'python3-tokenizers-pip'}
+            'python3-mcap-ros2-pip', 'python3-tokenizers-pip', 'python3-mujoco-pip'}
 # Imported only when the user selects the hardware that needs them, on the robot machine.
 OPTIONAL = {'interbotix_xs_modules', 'interbotix_common_modules'}
 

@@ -1,0 +1,1 @@
+"""MuJoCo digital twin of the WidowX 250s workcell (ROS-free)."""

@@ -1,0 +1,163 @@
+"""Scripted experts: delta end-effector actions at 5 Hz from what the sensors reveal.
+
+An expert sees what a policy could: object positions and colours (what the cameras show),
+the instruction, the measured gripper opening and end-effector pose, the arm's commanded
+target, and the microphone. Where a task needs touch or sound it squeezes then decides,
+or presses then listens; it never reads the hidden stiffness or which button beeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Generator, Optional, Tuple
+
+import numpy as np
+
+from fuse_sim.audio import hears_beep
+from fuse_sim.model import BOWL_WALL_HEIGHT, CUBE_HALF
+from fuse_sim.tasks import VisibleObject
+
+#: A squeezed cube whose fingers close below this opening (m) is the soft one (rigid: ~0.0198).
+SOFT_OPENING = 0.0183
+APPROACH_Z = 0.10
+GRASP_Z = CUBE_HALF - 0.005
+LIFT_Z = 0.15
+MAX_STEP = 0.05
+
+Goal = Tuple[np.ndarray, float]
+
+
+@dataclass
+class ExpertObservation:
+    ee_xyz: np.ndarray                       # measured end-effector position (base frame)
+    gripper_opening: float                   # measured finger position (m)
+    objects: Dict[str, VisibleObject]        # what the cameras show
+    instruction: str
+    target_xyz: Optional[np.ndarray] = None  # the arm's commanded target (None before the first)
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))  # last ~0.5 s
+    sample_rate: int = 44100
+
+
+class ScriptedExpert:
+    """One episode's expert for a task; call :meth:`act` once per 5 Hz tick."""
+
+    def __init__(self, task: str, position_tolerance: float = 0.006) -> None:
+        plans = {'pick_cube': self._pick_named, 'place_in_bowl': self._place_named,
+                 'pick_soft': self._pick_soft, 'press_beep': self._press_beep}
+        if task not in plans:
+            raise ValueError(f'no scripted expert for task {task!r}; known: {sorted(plans)}')
+        self.task = task
+        self.tol = position_tolerance
+        self._plan = plans[task]
+        self._gen: Optional[Generator[Goal, None, None]] = None
+        self.obs: Optional[ExpertObservation] = None
+        self.phase = 'start'
+        self.done = False
+        self.decisions: Dict[str, str] = {}
+
+    # --- the 5 Hz step ------------------------------------------------------------------------
+    def act(self, obs: ExpertObservation) -> np.ndarray:
+        """7-D action [dx, dy, dz, droll, dpitch, dyaw, gripper] (world axes, gripper 1 = open)."""
+        self.obs = obs
+        if self._gen is None:
+            self._gen = self._plan()
+        try:
+            goal, gripper = next(self._gen)
+        except StopIteration:
+            self.done = True
+            goal, gripper = self._hold_goal
+        self._hold_goal = (goal, gripper)
+        ref = obs.target_xyz if obs.target_xyz is not None else obs.ee_xyz
+        delta = np.clip(np.asarray(goal) - ref, -MAX_STEP, MAX_STEP)
+        return np.concatenate([delta, np.zeros(3), [gripper]])
+
+    # --- building blocks ------------------------------------------------------------------------
+    def _reached(self, goal: np.ndarray) -> bool:
+        o = self.obs
+        ok = np.linalg.norm(o.ee_xyz - goal) < self.tol
+        if o.target_xyz is not None:
+            ok = ok and np.linalg.norm(o.target_xyz - goal) < 1e-3
+        return bool(ok)
+
+    def _move(self, xyz, gripper: float, phase: str, max_ticks: int = 40):
+        self.phase = phase
+        goal = np.asarray(xyz, dtype=float)
+        for _ in range(max_ticks):
+            yield goal, gripper
+            if self._reached(goal):
+                return
+
+    def _wait(self, xyz, gripper: float, ticks: int, phase: str):
+        self.phase = phase
+        goal = np.asarray(xyz, dtype=float)
+        for _ in range(ticks):
+            yield goal, gripper
+
+    def _find(self, colour: str) -> str:
+        words = set(self.obs.instruction.lower().replace(',', ' ').split())
+        for name, o in self.obs.objects.items():
+            if o.colour and o.colour in words and name.startswith('cube'):
+                return name
+        raise ValueError(f'no visible cube matches the instruction {self.obs.instruction!r}')
+
+    def _grasp(self, name: str):
+        p = self.obs.objects[name].position
+        yield from self._move([p[0], p[1], APPROACH_Z], 1.0, f'approach {name}')
+        p = self.obs.objects[name].position          # look again before going down
+        yield from self._move([p[0], p[1], GRASP_Z], 1.0, f'descend to {name}')
+        yield from self._wait([p[0], p[1], GRASP_Z], 0.0, 4, f'close on {name}')
+        return np.array([p[0], p[1], GRASP_Z])
+
+    # --- plans ----------------------------------------------------------------------------------
+    def _pick_named(self):
+        name = self._find('')
+        at = yield from self._grasp(name)
+        yield from self._move([at[0], at[1], LIFT_Z], 0.0, f'lift {name}')
+        while True:
+            yield from self._wait([at[0], at[1], LIFT_Z], 0.0, 1, 'hold')
+
+    def _place_named(self):
+        name = self._find('')
+        at = yield from self._grasp(name)
+        yield from self._move([at[0], at[1], LIFT_Z], 0.0, f'lift {name}')
+        bowl = self.obs.objects['bowl'].position
+        yield from self._move([bowl[0], bowl[1], LIFT_Z], 0.0, 'carry to the bowl')
+        low = BOWL_WALL_HEIGHT + 0.035
+        yield from self._move([bowl[0], bowl[1], low], 0.0, 'lower into the bowl')
+        yield from self._wait([bowl[0], bowl[1], low], 1.0, 3, 'release')
+        yield from self._move([bowl[0], bowl[1], LIFT_Z], 1.0, 'retreat')
+        while True:
+            yield from self._wait([bowl[0], bowl[1], LIFT_Z], 1.0, 1, 'hold')
+
+    def _pick_soft(self):
+        for name in sorted(n for n in self.obs.objects if n.startswith('cube')):
+            at = yield from self._grasp(name)
+            opening = self.obs.gripper_opening
+            soft = opening < SOFT_OPENING
+            self.decisions[name] = f'opening {opening * 1000:.1f} mm: {"soft" if soft else "hard"}'
+            if soft:
+                yield from self._move([at[0], at[1], LIFT_Z], 0.0, f'lift {name}')
+                while True:
+                    yield from self._wait([at[0], at[1], LIFT_Z], 0.0, 1, 'hold')
+            yield from self._wait(at, 1.0, 3, f'release {name}')
+            yield from self._move([at[0], at[1], APPROACH_Z], 1.0, f'back off {name}')
+
+    def _press_beep(self):
+        for name in sorted(self.obs.objects):
+            top = self.obs.objects[name].position.copy()
+            top[2] += 0.008                      # cap half height
+            above = [top[0], top[1], top[2] + 0.06]
+            down = [top[0], top[1], top[2] - 0.011]
+            yield from self._move(above, 0.0, f'approach {name}')
+            heard = False
+            self.phase = f'press {name} and listen'
+            for _ in range(8):
+                yield np.asarray(down), 0.0
+                heard = heard or hears_beep(self.obs.audio, self.obs.sample_rate)
+                if heard:
+                    break
+            self.decisions[name] = 'beeped' if heard else 'silent'
+            yield from self._move(above, 0.0, f'release {name}')
+            if heard:
+                while True:
+                    yield from self._wait(above, 0.0, 1, 'hold')
