@@ -10,6 +10,8 @@ import pytest
 from fuse_core.errors import ConfigError
 from fuse_core.execution import (
     ActionRejectedError,
+    ChunkExecutor,
+    ChunkRefusedError,
     GripperBinarizer,
     RecedingHorizon,
     TemporalEnsemble,
@@ -115,3 +117,95 @@ def test_check_actions_limits_motion_but_only_requires_a_finite_gripper():
     c[3, 6] = np.nan
     with pytest.raises(ActionRejectedError, match='non-finite'):
         check_actions(c, max_abs=1.0, gripper_index=6)
+
+
+# --- asynchronous chunk execution ------------------------------------------------------------
+
+def ramp(tick, horizon=4, offset=0.0):
+    """A chunk whose action for tick t is t + offset (so every pick names its source tick)."""
+    return np.array([[tick + i + offset] for i in range(horizon)], dtype=np.float64)
+
+
+def test_async_skips_the_steps_the_delay_overtook():
+    ex = ChunkExecutor(horizon=4)
+    # computed from tick 10, arrives at tick 12: its first two actions are overtaken
+    assert ex.add(ramp(10), obs_tick=10, now_tick=12) == 2
+    assert ex.action_at(12)[0][0] == 12.0
+    assert ex.action_at(13)[0][0] == 13.0
+    assert ex.remaining(13) == 0
+
+
+def test_async_delay_is_per_chunk_not_a_running_maximum():
+    ex = ChunkExecutor(horizon=6)
+    assert ex.add(ramp(0, 6), 0, 4) == 4  # a warm-up spike
+    assert ex.add(ramp(4, 6, offset=100), 4, 5) == 1  # the next chunk is fast again
+    # the fast chunk is aligned by its own delay: tick 5 uses its action index 1
+    assert ex.action_at(5)[0][0] == 105.0
+
+
+def test_async_no_chunk_means_hold_with_reason_and_no_extrapolation():
+    ex = ChunkExecutor(horizon=4)
+    action, why = ex.action_at(0)
+    assert action is None and 'no action chunk covers tick 0' in why
+    ex.add(ramp(0), 0, 1)
+    assert ex.action_at(3)[0][0] == 3.0
+    action, why = ex.action_at(4)  # past the chunk's last action: hold, not the last action again
+    assert action is None and 'ended at tick 3' in why and 'extrapolate' in why
+    assert ex.action_at(5)[0] is None
+
+
+def test_async_refuses_future_and_overtaken_chunks_and_counts_them():
+    ex = ChunkExecutor(horizon=4)
+    with pytest.raises(ChunkRefusedError, match='future'):
+        ex.add(ramp(9), obs_tick=9, now_tick=8)
+    with pytest.raises(ChunkRefusedError, match='overtaken'):
+        ex.add(ramp(0), obs_tick=0, now_tick=4)
+    assert ex.refused == 2 and ex.action_at(4)[0] is None
+    ex.add(ramp(5), 5, 6)
+    with pytest.raises(ChunkRefusedError, match='older than the newest'):
+        ex.add(ramp(4), 4, 6)
+    assert ex.refused == 3
+
+
+def test_async_latest_only():
+    ex = ChunkExecutor(horizon=4, aggregate='latest')
+    ex.add(ramp(0), 0, 1)
+    ex.add(ramp(1, offset=100), 1, 2)
+    assert ex.action_at(2)[0][0] == 102.0
+
+
+def test_async_blend_by_hand():
+    ex = ChunkExecutor(horizon=4, aggregate='blend', blend_new=0.7)
+    ex.add(ramp(0), 0, 1)                 # predicts 3 for tick 3
+    ex.add(ramp(1, offset=10), 1, 2)      # predicts 13
+    ex.add(ramp(2, offset=100), 2, 3)     # predicts 103
+    value = ex.action_at(3)[0][0]
+    assert value == pytest.approx(0.3 * (0.3 * 3 + 0.7 * 13) + 0.7 * 103)
+    assert value == pytest.approx(75.1)
+
+
+def test_async_ensemble_matches_octo_weights():
+    ex = ChunkExecutor(horizon=4, aggregate='ensemble', k=0.5)
+    ex.add(ramp(0), 0, 1)
+    ex.add(ramp(1, offset=10), 1, 2)
+    w = np.exp(-0.5 * np.arange(2))
+    assert ex.action_at(2)[0][0] == pytest.approx((w[0] * 2 + w[1] * 12) / w.sum())
+
+
+def test_async_old_chunks_drop_out_and_time_going_back_resets():
+    ex = ChunkExecutor(horizon=3, aggregate='blend')
+    ex.add(ramp(0, 3), 0, 1)
+    ex.add(ramp(2, 3, offset=10), 2, 3)
+    assert ex.action_at(3)[0][0] == 13.0  # chunk 0 covers ticks 0..2 only: not blended in
+    action, why = ex.action_at(1)
+    assert action is None and 'before the newest chunk' in why
+    assert ex.newest_tick is None
+
+
+def test_async_executor_rejects_bad_settings_and_shapes():
+    with pytest.raises(ConfigError, match='aggregate'):
+        ChunkExecutor(4, aggregate='mean')
+    with pytest.raises(ConfigError, match='blend_new'):
+        ChunkExecutor(4, aggregate='blend', blend_new=0.0)
+    with pytest.raises(ValueError, match='expected \\[4, dim\\]'):
+        ChunkExecutor(4).add(np.zeros((3, 7)), 0, 0)

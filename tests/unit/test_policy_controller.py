@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -258,3 +259,158 @@ def test_window_older_than_the_deadline_is_late_even_within_max_age():
     ctl, runner, clock = make(max_window_age_s=2.0)          # deadline: one 5 Hz period
     d = ctl.process(window(clock, age_ms=250))
     assert d.outcome == 'late' and '(limit 200 ms)' in d.message and runner.seen == []
+
+
+# --- asynchronous execution (inference on the worker thread, the tick never waits) -----------
+
+class SlowRunner(FakeRunner):
+    """Inference blocks until the test releases it, so a test controls what overlaps what."""
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.release = threading.Semaphore(0)
+        self.calls = 0
+
+    def infer(self, obs):
+        self.calls += 1
+        if self.instruction is None:
+            raise InstructionError('no instruction set')
+        check_observation(self.bundle, obs)
+        self.seen.append(obs)
+        assert self.release.acquire(timeout=5.0), 'test never released the inference'
+        tick = int(obs.sample_stamps['cam'][-1])  # the test puts the tick into the stamps
+        chunk = np.zeros((4, 7))
+        chunk[:, 0] = [0.001 * (tick + i) for i in range(4)]  # action for tick t says 0.001 t
+        chunk[:, 6] = 0.8
+        return InferenceResult(actions=chunk.astype(np.float32), normalized=chunk,
+                               timing_ms={'encode': 1.0, 'policy': 4.0, 'total': 5.0})
+
+
+def make_async(**cfg):
+    clock = Clock()
+    runner = SlowRunner(clock)
+    ctl = PolicyController(runner, PolicyConfig(execution='async', **cfg), clock)
+    return ctl, runner, clock
+
+
+def async_window(clock, tick):
+    w = window(clock, tick=tick)
+    w.sample_stamps = {n: [tick - 1, tick] for n in w.tensors}
+    return w
+
+
+def finish(ctl, runner):
+    runner.release.release()
+    assert ctl._worker.wait_idle(5.0)
+
+
+def test_async_tick_never_waits_and_holds_until_the_first_chunk():
+    ctl, runner, clock = make_async()
+    try:
+        d = ctl.process(async_window(clock, 1))  # inference of tick 1 starts, blocked
+        assert d.outcome == 'uncovered' and d.action is None
+        assert 'no action chunk covers tick 1' in d.message and 'inference of window 1 running' in d.message
+        d = ctl.process(async_window(clock, 2))  # still running: another hold, no second job
+        assert d.outcome == 'uncovered' and ctl._worker.submitted == 1
+        finish(ctl, runner)
+        d = ctl.process(async_window(clock, 3))  # chunk of tick 1 arrives: its action for tick 3
+        assert d.outcome == 'command'
+        assert d.action[0] == pytest.approx(0.003) and d.action[6] == 1.0
+        assert d.chunk_tick == 1 and d.chunk.shape == (4, 7)
+        assert d.action_newest_sample_ns == async_window(clock, 1).newest_sample_ns
+        s = ctl.summary()
+        assert s['uncovered_ticks'] == 2 and s['chunk_delay_ticks_p50'] == 2 and s['commands_sent'] == 1
+    finally:
+        finish(ctl, runner)
+        ctl.close()
+
+
+def test_async_inference_slower_than_the_chunk_holds_and_refuses_it():
+    ctl, runner, clock = make_async()
+    try:
+        ctl.process(async_window(clock, 1))
+        for tick in range(2, 6):
+            assert ctl.process(async_window(clock, tick)).outcome == 'uncovered'
+        finish(ctl, runner)
+        d = ctl.process(async_window(clock, 5))  # chunk of tick 1 covers 1..4 only
+        assert d.outcome == 'uncovered' and d.action is None
+        assert ctl.counters.refused_chunks == 1 and 'overtaken' in d.message
+    finally:
+        finish(ctl, runner)
+        ctl.close()
+
+
+def test_async_stale_window_holds_and_drops_the_chunks():
+    ctl, runner, clock = make_async()
+    try:
+        ctl.process(async_window(clock, 1))
+        finish(ctl, runner)
+        assert ctl.process(async_window(clock, 2)).outcome == 'command'
+        finish(ctl, runner)  # the inference of tick 2 started above
+        stale = async_window(clock, 3)
+        stale.valid = {'cam': [True, False], 'spec': [True, True]}
+        assert ctl.process(stale).outcome == 'stale'
+        # the chunks planned before the stale window never resume, not even the fresh one
+        d = ctl.process(async_window(clock, 4))
+        assert d.outcome == 'uncovered' and d.action is None
+    finally:
+        finish(ctl, runner)
+        ctl.close()
+
+
+def test_async_rejected_chunk_never_commands():
+    ctl, runner, clock = make_async()
+    orig = runner.infer
+
+    def bad(obs):
+        result = orig(obs)
+        result.actions[2, 1] = np.nan
+        return result
+
+    runner.infer = bad
+    ctl._worker._infer = bad
+    try:
+        ctl.process(async_window(clock, 1))
+        finish(ctl, runner)
+        d = ctl.process(async_window(clock, 2))
+        assert d.outcome == 'rejected' and d.action is None and ctl.counters.rejected == 1
+    finally:
+        finish(ctl, runner)
+        ctl.close()
+
+
+def test_async_instruction_change_discards_the_chunk_in_flight():
+    ctl, runner, clock = make_async()
+    try:
+        ctl.process(async_window(clock, 1))
+        ctl.set_instruction('push the cup')
+        finish(ctl, runner)
+        d = ctl.process(async_window(clock, 2))  # the chunk for the old instruction is dropped
+        assert d.outcome == 'uncovered'
+    finally:
+        finish(ctl, runner)
+        ctl.close()
+
+
+def test_async_refill_fraction_waits_until_the_chunk_runs_low():
+    ctl, runner, clock = make_async(async_refill_fraction=0.5)  # start when < 2 of 4 left
+    try:
+        ctl.process(async_window(clock, 1))
+        finish(ctl, runner)
+        assert ctl.process(async_window(clock, 2)).outcome == 'command'  # 2 left after tick 2
+        assert ctl._worker.submitted == 1
+        assert ctl.process(async_window(clock, 3)).outcome == 'command'  # 1 left: next starts
+        assert ctl._worker.submitted == 2
+    finally:
+        finish(ctl, runner)
+        ctl.close()
+
+
+def test_async_no_instruction_starts_no_inference():
+    ctl, runner, clock = make_async()
+    runner.instruction = None
+    try:
+        assert ctl.process(async_window(clock, 1)).outcome == 'no_instruction'
+        assert ctl._worker.submitted == 0
+    finally:
+        ctl.close()

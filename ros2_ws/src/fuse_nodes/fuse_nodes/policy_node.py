@@ -34,7 +34,9 @@ from fuse_nodes.conversions import ConversionError, tensor_to_array
 #: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
 _QUIET = ('command', 'no_instruction')
 # Ticks that produce no motion command but must make the arm hold at once.
-_HOLD_OUTCOMES = ('stale', 'late', 'overrun', 'mismatch', 'rejected', 'error')
+_HOLD_OUTCOMES = ('stale', 'late', 'overrun', 'mismatch', 'rejected', 'error', 'uncovered')
+# Holds that are degraded operation (a warning), not a fault.
+_DEGRADED = ('late', 'stale', 'overrun', 'uncovered')
 
 
 class PolicyNode(Node):
@@ -60,7 +62,9 @@ class PolicyNode(Node):
             f'bundle {m.name!r} from {path} on {",".join(bundle.providers)} '
             f'({self.cfg.intra_op_threads} threads); inputs {list(m.input_names)}; '
             f'window {m.window_size} at {m.control_rate_hz} Hz; chunk {m.action.horizon}x{m.action.dim}; '
-            f'execution {self.cfg.execution}; instruction {self.runner.instruction!r}'
+            f'execution {self.cfg.execution}'
+            + (f' ({self.cfg.async_aggregate}; inference off the tick)' if self.controller.asynchronous else '')
+            + f'; instruction {self.runner.instruction!r}'
         )
 
         # Inference runs in its own group so services and diagnostics answer while it runs.
@@ -85,6 +89,9 @@ class PolicyNode(Node):
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
+
+    def close(self) -> None:
+        self.controller.close()
 
     # --- windows --------------------------------------------------------------------------
     def _on_window(self, msg: ObservationWindow) -> None:
@@ -136,7 +143,7 @@ class PolicyNode(Node):
         # Every refusal is counted; the log gets the first of a run, then one per second.
         # (rclpy ties severity and throttling to the call site, hence one call per case.)
         logger = self.get_logger()
-        degraded = decision.outcome in ('late', 'stale', 'overrun')
+        degraded = decision.outcome in _DEGRADED
         if changed and degraded:
             logger.warning(decision.message)
         elif changed:
@@ -148,13 +155,18 @@ class PolicyNode(Node):
 
     def _chunk_msg(self, msg: ObservationWindow, d: Decision) -> ActionChunk:
         out = ActionChunk()
-        out.header.stamp = msg.header.stamp
         out.header.frame_id = self.cfg.frame_id
-        out.tick_index = msg.tick_index
+        if d.chunk_tick is None:
+            out.header.stamp = msg.header.stamp
+            out.tick_index = msg.tick_index
+            out.newest_sample_stamp = msg.newest_sample_stamp
+        else:  # asynchronous: the chunk belongs to the (earlier) window it was computed from
+            out.header.stamp = ns_to_time(d.chunk_stamp_ns)
+            out.tick_index = d.chunk_tick
+            out.newest_sample_stamp = ns_to_time(d.chunk_newest_sample_ns)
         out.horizon, out.action_dim = (int(x) for x in d.chunk.shape)
         out.actions = [float(x) for x in d.chunk.reshape(-1)]
         out.inference_ms = float(d.inference_ms)
-        out.newest_sample_stamp = msg.newest_sample_stamp
         return out
 
     def _command_msg(self, msg: ObservationWindow, d: Decision) -> DeltaEECommand:
@@ -166,7 +178,10 @@ class PolicyNode(Node):
         out.translation = [float(a[0]), float(a[1]), float(a[2])]
         out.rotation = [float(a[3]), float(a[4]), float(a[5])]
         out.gripper = float(a[6])
-        out.newest_sample_stamp = msg.newest_sample_stamp
+        # The newest sample behind the action: in asynchronous mode that of the chunk's window.
+        out.newest_sample_stamp = (
+            ns_to_time(d.action_newest_sample_ns) if d.action_newest_sample_ns else msg.newest_sample_stamp
+        )
         out.valid_until = ns_to_time(d.valid_until_ns)
         return out
 
@@ -221,7 +236,7 @@ class PolicyNode(Node):
             level, message = ERROR, s['last_error']
         elif outcome in ('', 'no_instruction') and not self.runner.instruction:
             level, message = WARN, 'no instruction set'
-        elif outcome in ('late', 'stale', 'overrun'):
+        elif outcome in _DEGRADED:
             level, message = WARN, s['last_error']
         elif c.windows == 0:
             level, message = WARN, f'no window received on {self.cfg.window_topic}'

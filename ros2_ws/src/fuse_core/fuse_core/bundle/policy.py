@@ -1,23 +1,35 @@
 """The policy node's logic without ROS: freshness, masks, inference, execution, safety, deadline."""
+# Execution is synchronous (inference inside the tick) or asynchronous (InferenceWorker +
+# ChunkExecutor: the tick never waits for the model).
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from fuse_core.bundle.loader import PROVIDER_CHOICES
 from fuse_core.bundle.manifest import DELTA_EE_LAYOUT
-from fuse_core.bundle.runner import Observation, ObservationError, PolicyRunner, check_observation
+from fuse_core.bundle.runner import (
+    InferenceResult,
+    Observation,
+    ObservationError,
+    PolicyRunner,
+    check_observation,
+)
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.config import ValidatedConfig, param
 from fuse_core.errors import BundleError, FuseError
 from fuse_core.execution import (
+    AGGREGATE_CHOICES,
     EXECUTION_CHOICES,
     ActionRejectedError,
+    ChunkExecutor,
+    ChunkRefusedError,
     GripperBinarizer,
     check_actions,
     make_strategy,
@@ -42,7 +54,9 @@ class PolicyConfig(ValidatedConfig):
     intra_op_threads: int = param(2, 'ONNX Runtime intra-op threads', min=1, max=64)
     execution: str = param(
         'receding_horizon',
-        'chunk execution: first action of each chunk, or temporal ensembling of overlapping chunks',
+        'chunk execution: first action of each chunk (inference inside the tick), temporal '
+        'ensembling of overlapping chunks, or async (inference off the tick; the tick executes '
+        'the chunks that cover it, skipping the actions the inference delay overtook)',
         choices=EXECUTION_CHOICES,
     )
     ensemble_k: float = param(
@@ -50,6 +64,22 @@ class PolicyConfig(ValidatedConfig):
         'temporal ensembling weight exp(-k*i), i = 0 for the oldest prediction (0 = plain mean)',
         min=0.0,
         max=10.0,
+    )
+    async_aggregate: str = param(
+        'latest',
+        'async: how chunks covering one tick merge: latest only, blend (old*(1-w) + new*w), or '
+        'ensemble (weights exp(-ensemble_k*i), i = 0 oldest)',
+        choices=AGGREGATE_CHOICES,
+    )
+    async_blend_new: float = param(
+        0.7, 'async blend: weight w of the newer chunk (LeRobot: 0.7)', min=0.01, max=1.0
+    )
+    async_refill_fraction: float = param(
+        1.0,
+        'async: start the next inference when the newest chunk has fewer than this fraction of '
+        'its actions left after the current tick (1 = as soon as the previous inference ends)',
+        min=0.0,
+        max=1.0,
     )
     gripper_sticky_steps: int = param(
         1, 'ticks a gripper change is held (FuSe: 1 = plain threshold)', min=1, max=50
@@ -105,6 +135,12 @@ class Decision:
     valid_until_ns: int = 0
     inference_ms: float = 0.0
     timing_ms: Dict[str, float] = field(default_factory=dict)
+    # Asynchronous execution: the chunk (if any) is the one that arrived in this tick, computed
+    # from the window of chunk_tick; the action comes from the chunks covering this tick.
+    chunk_tick: Optional[int] = None
+    chunk_stamp_ns: int = 0
+    chunk_newest_sample_ns: int = 0
+    action_newest_sample_ns: int = 0  # newest sample behind the executed action (0: this window)
 
 
 @dataclass
@@ -119,8 +155,103 @@ class PolicyCounters:
     rejected: int = 0
     overruns: int = 0
     masked_steps: int = 0
+    uncovered: int = 0  # async: ticks no chunk covered (explicit holds)
+    refused_chunks: int = 0  # async: chunks from the future or entirely overtaken
     stale_by_stream: Dict[str, int] = field(default_factory=dict)
     last_error: str = ''
+
+
+@dataclass
+class InferenceJob:
+    """One inference request of the asynchronous mode: the window's observation and its tick."""
+
+    obs: Observation
+    tick: int
+    stamp_ns: int
+    newest_sample_ns: int
+    generation: int
+    result: Optional[InferenceResult] = None
+    error: Optional[BaseException] = None
+    elapsed_ms: float = 0.0
+    submitted: float = 0.0  # perf_counter at submit
+
+
+class InferenceWorker:
+    """Runs `infer` on its own thread, one job at a time; submit never blocks.
+
+    The caller collects a finished job with take(); a job submitted while one runs is refused
+    (the caller decides when to start inference, e.g. when the previous one has ended).
+    """
+
+    def __init__(self, infer: Callable[[Observation], InferenceResult], name: str = 'inference') -> None:
+        self._infer = infer
+        self._cv = threading.Condition()
+        self._pending: Optional[InferenceJob] = None
+        self._running: Optional[InferenceJob] = None
+        self._done: Optional[InferenceJob] = None
+        self._closed = False
+        self.submitted = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        with self._cv:
+            return self._pending is not None or self._running is not None
+
+    def running(self) -> Optional[Tuple[int, float]]:
+        """(tick, ms since it was submitted) of the job pending or running, else None."""
+        with self._cv:
+            job = self._running or self._pending
+            if job is None:
+                return None
+            return job.tick, (time.perf_counter() - job.submitted) * 1e3
+
+    def submit(self, job: InferenceJob) -> bool:
+        with self._cv:
+            if self._closed or self._pending is not None or self._running is not None:
+                return False
+            job.submitted = time.perf_counter()
+            self.submitted += 1
+            self._pending = job
+            self._cv.notify_all()
+            return True
+
+    def take(self) -> Optional[InferenceJob]:
+        """The finished job, once (None while nothing finished since the last take)."""
+        with self._cv:
+            job, self._done = self._done, None
+            return job
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no job is pending or running (tests and shutdown only)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._pending is None and self._running is None, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._closed or self._pending is not None)
+                if self._closed:
+                    return
+                job, self._pending = self._pending, None
+                self._running = job
+            t0 = time.perf_counter()
+            try:
+                job.result = self._infer(job.obs)
+            except BaseException as exc:  # handed to the tick, which decides (never lost)
+                job.error = exc
+            job.elapsed_ms = (time.perf_counter() - t0) * 1e3
+            with self._cv:
+                self._running = None
+                self._done = job
+                self._cv.notify_all()
 
 
 class PolicyController:
@@ -143,10 +274,41 @@ class PolicyController:
         self.deadline_s = cfg.tick_deadline_s or self.period_s
         self.counters = PolicyCounters()
         self._lock = threading.Lock()
-        self._strategy = make_strategy(cfg.execution, m.action.horizon, cfg.ensemble_k)
+        self.asynchronous = cfg.execution == 'async'
         self._gripper = GripperBinarizer(0.5, cfg.gripper_sticky_steps)
         self._inference_ms: Deque[float] = collections.deque(maxlen=500)
+        self._delay_ticks: Deque[int] = collections.deque(maxlen=500)
+        self._tick_ms: Deque[float] = collections.deque(maxlen=500)
         self.last_observation: Optional[Observation] = None
+        self._generation = 0  # bumped on every reset: a job started before it is discarded
+        self._newest_by_tick: Dict[int, int] = {}  # async: chunk tick -> its newest sample stamp
+        self._refusal = ''  # async: why the chunk that arrived in this tick was refused
+        self._worker: Optional[InferenceWorker] = None
+        if self.asynchronous:
+            self._strategy = None
+            self._executor = ChunkExecutor(
+                m.action.horizon, cfg.async_aggregate, cfg.async_blend_new, cfg.ensemble_k
+            )
+            self._worker = InferenceWorker(runner.infer)
+        else:
+            self._strategy = make_strategy(cfg.execution, m.action.horizon, cfg.ensemble_k)
+            self._executor = None
+
+    def close(self) -> None:
+        """Stop the inference thread of the asynchronous mode (waits for a running job)."""
+        if self._worker is not None:
+            self._worker.close()
+
+    def _reset_execution(self) -> None:
+        """Forget every chunk (and any inference in flight): after a hold, nothing old resumes."""
+        with self._lock:
+            self._generation += 1
+            if self._executor is not None:
+                self._executor.reset()
+                self._newest_by_tick.clear()
+            else:
+                self._strategy.reset()
+            self._gripper.reset()
 
     # --- instruction ----------------------------------------------------------------------
     def set_instruction(self, text: str) -> None:
@@ -156,12 +318,20 @@ class PolicyController:
         previous = self.runner.instruction
         self.runner.set_instruction(text)
         if self.runner.instruction != previous:
-            with self._lock:
-                self._strategy.reset()
-                self._gripper.reset()
+            self._reset_execution()
 
     # --- one window -----------------------------------------------------------------------
     def process(self, win: WindowInput) -> Decision:
+        t0 = time.perf_counter()
+        decision = self._process(win)
+        if self.asynchronous:
+            self._tick_ms.append((time.perf_counter() - t0) * 1e3)
+            if decision.outcome not in ('command', 'uncovered'):
+                # A window that could not be trusted stops the motion: no old chunk resumes.
+                self._reset_execution()
+        return decision
+
+    def _process(self, win: WindowInput) -> Decision:
         c = self.counters
         c.windows += 1
         age_s = (self.clock_ns() - win.stamp_ns) * 1e-9
@@ -195,6 +365,8 @@ class PolicyController:
             )
         self._mask_invalid_history(obs, win)
         self.last_observation = obs
+        if self.asynchronous:
+            return self._process_async(obs, win)
         try:
             result = self.runner.infer(obs)
         except InstructionError as exc:
@@ -236,6 +408,91 @@ class PolicyController:
             inference_ms=result.timing_ms['total'],
             timing_ms=result.timing_ms,
         )
+
+    def _process_async(self, obs: Observation, win: WindowInput) -> Decision:
+        """Collect a finished chunk, maybe start the next inference, execute this tick."""
+        c = self.counters
+        tick = win.tick_index
+        if self.runner.bundle.tokenizer is not None and self.runner.instruction is None:
+            c.no_instruction += 1
+            return self._fail('no_instruction', f'window {tick}: no instruction set')
+        self._refusal = ''
+        arrived = self._collect(tick)
+        if isinstance(arrived, Decision):
+            return arrived
+        ex = self._executor
+        H = self.runner.manifest.action.horizon
+        with self._lock:
+            start = ex.newest_tick is None or ex.remaining(tick) < self.cfg.async_refill_fraction * H
+            generation = self._generation
+        if start:
+            self._worker.submit(InferenceJob(obs, tick, win.stamp_ns, win.newest_sample_ns, generation))
+        with self._lock:
+            action, why = ex.action_at(tick)
+            source_tick = ex.newest_tick
+            if action is not None:
+                g = self.runner.manifest.action.gripper_index
+                action[g] = self._gripper(float(action[g]))
+        kw = {}
+        if arrived is not None:
+            job = arrived
+            kw = dict(
+                chunk=job.result.actions,
+                inference_ms=job.result.timing_ms['total'],
+                timing_ms=job.result.timing_ms,
+                chunk_tick=job.tick,
+                chunk_stamp_ns=job.stamp_ns,
+                chunk_newest_sample_ns=job.newest_sample_ns,
+            )
+        if action is None:
+            c.uncovered += 1
+            running = self._worker.running()
+            if running is not None:
+                why += f'; inference of window {running[0]} running for {running[1]:.0f} ms'
+            if self._refusal:
+                why += f'; chunk of {self._refusal}'
+            return self._fail('uncovered', f'window {tick}: {why}', **kw)
+        c.commands += 1
+        return Decision(
+            'command',
+            action=action,
+            valid_until_ns=self.clock_ns() + int(self.cfg.command_valid_s * 1e9),
+            action_newest_sample_ns=self._newest_by_tick.get(source_tick, 0),
+            **kw,
+        )
+
+    def _collect(self, tick: int):
+        """The job finished since the last tick: None, its accepted job, or a failing Decision."""
+        c = self.counters
+        job = self._worker.take()
+        if job is None or job.generation != self._generation:
+            return None
+        if job.error is not None:
+            exc = job.error
+            if isinstance(exc, InstructionError):
+                c.no_instruction += 1
+                return self._fail('no_instruction', f'window {job.tick}: {exc}')
+            c.errors += 1
+            return self._fail('error', f'window {job.tick}: inference failed: {exc}')
+        result = job.result
+        self._inference_ms.append(result.timing_ms['total'])
+        try:
+            check_actions(result.actions, self.cfg.max_abs_action, self.runner.manifest.action.gripper_index)
+        except ActionRejectedError as exc:
+            c.rejected += 1
+            return self._fail('rejected', f'window {job.tick}: {exc}', inference_ms=result.timing_ms['total'])
+        with self._lock:
+            try:
+                delay = self._executor.add(result.actions, job.tick, tick)
+            except ChunkRefusedError as exc:
+                c.refused_chunks += 1
+                self._refusal = f'window {job.tick}: {exc}'
+                return None
+            self._delay_ticks.append(delay)
+            self._newest_by_tick[job.tick] = job.newest_sample_ns
+            for old in [t for t in self._newest_by_tick if tick - t >= self.runner.manifest.action.horizon]:
+                del self._newest_by_tick[old]
+        return job
 
     def malformed(self, message: str) -> Decision:
         """Count a window that could not even be decoded (bad bytes, duplicate tensor)."""
@@ -281,7 +538,7 @@ class PolicyController:
     def summary(self) -> Dict[str, object]:
         c = self.counters
         p = percentiles(list(self._inference_ms))
-        return {
+        out = {
             'bundle': self.runner.manifest.name,
             'providers': ','.join(self.runner.bundle.providers),
             'execution': self.cfg.execution,
@@ -303,3 +560,16 @@ class PolicyController:
             'encoder_reused': self.runner.stats.encoder_reused,
             'last_error': c.last_error,
         }
+        if self.asynchronous:
+            d = percentiles(list(self._delay_ticks))
+            tk = percentiles(list(self._tick_ms))
+            out.update({
+                'async_aggregate': self.cfg.async_aggregate,
+                'uncovered_ticks': c.uncovered,
+                'refused_chunks': c.refused_chunks,
+                'chunk_delay_ticks_p50': d['p50'],
+                'chunk_delay_ticks_max': max(self._delay_ticks, default=0),
+                'tick_p50_ms': tk['p50'],
+                'tick_p99_ms': tk['p99'],
+            })
+        return out
