@@ -14,6 +14,12 @@ received_timestamp), so this process's own scheduling delay under load is not co
 window (about 1.5 MB at 5 Hz); its CPU is listed apart from the nodes' total.
 
     .venv/bin/python benchmarks/bench_loop.py [--seconds 120] [--warmup 10] [--json out.json]
+        [--execution receding_horizon,async]
+
+With several --execution modes the graph runs once per mode, one after the other, and a
+side-by-side table of the main figures ends the output. In async mode a command's
+newest_sample_stamp is that of the (earlier) window its chunk came from, so "newest sample ->
+command" is the age of the observation behind the action, not only the loop's latency.
 
 Node output goes to --log-dir (default log/bench_loop/<node>.log). The last line printed is
 one JSON object with every figure, for notes.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import re
@@ -48,7 +55,7 @@ _CLOCK_SANITY_NS = 1_000_000_000
 
 #: Policy diagnostics counters of windows that got no command, by cause.
 POLICY_REFUSALS = ('stale_windows', 'overruns', 'late_windows', 'no_instruction_windows', 'rejected_chunks',
-                   'mismatched_windows', 'inference_errors')
+                   'mismatched_windows', 'inference_errors', 'uncovered_ticks', 'refused_chunks')
 
 
 #: Sync diagnostics counters reported over the measured interval.
@@ -454,7 +461,8 @@ def report(r: dict) -> None:
             'tick_build_publish_p99_ms',
             'inference_p50_ms', 'inference_p99_ms', 'windows_received', 'commands_sent', 'late_windows',
             'overruns', 'stale_windows', 'stale_streams', 'no_instruction_windows', 'inference_errors',
-            'last_error', 'providers')]
+            'last_error', 'providers', 'execution', 'uncovered_ticks', 'refused_chunks',
+            'chunk_delay_ticks_p50', 'chunk_delay_ticks_max', 'tick_p50_ms', 'tick_p99_ms')]
         if keys:
             pairs = '; '.join(f'{k.lstrip("_")}={values[k]}' for k in keys)
             print(f'last /diagnostics of {name!r}: {pairs}')
@@ -470,32 +478,87 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--bundle', help='model bundle directory (default: models/reference)')
     ap.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID (default: derived from the pid, 130..189)')
     ap.add_argument('--log-dir', default='log/bench_loop', help='per-node logs (default log/bench_loop)')
-    ap.add_argument('--json', metavar='PATH', help='also write the JSON result to PATH')
+    ap.add_argument('--json', metavar='PATH', help='also write the JSON results to PATH (one line per mode)')
+    ap.add_argument('--execution', default='receding_horizon,async',
+                    help='policy execution modes to run one after the other (default receding_horizon,async)')
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0:
         ap.error('--seconds must be > 0 and --warmup >= 0')
 
+    modes = [m.strip() for m in args.execution.split(',') if m.strip()]
+    known = ('receding_horizon', 'temporal_ensemble', 'async')
+    if not modes or any(m not in known for m in modes):
+        ap.error(f'--execution: comma-separated modes out of {list(known)}')
     domain = args.domain_id if args.domain_id is not None else 130 + os.getpid() % 60
+    results, code = [], 0
+    for mode in modes:
+        log_dir = Path(args.log_dir) / mode if len(modes) > 1 else Path(args.log_dir)
+        rc, result = run_once(args, mode, domain, log_dir)
+        code = code or rc
+        if result is None:
+            break
+        results.append(result)
+    if len(results) > 1:
+        side_by_side(results)
+    if args.json and results:
+        Path(args.json).write_text(''.join(json.dumps(json_safe(r)) + '\n' for r in results))
+    return code
+
+
+SIDE_BY_SIDE = (
+    ('tick -> command received p50 (ms)', 'timing', 'tick_to_command_rx_ms', 'p50'),
+    ('tick -> command received p99 (ms)', 'timing', 'tick_to_command_rx_ms', 'p99'),
+    ('newest sample -> command received p50 (ms)', 'timing', 'sample_to_command_rx_ms', 'p50'),
+    ('newest sample -> command received p99 (ms)', 'timing', 'sample_to_command_rx_ms', 'p99'),
+    ('window received -> command received p99 (ms)', 'timing', 'window_rx_to_command_rx_ms', 'p99'),
+    ('inference p50 (ms)', 'timing', 'inference_ms', 'p50'),
+)
+
+
+def side_by_side(results: List[dict]) -> None:
+    """The main figures of every mode in one table (each mode measured in its own run)."""
+    names = [r['execution'] for r in results]
+    width = 46
+    print()
+    print('side by side (each mode its own run, one after the other; load average (1 min) mean: '
+          + ', '.join(f'{r["execution"]} {r["loadavg_1m"]["mean"]:.2f}' for r in results) + ')')
+    print(f'{"":<{width}s}' + ''.join(f'{n:>18s}' for n in names))
+    for label, section, key, q in SIDE_BY_SIDE:
+        print(f'{label:<{width}s}' + ''.join(f'{fmt(r[section][key][q], 18)}' for r in results))
+    for label, fn in (
+        ('windows received', lambda r: r['counts']['windows_received']),
+        ('missed ticks', lambda r: r['counts']['missed_ticks_index_gaps']),
+        ('motion commands', lambda r: r['counts']['commands'] - r['counts']['hold_commands']),
+        ('hold commands', lambda r: r['counts']['hold_commands']),
+        ('windows without a command', lambda r: r['counts']['windows_without_command']),
+        ('policy CPU (% of one core)', lambda r: r['cpu_percent_of_one_core'].get('policy', float('nan'))),
+    ):
+        print(f'{label:<{width}s}' + ''.join(f'{fn(r)!s:>18s}' for r in results))
+
+
+def run_once(args, mode: str, domain: int, log_dir: Path):
+    """Start the graph with the policy in `mode`, measure, stop: (exit code, result or None)."""
     specs = graph.sim_graph(bundle_path=args.bundle, instruction=args.instruction, synthetic_sensors=True)
+    specs = [dataclasses.replace(s, parameters={**s.parameters, 'execution': mode}) if s.name == 'policy' else s
+             for s in specs]
     bundle = next(s.parameters['bundle_path'] for s in specs if s.name == 'policy')
     try:
         with open(Path(bundle) / 'manifest.json') as f:
             rate_hz = float(json.load(f)['control_rate_hz'])
     except (OSError, KeyError, ValueError) as exc:
         print(f'bench_loop: cannot read control_rate_hz from {bundle}/manifest.json: {exc}', file=sys.stderr)
-        return 2
+        return 2, None
     missing = missing_pieces(specs)
     if missing:
         for line in missing:
             print(f'bench_loop: {line}', file=sys.stderr)
-        return 2
+        return 2, None
     env = dds_environment(domain_id=domain)
     env.setdefault('PYTHONUNBUFFERED', '1')
     # This process joins the same domain with the same transport as the nodes.
     os.environ.update({k: v for k, v in env.items() if k.startswith(('RMW_', 'FASTDDS_', 'ROS_'))})
     for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE',):
         os.environ.pop(k, None)
-    log_dir = Path(args.log_dir)
     procs = GraphProcesses(specs, env, log_dir)
 
     stop = threading.Event()
@@ -507,7 +570,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    print(f'[bench_loop] starting {len(specs)} nodes on ROS domain {domain}: '
+    print(f'[bench_loop] execution {mode}: starting {len(specs)} nodes on ROS domain {domain}: '
           f'{", ".join(s.name for s in specs)}; logs in {log_dir}/', flush=True)
     procs.start()
     listener = None
@@ -566,14 +629,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f'[bench_loop] FAILED: node {name!r} exited early with code {rc}; '
                   f'last lines of {log_dir / (name + ".log")}:', file=sys.stderr)
             print(tail(log_dir / f'{name}.log'), file=sys.stderr)
-        return 1
+        return 1, None
     if measured_s <= 0:
-        return 130 if interrupted else 1
+        return (130 if interrupted else 1), None
     if interrupted:
         print(f'[bench_loop] interrupted: reporting the {measured_s:.1f} s measured', flush=True)
         code = 130
 
-    meta = {'benchmark': 'bench_loop', 'warmup_s': args.warmup, 'requested_s': args.seconds,
+    meta = {'benchmark': 'bench_loop', 'execution': mode, 'warmup_s': args.warmup, 'requested_s': args.seconds,
             'instruction': args.instruction, 'bundle': bundle, 'control_rate_hz': rate_hz,
             'domain_id': domain, 'receive_clock': listener.receive_clock,
             'exit_codes': codes, 'unix_time': time.time()}
@@ -583,11 +646,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bad:
         print(f'[bench_loop] nodes that did not stop cleanly: {bad}', flush=True)
         code = code or 1
-    line = json.dumps(json_safe(result))
-    if args.json:
-        Path(args.json).write_text(line + '\n')
-    print(line, flush=True)
-    return code
+    print(json.dumps(json_safe(result)), flush=True)
+    return code, (None if interrupted else result)
 
 
 if __name__ == '__main__':

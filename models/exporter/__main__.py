@@ -1,4 +1,4 @@
-"""Command line: python -m models.exporter CHECKPOINT_DIR --out BUNDLE_DIR [--step N] [--tokenizer PATH]."""
+"""Command line: python -m models.exporter CHECKPOINT_DIR --out BUNDLE_DIR [--step N] [--tokenizer PATH] [...]."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def main(argv=None) -> int:
         default=None,
         help='JSON file with the manifest "inputs" list (default: the FuSe sensor set)',
     )
+    ap.add_argument(
+        '--t5-config',
+        default=None,
+        help="the language T5's config.json (or a directory holding it); needed unless the checkpoint "
+        'names a published T5 or a local T5 directory with its config.json',
+    )
     ap.add_argument('--name', default='fuse', help='bundle name for the manifest')
     ap.add_argument('--control-rate-hz', type=float, default=5.0)
     ap.add_argument('--dataset', default=None, help='dataset key in dataset_statistics.json, if several')
@@ -51,6 +57,7 @@ def main(argv=None) -> int:
             dataset=args.dataset,
             generative=not args.no_generative,
             overwrite=args.force,
+            t5_config=args.t5_config,
         )
     except ExportError as exc:
         print(f'export failed: {exc}', file=sys.stderr)

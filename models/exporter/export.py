@@ -17,6 +17,7 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError
 from .params import ParamStore
 from .spec import MODALITY_COMBINATIONS, ModelSpec, parse_model
+from .t5config import resolve_t5_settings
 
 ACTION_LAYOUT = ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
 
@@ -129,6 +130,7 @@ def export_checkpoint(
     dataset: str | None = None,
     generative: bool = True,
     overwrite: bool = False,
+    t5_config: str | Path | None = None,
     log=print,
 ) -> dict:
     """Write the bundle to out_dir (atomically: nothing is left behind on failure); returns the manifest."""
@@ -143,6 +145,10 @@ def export_checkpoint(
     stats = _action_statistics(ckpt.dataset_statistics, dataset)
     norm = _normalization(stats, spec.action_dim)
     tok_src = _tokenizer_file(tokenizer) if spec.language else None
+    t5 = resolve_t5_settings(spec.language_encoder, t5_config) if spec.language else None
+    if t5 is not None:
+        log(f'T5 relative_attention_max_distance {t5.relative_attention_max_distance}, layer_norm_epsilon '
+            f'{t5.layer_norm_epsilon:g} from {t5.source}')
 
     store = ParamStore(ckpt.params)
     for head in spec.skipped_heads:
@@ -160,7 +166,7 @@ def export_checkpoint(
     if spec.language:
         if not spec.language_length:
             spec.language_length = store.shape('octo_transformer', 'task_language_pos_embedding')[1]
-        lang_graph, lang_dim = graphs.language_encoder(spec, store)
+        lang_graph, lang_dim = graphs.language_encoder(spec, store, t5)
         models['language.onnx'] = lang_graph.model('T5 instruction encoder')
         tok, pad_id = _prepare_tokenizer(tok_src, spec.language_length)
     policy, info = graphs.policy(spec, store, lang_dim)

@@ -85,12 +85,12 @@ def observation_encoder(spec: ModelSpec, store: ParamStore) -> Graph:
 # ---- language ---------------------------------------------------------------------------
 
 
-def language_encoder(spec: ModelSpec, store: ParamStore) -> tuple[Graph, int]:
+def language_encoder(spec: ModelSpec, store: ParamStore, t5) -> tuple[Graph, int]:
     g = Graph('fuse_language_encoder')
     n = spec.language_length
     ids = g.input('input_ids', np.int64, [1, n])
     mask = g.input('attention_mask', np.int64, [1, n])
-    out, d_model = L.t5_encoder(g, ids, mask, Scope(store, OT, 'task_tokenizers_language', 'hf_model'), n)
+    out, d_model = L.t5_encoder(g, ids, mask, Scope(store, OT, 'task_tokenizers_language', 'hf_model'), n, t5)
     g.output('language_embedding', out, np.float32, [1, n, d_model])
     return g, d_model
 

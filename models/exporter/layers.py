@@ -266,10 +266,15 @@ def t5_relative_buckets(length: int, num_buckets: int, max_distance: int) -> np.
     return buckets + np.where(is_small, rel, large)
 
 
-def t5_encoder(
-    g: Graph, ids: str, mask_i64: str, p: Scope, length: int, max_distance: int = 128, eps: float = 1e-6
-) -> tuple[str, int]:
-    """Flax T5 encoder stack: RMS layer norms, unscaled attention with a shared relative position bias."""
+def t5_encoder(g: Graph, ids: str, mask_i64: str, p: Scope, length: int, settings) -> tuple[str, int]:
+    """Flax T5 encoder stack: RMS layer norms, unscaled attention with a shared relative position bias.
+
+    `settings` (t5config.T5Settings) carries what the parameters do not: the relative-position
+    max distance and the layer-norm epsilon; it is checked against the parameters here.
+    """
+    from .t5config import check_against_parameters
+
+    max_distance, eps = settings.relative_attention_max_distance, settings.layer_norm_epsilon
     emb = p.take('shared', 'embedding')
     vocab, d_model = emb.shape
     enc = p / 'encoder'
@@ -283,6 +288,9 @@ def t5_encoder(
     num_buckets, heads = rel.shape
     inner = attn0.shape('q', 'kernel')[1]
     d_kv = inner // heads
+    ff0 = enc / 'block' / '0' / 'layer' / '1'
+    check_against_parameters(settings, num_buckets, (num_buckets // 2) // 2, d_model,
+                             gated=ff0.has_prefix('DenseReluDense', 'wi_0'))
     x = g.op('Gather', g.const(emb, name='t5_shared'), ids, axis=0)
     buckets = t5_relative_buckets(length, num_buckets, max_distance)
     pos_bias = np.transpose(rel[buckets], (2, 0, 1))[None].astype(np.float32)  # [1, heads, L, L]

@@ -169,6 +169,7 @@ class ModelSpec:
     max_action: float
     gen_head: dict | None
     skipped_heads: list[str] = field(default_factory=list)
+    language_encoder: str = ''  # the T5 the checkpoint names (hub name or local path)
 
 
 def _obs_keys(regexes, available: list[str], exclude_backgrounds: bool) -> list[str]:
@@ -270,6 +271,7 @@ def parse_model(config: dict, example_batch: dict) -> ModelSpec:
         raise ExportError(f'task tokenizers {unknown_tasks} are not supported (only language)')
     language = 'language' in tasks
     lang_len = 0
+    lang_encoder = ''
     if language:
         cls, kw = _spec_name(tasks['language'], 'model.task_tokenizers.language')
         if cls != 'LanguageTokenizer' or 't5' not in str(kw.get('encoder', '')).lower():
@@ -277,6 +279,7 @@ def parse_model(config: dict, example_batch: dict) -> ModelSpec:
                 f'language tokenizer {cls} with encoder {kw.get("encoder")!r} is not supported '
                 '(a T5 encoder is)'
             )
+        lang_encoder = str(kw.get('encoder', ''))
         ids = example_batch.get('task', {}).get('language_instruction', {})
         if isinstance(ids, dict) and 'input_ids' in ids:
             lang_len = int(np.asarray(ids['input_ids']).shape[-1])
@@ -338,6 +341,7 @@ def parse_model(config: dict, example_batch: dict) -> ModelSpec:
         max_action=float(head['max_action']),
         gen_head=gen,
         skipped_heads=skipped,
+        language_encoder=lang_encoder,
     )
 
 

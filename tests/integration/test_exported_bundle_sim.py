@@ -24,7 +24,8 @@ def test_exported_fuse_bundle_drives_the_simulation(tmp_path):
     from models.exporter import export_checkpoint
 
     bundle = tmp_path / 'fuse_small_bundle'
-    export_checkpoint(FIXTURE / 'checkpoint', bundle, tokenizer=FIXTURE / 'tokenizer.json', log=lambda *_: None)
+    export_checkpoint(FIXTURE / 'checkpoint', bundle, tokenizer=FIXTURE / 'tokenizer.json',
+                      t5_config=FIXTURE / 't5_config.json', log=lambda *_: None)
     domain = fresh_domain_id()
     specs = graph.sim_graph(bundle_path=str(bundle), instruction='pick up the cup')
     procs = GraphProcesses(specs, node_env(domain), tmp_path / 'logs')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ def _copy_with_params(tmp_path: Path, edit) -> Path:
 
 def _export(ckpt, out, **kw):
     kw.setdefault('tokenizer', TOKENIZER)
+    kw.setdefault('t5_config', TOKENIZER.parent / 't5_config.json')
     return export_checkpoint(ckpt, out, log=lambda *_: None, **kw)
 
 
@@ -188,6 +190,41 @@ def test_cli_reports_errors_and_exports(tmp_path, capsys):
     assert cli_main([str(tmp_path), '--out', str(out)]) == 2
     assert 'export failed:' in capsys.readouterr().err
     assert not out.exists()
-    assert cli_main([str(CKPT), '--out', str(out), '--tokenizer', str(FIXTURE), '--step', '5000']) == 0
+    assert cli_main([str(CKPT), '--out', str(out), '--tokenizer', str(FIXTURE), '--step', '5000',
+                     '--t5-config', str(FIXTURE / 't5_config.json')]) == 0
     manifest = json.loads((out / 'manifest.json').read_text())
     assert manifest['graphs']['generative'] == 'gen_head.onnx'
+
+
+def test_unknown_t5_without_its_config_is_refused(tmp_path):
+    out = tmp_path / 'bundle'
+    with pytest.raises(ExportError, match=r"T5 encoder '.*t5-tiny' is not a published T5.*--t5-config"):
+        _export(CKPT, out, t5_config=None)
+    _assert_nothing_written(out)
+
+
+@pytest.mark.parametrize('edit, message', [
+    ({'feed_forward_proj': 'gated-silu'}, "feed_forward_proj 'gated-silu' is not supported"),
+    ({'relative_attention_max_distance': 0}, 'relative_attention_max_distance 0 must be a positive integer'),
+    ({'relative_attention_max_distance': 8}, 'relative_attention_max_distance 8 must exceed 8'),
+    ({'relative_attention_num_buckets': 64}, 'relative_attention_num_buckets 64, the parameters have 32'),
+    ({'feed_forward_proj': 'gated-gelu'}, "feed_forward_proj 'gated-gelu', the parameters are relu"),
+    ({'model_type': 'bert'}, "model_type 'bert' is not t5"),
+])
+def test_t5_config_that_does_not_fit_is_refused(tmp_path, edit, message):
+    cfg = json.loads((FIXTURE / 't5_config.json').read_text())
+    cfg.update(edit)
+    path = tmp_path / 't5.json'
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / 'bundle'
+    with pytest.raises(ExportError, match=re.escape(message)):
+        _export(CKPT, out, t5_config=path)
+    _assert_nothing_written(out)
+
+
+def test_published_t5_names_need_no_config():
+    from models.exporter.t5config import resolve_t5_settings
+
+    s = resolve_t5_settings('t5-base')
+    assert (s.relative_attention_max_distance, s.layer_norm_epsilon) == (128, 1e-6)
+    assert 'published t5-base' in s.source

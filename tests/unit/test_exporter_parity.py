@@ -33,6 +33,7 @@ def bundle(tmp_path_factory):
         FIXTURE / 'checkpoint',
         out,
         tokenizer=FIXTURE / 'tokenizer.json',
+        t5_config=FIXTURE / 't5_config.json',
         name='fuse-small-fixture',
         log=lambda *_: None,
     )
@@ -188,6 +189,7 @@ def test_project_runner_reproduces_the_original(tmp_path, ref):
         FIXTURE / 'checkpoint',
         out,
         tokenizer=FIXTURE / 'tokenizer.json',
+        t5_config=FIXTURE / 't5_config.json',
         generative=False,
         log=lambda *_: None,
     )
@@ -249,7 +251,39 @@ def test_runner_describes_the_window_from_touch_only(bundle, ref):
         runner.describe(None, ['tactile'])
     # A bundle exported without the head says so.
     plain = out.parent / 'no_gen'
-    export_checkpoint(FIXTURE / 'checkpoint', plain, tokenizer=FIXTURE / 'tokenizer.json', generative=False,
+    export_checkpoint(FIXTURE / 'checkpoint', plain, tokenizer=FIXTURE / 'tokenizer.json',
+                      t5_config=FIXTURE / 't5_config.json', generative=False,
                       log=lambda *_: None)
     with pytest.raises(BundleError, match='no generative head'):
         PolicyRunner(load_bundle(plain)).describe(obs, ['tactile'])
+
+
+def _language_embedding(settings, ref):
+    """Only the T5 graph, exported with the given settings, on the fixture's instruction."""
+    import onnxruntime as ort
+
+    from models.exporter import graphs
+    from models.exporter.params import ParamStore
+
+    ckpt = load_checkpoint(FIXTURE / 'checkpoint')
+    spec = parse_model(ckpt.config, ckpt.example_batch)
+    store = ParamStore(ckpt.params)
+    spec.language_length = store.shape('octo_transformer', 'task_language_pos_embedding')[1]
+    g, _ = graphs.language_encoder(spec, store, settings)
+    sess = ort.InferenceSession(g.model('t5').SerializeToString(), providers=['CPUExecutionProvider'])
+    return sess.run(None, {'input_ids': ref['in_input_ids'], 'attention_mask': ref['in_attention_mask']})[0]
+
+
+def test_t5_max_distance_comes_from_the_config(ref, tmp_path):
+    """The fixture's T5 config says 128: that reproduces the original; 64 (a different T5) does not."""
+    from models.exporter.t5config import resolve_t5_settings
+
+    settings = resolve_t5_settings('t5-tiny', FIXTURE / 't5_config.json')
+    assert settings.relative_attention_max_distance == 128
+    assert _max_err(_language_embedding(settings, ref), ref['out_language_embedding']) < ATOL
+    cfg = json.loads((FIXTURE / 't5_config.json').read_text())
+    cfg['relative_attention_max_distance'] = 64
+    (tmp_path / 'config.json').write_text(json.dumps(cfg))
+    other = resolve_t5_settings('t5-tiny', tmp_path)
+    assert other.relative_attention_max_distance == 64
+    assert _max_err(_language_embedding(other, ref), ref['out_language_embedding']) > 1e-3
