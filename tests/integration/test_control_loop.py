@@ -243,3 +243,18 @@ def test_estop_latches_until_reset(loop):
     assert wait_for(lambda: any(not m.estop_latched and m.state != 'estop'
                                 and m.commands_received > later.commands_received + 2
                                 for m in w.since(w.status, t0)), 5), loop['logs']()
+    # Re-arm: the policy's stream was live through the e-stop, so the arm keeps holding ...
+    released = w.since(w.status, t0)[-1]
+    assert released.state == 'holding' and 're-arm' in released.hold_reason, released.hold_reason
+    time.sleep(1.0)
+    assert w.since(w.status, time.monotonic() - 0.3)[-1].commands_applied == later.commands_applied
+    # ... until the commander stops moving it (a silenced camera: the policy holds) for
+    # rearm_gap_s, then starts a new sequence when the camera is back.
+    loop['player'].silenced.add('/camera_wrist/image_raw')
+    try:
+        time.sleep(2.0)
+    finally:
+        loop['player'].silenced.clear()
+    t1 = time.monotonic()
+    assert wait_for(lambda: any(m.commands_applied > later.commands_applied for m in w.since(w.status, t1)),
+                    10), loop['logs']()

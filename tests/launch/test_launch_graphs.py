@@ -174,7 +174,22 @@ def test_estop_latches_until_reset(ros_node):
     assert status[-1].estop_latched and status[-1].commands_applied == applied
     fut = reset.call_async(Trigger.Request())
     assert _spin_until(ros_node, fut.done, 10) and fut.result().success
-    assert _spin_until(ros_node, lambda: status[-1].commands_applied > applied, 5)
+    # Re-arm: the live policy stream does not resume by itself ...
+    _spin_until(ros_node, lambda: False, 1.5)
+    assert status[-1].state == 'holding' and status[-1].commands_applied == applied
+    # ... until the commander stops moving it (a paused camera: the policy holds) for
+    # rearm_gap_s, then starts a new sequence.
+    import os
+    import signal
+    import psutil
+    pid = next(p.pid for p in psutil.process_iter(['cmdline'])
+               if any('__node:=camera_wrist' in a for a in (p.info['cmdline'] or [])))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        _spin_until(ros_node, lambda: False, 2.0)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert _spin_until(ros_node, lambda: status[-1].commands_applied > applied, 10)
 
 
 @pytest.mark.launch(fixture=synthetic_sim_launch)

@@ -110,7 +110,8 @@ def arm(launch_node, rclpy_context):
     clients = []
 
     def _start(wait_for_poses=True, **params):
-        base = {'backend': 'mock', 'watchdog_s': WATCHDOG_S, 'status_rate_hz': STATUS_HZ}
+        base = {'backend': 'mock', 'watchdog_s': WATCHDOG_S, 'status_rate_hz': STATUS_HZ,
+                'commander': '/arm_test_client', 'motion_services': True}
         base.update(params)
         proc = launch_node('fuse_nodes.arm_node', 'arm', params=base)
         client = ArmClient(rclpy_context)
@@ -205,6 +206,13 @@ def test_estop_during_motion_stops_until_reset(arm):
     assert st.commands_rejected >= rejected + 4
     assert not client.call('move_to_start').success  # no pose moves either
     assert client.call('reset_estop').success
+    # Re-arm: the stream that was running when the e-stop fired does not move the arm ...
+    client.stream(1.0, translation=(0.0, 0.02, 0.0))
+    st = client.last_status()
+    assert not st.estop_latched and st.state == 'holding' and 're-arm' in st.hold_reason
+    np.testing.assert_allclose(client.xyz(), frozen, atol=1e-6)
+    # ... until the commander pauses for rearm_gap_s (1 s) and starts a new sequence.
+    client.spin_for(1.2)
     client.stream(1.0, translation=(0.0, 0.02, 0.0))
     client.spin_for(0.3)
     assert client.xyz()[1] - frozen[1] > 0.03

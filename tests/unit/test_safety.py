@@ -169,9 +169,9 @@ def test_estop_latches_until_reset(at_start):
         assert d.kind == REJECT and 'e-stop' in d.reason
     assert f.tick(int(10 * S)) is None and f.state == ESTOP  # the watchdog does not unlatch it
     assert f.move_to_start(START_XYZ, (0, 0, 0), q, int(10 * S)).kind == REJECT
-    assert f.reset_estop() and f.state == IDLE and f.target is None
+    assert f.reset_estop() and f.state == HOLDING and f.target is None and 're-arm' in f.hold_reason
     assert not f.reset_estop()
-    # After the reset the next command starts from the measured pose.
+    # After the reset (and a pause of the stream) the next command starts from the measured pose.
     d = cmd(f, q, 11.0, t=(0.01, 0, 0))
     assert d.kind == APPLY
     np.testing.assert_allclose(d.target[:3, 3], WX250S.fk(q)[:3, 3] + [0.01, 0, 0], atol=1e-12)
@@ -254,3 +254,25 @@ def test_rotation_deltas_stop_at_the_orientation_box(at_start):
     assert rpy[2] == pytest.approx(f.limits.orientation_max[2], abs=1e-6)
     assert abs(rpy[0]) < 1e-6 and abs(rpy[1]) < 1e-6
     assert f.state == TRACKING and f.counters.ik_failures == 0 and f.counters.clipped >= 4
+
+
+def test_reset_estop_never_resumes_a_live_stream(at_start):
+    """Re-arm: after reset_estop a stream that kept running is refused until it pauses."""
+    f, q = at_start
+    f.estop()
+    for i in range(10):  # the stream goes on during the e-stop
+        assert cmd(f, q, 1.0 + 0.1 * i, t=(0.01, 0, 0)).kind == REJECT
+    assert f.reset_estop()
+    for i in range(20):  # ... and after the reset: still refused, the arm holds
+        d = cmd(f, q, 2.0 + 0.1 * i, t=(0.01, 0, 0))
+        assert d.kind == REJECT and 're-arm' in d.reason and f.state == HOLDING
+    # The commander holds (or is silent) for rearm_gap_s, then starts a new sequence.
+    assert f.hold_request('sensor stale', int(4.05 * S)).kind == REJECT  # no motion while waiting
+    d = cmd(f, q, 3.9 + f.limits.rearm_gap_s, t=(0.01, 0, 0))
+    assert d.kind == APPLY and f.state == TRACKING and not f.awaiting_rearm
+
+
+def test_long_reasons_are_bounded(at_start):
+    f, q = at_start
+    d = f.hold_request('x' * 10_000, int(1.0 * S))
+    assert len(d.reason) < 400 and len(f.hold_reason) < 400 and '10000 chars' in d.reason

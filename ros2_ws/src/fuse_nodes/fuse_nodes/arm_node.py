@@ -18,6 +18,7 @@ from std_srvs.srv import Trigger
 
 from fuse_core.arm.backends import ArmBackend, InterbotixArm, MockArm
 from fuse_core.arm.config import ArmConfig
+from fuse_core.arm.gate import CommandGate
 from fuse_core.arm.kinematics import (FINGER_NAMES, JOINT_NAMES, SLEEP_JOINTS, WX250S, bridge_state_to_pose,
                                       quaternion_to_rotation, rotation_to_quaternion)
 from fuse_core.arm.safety import APPLY, ESTOP, HOLD, MOVING_TO_POSE, REJECT, Decision, SafetyFilter
@@ -67,9 +68,17 @@ class ArmNode(Node):
         self._next_connect = 0.0
         self._connect_backoff = 0.5
 
+        # One group each, so a command flood cannot starve the control loop, the joint states,
+        # the status or the e-stop (multithreaded executor); the command callback only hands the
+        # message to the gate, and the control loop filters at most one command per tick.
         control = MutuallyExclusiveCallbackGroup()
-        # Services in their own group answer while the control loop runs (multithreaded executor).
+        commands = MutuallyExclusiveCallbackGroup()
+        states = MutuallyExclusiveCallbackGroup()
+        status = MutuallyExclusiveCallbackGroup()
+        estop = MutuallyExclusiveCallbackGroup()
         services = MutuallyExclusiveCallbackGroup()
+        self.gate = CommandGate(cfg.commander, self._publisher_name, foreign_hold_s=cfg.watchdog_s)
+        self._foreign_reason = ''
         self._pub_js = self.create_publisher(JointState, '~/joint_states', STATE_QOS)
         self._pub_pose = self.create_publisher(PoseStamped, '~/ee_pose', STATE_QOS)
         self._pub_status = self.create_publisher(ArmStatus, '~/status', STATE_QOS)
@@ -78,13 +87,13 @@ class ArmNode(Node):
         self._try_connect()
 
         self.create_subscription(DeltaEECommand, cfg.command_topic, self._on_command, CONTROL_QOS,
-                                 callback_group=control)
+                                 callback_group=commands)
         self.create_timer(1.0 / cfg.control_rate_hz, self._on_control, callback_group=control)
-        self.create_timer(1.0 / cfg.joint_state_rate_hz, self._on_joint_states, callback_group=control)
-        self.create_timer(1.0 / cfg.status_rate_hz, self._on_status, callback_group=control)
+        self.create_timer(1.0 / cfg.joint_state_rate_hz, self._on_joint_states, callback_group=states)
+        self.create_timer(1.0 / cfg.status_rate_hz, self._on_status, callback_group=status)
         # Reconnection may wait for the driver; its own group keeps status and services going.
         self.create_timer(0.5, self._on_reconnect, callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(Trigger, '~/estop', self._srv_estop, callback_group=services)
+        self.create_service(Trigger, '~/estop', self._srv_estop, callback_group=estop)
         self.create_service(Trigger, '~/reset_estop', self._srv_reset_estop, callback_group=services)
         self.create_service(Trigger, '~/move_to_start', self._srv_move_to_start, callback_group=services)
         self.create_service(MoveToPose, '~/move_to_pose', self._srv_move_to_pose, callback_group=services)
@@ -94,7 +103,9 @@ class ArmNode(Node):
         self.get_logger().info(
             f'arm ready: backend {self._backend_label()}, commands from {cfg.command_topic}, '
             f'step clip {cfg.max_step_translation} m / {cfg.max_step_rotation} rad, workspace '
-            f'{cfg.workspace_min}..{cfg.workspace_max}, watchdog {cfg.watchdog_s} s'
+            f'{cfg.workspace_min}..{cfg.workspace_max}, watchdog {cfg.watchdog_s} s, commander '
+            f'{cfg.commander}, speed {cfg.max_linear_speed} m/s / {cfg.max_angular_speed} rad/s, '
+            f'motion services {"on" if cfg.motion_services else "off"}'
             + (', DRY RUN: nothing is sent to the arm' if cfg.dry_run else ''))
 
     # --- backend ----------------------------------------------------------------------------
@@ -179,6 +190,8 @@ class ArmNode(Node):
         now = self._now_ns()
         with self._lock:
             if not self.backend.connected:
+                if self.gate.take() is not None:
+                    self.filter.refuse(f'backend not connected: {self._last_error}')
                 return
             dt = 0.0 if self._last_tick_ns is None else (now - self._last_tick_ns) / 1e9
             self._last_tick_ns = now
@@ -191,28 +204,58 @@ class ArmNode(Node):
                     self.get_logger().info('pose reached; waiting for commands')
                 elif outcome == 'timeout':
                     self.get_logger().warning(self.filter.hold_reason)
+            foreign = self.gate.foreign_active(now)
+            item = self.gate.take()
+            if foreign:
+                if item is not None:
+                    self.filter.refuse(foreign)
+                if foreign != self._foreign_reason:
+                    self.get_logger().error(foreign)
+                self._foreign_reason = foreign
+                self.filter.foreign_hold(foreign)
+            else:
+                self._foreign_reason = ''
+                if item is not None:
+                    self._process(item[0], now)
             held = self.filter.tick(now)
             if held is not None:
                 self.get_logger().warning(held.reason)
 
-    def _on_command(self, msg: DeltaEECommand) -> None:
-        now = self._now_ns()
+    def _publisher_name(self, gid: bytes) -> Optional[str]:
+        """Full node name of the command-topic publisher with this endpoint gid (None: not listed)."""
+        for info in self.get_publishers_info_by_topic(self.cfg.command_topic):
+            if bytes(info.endpoint_gid) == gid:
+                if 'UNKNOWN' in info.node_name or 'UNKNOWN' in info.node_namespace:
+                    return None  # endpoint discovered before its node's name: not yet known
+                ns = info.node_namespace.rstrip('/')
+                return f'{ns}/{info.node_name}'
+        return None
+
+    def _on_command(self, msg: DeltaEECommand, info) -> None:
+        """Subscription: hand the message to the gate; the control loop filters it."""
         self._cmd_rate.tick()
-        with self._lock:
-            stale = self._stale_joints() if self.backend.connected else ''
-            if not self.backend.connected:
-                d = self.filter.refuse(f'backend not connected: {self._last_error}')
-            elif stale:
-                d = self.filter.refuse(stale)
-            elif msg.hold:
-                d = self.filter.hold_request(msg.reason, now)
-            else:
-                d = self.filter.command(msg.translation, msg.rotation, msg.gripper,
-                                        self.backend.joint_positions(), now,
-                                        stamp_ns=time_to_ns(msg.header.stamp),
-                                        valid_until_ns=time_to_ns(msg.valid_until))
-                if d.kind == APPLY:
-                    self._send(d)
+        gid = bytes(info['publisher_gid']['data'])
+        refused = self.gate.offer(msg, gid, self._now_ns())
+        if refused:
+            self.get_logger().warning(f'command {msg.tick_index}: {refused}', throttle_duration_sec=1.0)
+
+    def _process(self, msg: DeltaEECommand, now: int) -> None:
+        """Filter the newest commander message of this tick (called with the lock held)."""
+        stale = self._stale_joints() if self.backend.connected else ''
+        if not self.backend.connected:
+            d = self.filter.refuse(f'backend not connected: {self._last_error}')
+        elif stale:
+            d = self.filter.refuse(stale)
+        elif msg.hold:
+            d = self.filter.hold_request(msg.reason, now)
+        else:
+            d = self.filter.command(msg.translation, msg.rotation, msg.gripper,
+                                    self.backend.joint_positions(), now,
+                                    stamp_ns=time_to_ns(msg.header.stamp),
+                                    valid_until_ns=time_to_ns(msg.valid_until),
+                                    tick_index=int(msg.tick_index))
+            if d.kind == APPLY:
+                self._send(d)
         if d.kind == REJECT:
             self.get_logger().warning(f'command {msg.tick_index} rejected: {d.reason}',
                                       throttle_duration_sec=1.0)
@@ -293,11 +336,20 @@ class ArmNode(Node):
         response.success, response.message = True, 'e-stop latched; call ~/reset_estop to release'
         return response
 
+    def _motion_services_off(self, response, what: str):
+        response.success = False
+        response.message = (f'{what} is disabled on this arm (motion_services false: anyone on the DDS '
+                            'domain could call it); relaunch with motion_services:=true to allow it')
+        self.get_logger().warning(f'{what} refused: motion_services is false')
+        return response
+
     def _srv_reset_estop(self, request, response):
+        if not self.cfg.motion_services:
+            return self._motion_services_off(response, 'reset_estop')
         with self._lock:
             released = self.filter.reset_estop()
         if released:
-            self.get_logger().info('e-stop released; the next command starts from the measured pose')
+            self.get_logger().info(f'e-stop released; {self.filter.rearm_reason}')
         response.success = released
         response.message = 'e-stop released' if released else 'e-stop was not latched'
         return response
@@ -330,11 +382,15 @@ class ArmNode(Node):
         return True, f'moving to xyz {xyz}; ~/status leaves moving_to_pose when it is reached'
 
     def _srv_move_to_start(self, request, response):
+        if not self.cfg.motion_services:
+            return self._motion_services_off(response, 'move_to_start')
         response.success, response.message = self._start_move(None)
         self.get_logger().info(f'move_to_start: {response.message}')
         return response
 
     def _srv_move_to_pose(self, request, response):
+        if not self.cfg.motion_services:
+            return self._motion_services_off(response, 'move_to_pose')
         if request.use_start_pose:
             response.success, response.message = self._start_move(None)
         else:
@@ -358,6 +414,12 @@ class ArmNode(Node):
             'commands_applied': snap['applied'], 'commands_rejected': snap['rejected'],
             'commands_clipped': snap['clipped'], 'last_rejection_reason': snap['last_rejection'],
             'ik_failures': snap['ik_failures'], 'watchdog_holds': snap['watchdog_holds'],
+            'speed_limited': snap['speed_limited'], 'path_shortened': snap['path_shortened'],
+            'path_refused': snap['path_refused'], 'future_stamped': snap['future_stamped'],
+            'out_of_order': snap['out_of_order'], 'commands_superseded': self.gate.counters.superseded,
+            'foreign_commands': self.gate.counters.foreign, 'last_foreign_publisher':
+            self.gate.counters.last_foreign, 'unknown_publisher_commands': self.gate.counters.unknown,
+            'commander': self.cfg.commander,
             'dry_run_commands': self._dry_run_sent, 'joint_states_rate_hz': self._js_rate.rate_hz(),
             'command_rate_hz': self._cmd_rate.rate_hz(), 'last_error': self._last_error,
         }

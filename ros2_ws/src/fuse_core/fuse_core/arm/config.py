@@ -20,6 +20,13 @@ class ArmConfig(ValidatedConfig):
     robot_model: str = param('wx250s', 'Interbotix robot model; also the driver namespace',
                              choices=('wx250s',))
     command_topic: str = param('/policy/command', 'DeltaEECommand input topic')
+    commander: str = param('/policy', 'The one node (full name) whose commands move the arm; a command from '
+                           'any other publisher is refused and the arm holds, naming it')
+    motion_services: bool = param(False, 'Serve reset_estop, move_to_start and move_to_pose (false on the robot: '
+                                  'anyone on the DDS domain could call them; ~/estop is always served)')
+    rearm_gap_s: float = param(1.0, 'After reset_estop the commander must send no motion command for this '
+                               'long (holds are fine), then start a new sequence, before the arm moves (s)',
+                               min=0.05, max=60.0)
     control_rate_hz: float = param(100.0, 'Control loop rate: mock integration, watchdog, moves',
                                    min=1.0, max=1000.0)
     joint_state_rate_hz: float = param(100.0, 'Rate of ~/joint_states and ~/ee_pose', min=1.0, max=1000.0)
@@ -104,6 +111,9 @@ class ArmConfig(ValidatedConfig):
         if self.floor_z > self.workspace_min[2]:
             raise ConfigError(f'ArmConfig: parameter floor_z {self.floor_z} is above workspace_min z '
                               f'{self.workspace_min[2]}: the box would reach into the table')
+        if not self.commander.startswith('/') or self.commander.endswith('/') or ' ' in self.commander:
+            raise ConfigError(f'ArmConfig: parameter commander {self.commander!r} must be a full node name '
+                              "such as '/policy'")
         expected_frame = f'{self.robot_model}/base_link'
         if self.base_frame != expected_frame:
             raise ConfigError(f'ArmConfig: parameter base_frame {self.base_frame!r} does not match '
@@ -119,6 +129,7 @@ class ArmConfig(ValidatedConfig):
             max_linear_speed=self.max_linear_speed, max_angular_speed=self.max_angular_speed,
             floor_z=self.floor_z, path_spacing=self.path_spacing, max_joint_step=self.max_joint_step,
             max_future_s=self.max_future_s, pose_move_margin=self.pose_move_margin,
+            rearm_gap_s=self.rearm_gap_s,
             gripper_threshold=self.gripper_threshold, ik_max_iterations=self.ik_max_iterations,
             ik_position_tolerance=self.ik_position_tolerance,
             ik_orientation_tolerance=self.ik_orientation_tolerance)

@@ -10,6 +10,7 @@ import numpy as np
 
 from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, WX250S, ArmKinematics, bridge_state_to_pose,
                                       rotation_to_rpy, rpy_to_rotation)
+from fuse_core.arm.gate import MAX_REASON_CHARS, bounded
 from fuse_core.arm.path import PathChecker, PathResult
 
 # States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
@@ -49,6 +50,8 @@ class SafetyLimits:
     # Operator pose moves (move_to_start / move_to_pose, slow) may pass this far outside the
     # box (m): the joint-space move from the sleep pose to the start pose dips 2 mm below x min.
     pose_move_margin: float = 0.02
+    # After reset_estop the commander's stream must pause this long before motion resumes (s).
+    rearm_gap_s: float = 1.0
     gripper_threshold: float = 0.5
     ik_max_iterations: int = 50
     ik_position_tolerance: float = 1e-4
@@ -67,7 +70,7 @@ class SafetyLimits:
         if olo.shape != (3,) or ohi.shape != (3,) or not np.all(olo < ohi):
             raise ValueError(f'orientation_min {olo.tolist()} / orientation_max {ohi.tolist()} need 3 values '
                              '(roll, pitch, yaw), min below max')
-        for name in ('max_step_translation', 'max_step_rotation', 'watchdog_s', 'max_command_age_s',
+        for name in ('max_step_translation', 'max_step_rotation', 'watchdog_s', 'max_command_age_s', 'rearm_gap_s',
                      'max_linear_speed', 'max_angular_speed', 'path_spacing', 'max_joint_step', 'max_future_s'):
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0.0:
@@ -129,6 +132,8 @@ class SafetyFilter:
     last_command_ns: Optional[int] = None
     last_applied_ns: Optional[int] = None        # time of the last applied motion (speed limit)
     last_tick_index: Optional[int] = None        # tick_index of the last accepted command
+    awaiting_rearm: bool = False                 # e-stop released, no new command sequence yet
+    _last_offer_ns: Optional[int] = None         # arrival of the previous command of any kind
     _goal_pose: Optional[np.ndarray] = None
     _goal_joints: Optional[np.ndarray] = None
     _goal_started_ns: int = 0
@@ -153,6 +158,7 @@ class SafetyFilter:
                 valid_until_ns: int = 0, tick_index: Optional[int] = None) -> Decision:
         """Filter one delta command (world axes) given the measured joints and the time."""
         self.counters.received += 1
+        gap_ns = self._offered(now_ns)
         action = np.concatenate([np.asarray(translation, dtype=float).reshape(-1),
                                  np.asarray(rotation, dtype=float).reshape(-1),
                                  [float(gripper)]])
@@ -166,6 +172,11 @@ class SafetyFilter:
             return self._reject('e-stop latched; call reset_estop first')
         if self.state == MOVING_TO_POSE:
             return self._reject('moving to a pose; commands resume when it is reached')
+        if self.awaiting_rearm:
+            if gap_ns is not None and gap_ns < int(self.limits.rearm_gap_s * 1e9):
+                return self._reject(self.rearm_reason)
+            self.awaiting_rearm = False
+            self.last_tick_index = None
         stale = self._staleness(now_ns, stamp_ns, valid_until_ns)
         if stale:
             return self._reject(stale)
@@ -280,8 +291,22 @@ class SafetyFilter:
         self.counters.received += 1
         if self.state in (ESTOP, MOVING_TO_POSE):
             return self._reject(f'{self.state}: hold request ignored')
+        if self.awaiting_rearm:
+            return self._reject(self.rearm_reason)
         self.last_command_ns = now_ns
-        return self._hold(f'policy: {reason}' if reason else 'policy asked to hold')
+        return self._hold(f'policy: {bounded(reason)}' if reason else 'policy asked to hold')
+
+    def foreign_hold(self, reason: str) -> Decision:
+        """Another node publishes on the command topic: hold where the target is, naming it."""
+        if self.state in (ESTOP, MOVING_TO_POSE):
+            return Decision(HOLD, self.hold_reason)
+        return self._hold(bounded(reason))
+
+    def _offered(self, now_ns: int) -> Optional[int]:
+        """Note a motion command's arrival; returns the gap since the previous one (None: first)."""
+        gap = None if self._last_offer_ns is None else now_ns - self._last_offer_ns
+        self._last_offer_ns = now_ns
+        return gap
 
     def refuse(self, reason: str) -> Decision:
         """Count a command that could not even be filtered (e.g. no arm connected)."""
@@ -342,14 +367,26 @@ class SafetyFilter:
         return Decision(HOLD, reason)
 
     def reset_estop(self) -> bool:
-        """Release the latch; the next command starts again from the measured pose."""
+        """Release the latch into holding until the commander re-arms.
+
+        Re-arm: the commander sends no motion command for rearm_gap_s (it may hold or be
+        silent), then a new one; a motion stream that was live when the e-stop fired never
+        resumes by itself. The first
+        command after the re-arm starts from the measured pose.
+        """
         if self.state != ESTOP:
             return False
-        self.state, self.hold_reason = IDLE, ''
+        self.state, self.hold_reason = HOLDING, self.rearm_reason
+        self.awaiting_rearm = True
         self.target = None
         self.last_command_ns = None
         self.last_applied_ns = None
         return True
+
+    @property
+    def rearm_reason(self) -> str:
+        return (f'e-stop released; waiting for re-arm: the commander must send no motion command for '
+                f'{self.limits.rearm_gap_s} s (holds are fine), then start a new sequence')
 
     @property
     def estop_latched(self) -> bool:
@@ -423,11 +460,13 @@ class SafetyFilter:
 
     # --- helpers ----------------------------------------------------------------------------
     def _reject(self, reason: str) -> Decision:
+        reason = bounded(reason, 2 * MAX_REASON_CHARS)
         self.counters.rejected += 1
         self.counters.last_rejection = reason
         return Decision(REJECT, reason)
 
     def _hold(self, reason: str) -> Decision:
+        reason = bounded(reason, 2 * MAX_REASON_CHARS)
         if self.state != ESTOP:
             self.state, self.hold_reason = HOLDING, reason
         return Decision(HOLD, reason)
