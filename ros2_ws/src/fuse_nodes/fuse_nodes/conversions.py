@@ -7,6 +7,7 @@ in one copy, and reading honours ``step`` (row padding) with a strided view.
 from __future__ import annotations
 
 import array as _array
+import sys
 from typing import Optional, Tuple
 
 import numpy as np
@@ -137,16 +138,48 @@ def array_to_tensor(msg, name: str, array: np.ndarray, valid, sample_stamps):
     return msg
 
 
+#: Largest tensor one observation window may carry (bytes); FuSe's biggest input is ~400 kB.
+MAX_TENSOR_BYTES = 64 * 1024 * 1024
+_DTYPES = ('uint8', 'int8', 'uint16', 'int16', 'uint32', 'int32', 'int64', 'uint64', 'float16', 'float32',
+           'float64', 'bool')
+
+
+def _dtype_label(dt: np.dtype) -> str:
+    native = f'{sys.byteorder}-endian'
+    order = {'<': 'little-endian', '>': 'big-endian', '=': native, '|': 'no byte order'}[dt.byteorder]
+    return f'{dt.name} ({order})'
+
+
 def tensor_to_array(msg) -> np.ndarray:
-    """View a fuse_interfaces/ObservationTensor as an array of its declared dtype and shape."""
+    """View a fuse_interfaces/ObservationTensor as an array of its declared dtype and shape.
+
+    Every malformed tensor is a ConversionError naming the problem: unknown or non-native dtypes
+    (with the byte order in the message), a shape whose byte count would overflow or exceed
+    MAX_TENSOR_BYTES (computed with Python integers, so [65536] x 4 is not 0), and data of
+    the wrong length.
+    """
+    name = str(msg.name)[:64]
     try:
         dt = np.dtype(msg.dtype)
-    except TypeError as exc:
-        raise ConversionError(f'tensor {msg.name!r}: unknown dtype {msg.dtype!r}') from exc
+    except (TypeError, ValueError) as exc:
+        raise ConversionError(f'tensor {name!r}: unknown dtype {str(msg.dtype)[:32]!r}') from exc
+    if dt.name not in _DTYPES or dt.hasobject:
+        raise ConversionError(f'tensor {name!r}: dtype {str(msg.dtype)[:32]!r} is not a plain numeric type')
+    if dt.byteorder not in ('=', '|') and dt.byteorder != np.dtype(dt.name).byteorder:
+        raise ConversionError(f'tensor {name!r}: dtype {_dtype_label(dt)}, expected '
+                              f'{_dtype_label(np.dtype(dt.name))}')
     shape = tuple(int(s) for s in msg.shape)
-    expected = int(np.prod(shape)) * dt.itemsize
+    if len(shape) > 8:
+        raise ConversionError(f'tensor {name!r}: {len(shape)} dimensions (at most 8)')
+    expected, extent = dt.itemsize, dt.itemsize
+    for dim in shape:
+        expected *= dim          # Python int: no wrap-around
+        extent *= max(dim, 1)    # an empty axis next to huge ones is refused too
+        if extent > MAX_TENSOR_BYTES:
+            raise ConversionError(f'tensor {name!r}: shape {list(shape)[:8]} {dt.name} is over '
+                                  f'{MAX_TENSOR_BYTES} bytes')
     buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
     if buf.size != expected:
-        raise ConversionError(f'tensor {msg.name!r}: {buf.size} bytes for shape {shape} '
+        raise ConversionError(f'tensor {name!r}: {buf.size} bytes for shape {shape} '
                               f'{dt.name} (expected {expected})')
     return buf.view(dt).reshape(shape)

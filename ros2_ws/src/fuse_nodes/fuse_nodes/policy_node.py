@@ -32,6 +32,11 @@ from fuse_nodes.common import (
 from fuse_nodes.conversions import ConversionError, tensor_to_array
 
 #: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
+#: Window sanity bounds: tensor count, how far ahead of this node's clock a window may be
+#: stamped, and the largest magnitude of a float input (FuSe's floats are log-mel dB, |x| <= ~200).
+MAX_WINDOW_TENSORS = 32
+MAX_WINDOW_FUTURE_NS = 100_000_000
+MAX_ABS_FLOAT_INPUT = 1e4
 _QUIET = ('command', 'no_instruction')
 # Ticks that produce no motion command but must make the arm hold at once.
 _HOLD_OUTCOMES = ('stale', 'late', 'overrun', 'mismatch', 'rejected', 'error', 'uncovered')
@@ -95,8 +100,12 @@ class PolicyNode(Node):
 
     # --- windows --------------------------------------------------------------------------
     def _on_window(self, msg: ObservationWindow) -> None:
-        win = self._decode(msg)
-        decision = win if isinstance(win, Decision) else self.controller.process(win)
+        try:
+            win = self._decode(msg)
+            decision = win if isinstance(win, Decision) else self.controller.process(win)
+        except Exception as exc:  # noqa: BLE001 - a window must never kill the node: count, report, hold
+            decision = self.controller.malformed(
+                f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
         self._report(decision, msg.tick_index)
         if decision.chunk is not None:
             self.chunk_pub.publish(self._chunk_msg(msg, decision))
@@ -111,10 +120,20 @@ class PolicyNode(Node):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
         tensors, valid, stamps = {}, {}, {}
         try:
+            if len(msg.tensors) > MAX_WINDOW_TENSORS:
+                raise ConversionError(f'{len(msg.tensors)} tensors (at most {MAX_WINDOW_TENSORS})')
+            ahead = time_to_ns(msg.header.stamp) - self._now_ns()
+            if ahead > MAX_WINDOW_FUTURE_NS:
+                raise ConversionError(f'stamped {ahead / 1e9:.3f} s in the future')
             for t in msg.tensors:
                 if t.name in tensors:
                     raise ConversionError(f'tensor {t.name!r} appears twice')
-                tensors[t.name] = tensor_to_array(t)
+                tensors[t.name] = arr = tensor_to_array(t)
+                if arr.dtype.kind == 'f' and arr.size:
+                    peak = float(np.max(np.abs(arr)))
+                    if not np.isfinite(peak) or peak > MAX_ABS_FLOAT_INPUT:
+                        raise ConversionError(f'tensor {t.name!r}: values up to {peak:.3g} '
+                                              f'(non-finite or beyond +-{MAX_ABS_FLOAT_INPUT:g})')
                 valid[t.name] = [bool(v) for v in t.valid]
                 stamps[t.name] = [time_to_ns(s) for s in t.sample_stamps]
         except ConversionError as exc:
