@@ -35,6 +35,22 @@ def main(argv=None) -> int:
         help="the language T5's config.json (or a directory holding it); needed unless the checkpoint "
         'names a published T5 or a local T5 directory with its config.json',
     )
+    ap.add_argument(
+        '--precision',
+        default='float32',
+        choices=['float32', 'float16', 'int8'],
+        help='weights of the per-tick graphs: int8 (dynamic quantisation of MatMul/Gemm weights, CPU) '
+        'or float16 (for CUDA); checked against float32 first',
+    )
+    ap.add_argument(
+        '--parity-bound',
+        type=float,
+        default=None,
+        help='largest accepted max |action error| vs float32, normalised units (default: int8 0.1, float16 0.02)',
+    )
+    ap.add_argument(
+        '--keep-over-bound', action='store_true', help='write the bundle even when the parity exceeds the bound'
+    )
     ap.add_argument('--name', default='fuse', help='bundle name for the manifest')
     ap.add_argument('--control-rate-hz', type=float, default=5.0)
     ap.add_argument('--dataset', default=None, help='dataset key in dataset_statistics.json, if several')
@@ -58,6 +74,9 @@ def main(argv=None) -> int:
             generative=not args.no_generative,
             overwrite=args.force,
             t5_config=args.t5_config,
+            precision=args.precision,
+            parity_bound=args.parity_bound,
+            keep_over_bound=args.keep_over_bound,
         )
     except ExportError as exc:
         print(f'export failed: {exc}', file=sys.stderr)

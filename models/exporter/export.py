@@ -13,6 +13,7 @@ import numpy as np
 from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 
 from . import graphs
+from . import precision as P
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import ExportError
 from .params import ParamStore
@@ -131,9 +132,22 @@ def export_checkpoint(
     generative: bool = True,
     overwrite: bool = False,
     t5_config: str | Path | None = None,
+    precision: str = 'float32',
+    parity_bound: float | None = None,
+    keep_over_bound: bool = False,
+    parity_threads: int = 2,
     log=print,
 ) -> dict:
-    """Write the bundle to out_dir (atomically: nothing is left behind on failure); returns the manifest."""
+    """Write the bundle to out_dir (atomically: nothing is left behind on failure); returns the manifest.
+
+    precision int8 / float16 converts the per-tick graphs (observation encoder, policy) after a
+    parity check against the float32 export; over the bound (default precision.DEFAULT_BOUNDS)
+    nothing is written unless keep_over_bound.
+    """
+    if precision not in P.PRECISIONS:
+        raise ExportError(f'precision {precision!r} is not one of {list(P.PRECISIONS)}')
+    if parity_bound is not None and not (parity_bound > 0):
+        raise ExportError(f'parity bound must be > 0, got {parity_bound}')
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ExportError(f'{out_dir} already exists (pass overwrite=True / --force to replace it)')
@@ -197,6 +211,23 @@ def export_checkpoint(
         )
         models['gen_head.onnx'] = model
     store.check_all_mapped()
+    parity = None
+    if precision != 'float32':
+        language = None
+        if spec.language:
+            enc = tok.encode('pick up the object')
+            language = _run(models['language.onnx'], {
+                'input_ids': np.array([enc.ids], np.int64),
+                'attention_mask': np.array([enc.attention_mask], np.int64),
+            })[0]
+        converted = {f: P.convert(models[f], precision) for f in P.PER_TICK}
+        bound = parity_bound if parity_bound is not None else P.DEFAULT_BOUNDS[precision]
+        parity = P.parity_report(models, converted, inputs, spec.window_size, language,
+                                 std=norm['std'], threads=parity_threads)
+        parity.update({'precision': precision, 'bound': bound, 'graphs': list(P.PER_TICK)})
+        log(P.format_report(precision, parity, bound))
+        P.check_bound(precision, parity, bound, keep_over_bound, log)
+        models.update(converted)
 
     manifest = {
         'format_version': 1,
@@ -229,6 +260,8 @@ def export_checkpoint(
         }
     if 'gen_head.onnx' in models:
         manifest['graphs']['generative'] = 'gen_head.onnx'
+    if precision != 'float32':
+        manifest['precision'] = precision
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
@@ -241,6 +274,8 @@ def export_checkpoint(
         if spec.language:
             tok.save(str(tmp / 'tokenizer.json'))
         (tmp / 'dataset_statistics.json').write_text(json.dumps(stats, indent=1))
+        if parity is not None:
+            (tmp / 'precision_report.json').write_text(json.dumps(parity, indent=1) + '\n')
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
         if out_dir.exists():
             old = out_dir.with_name(out_dir.name + '.old')

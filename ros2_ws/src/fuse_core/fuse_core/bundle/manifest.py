@@ -115,6 +115,10 @@ class ActionSpec:
     gripper_index: Optional[int] = None
 
 
+#: Weight precisions an exporter may write (manifest key `precision`; float32 when absent).
+PRECISIONS = ('float32', 'float16', 'int8')
+
+
 @dataclass(frozen=True)
 class Manifest:
     format_version: int
@@ -127,6 +131,7 @@ class Manifest:
     language: Optional[LanguageSpec] = None
     statistics: Optional[str] = None
     description: str = ''
+    precision: str = 'float32'  # weights of the per-tick graphs: float32, float16 (CUDA) or int8
 
     def input(self, name: str) -> InputSpec:
         for spec in self.inputs:
@@ -384,6 +389,10 @@ def parse_manifest(data: Any) -> Manifest:
     action = _parse_action(r.sub('action'))
     statistics = r.get('statistics', str, None, check=_relative_file)
     description = r.get('description', str, '')
+    precision = r.get(
+        'precision', str, 'float32',
+        check=lambda v: '' if v in PRECISIONS else f'is not one of {list(PRECISIONS)}',
+    )
     r.no_unknown()
     return Manifest(
         format_version=version,
@@ -396,6 +405,7 @@ def parse_manifest(data: Any) -> Manifest:
         language=language,
         statistics=statistics,
         description=description,
+        precision=precision,
     )
 
 
@@ -475,4 +485,6 @@ def manifest_to_dict(m: Manifest) -> Dict[str, Any]:
     }
     if m.statistics:
         out['statistics'] = m.statistics
+    if m.precision != 'float32':
+        out['precision'] = m.precision
     return out
