@@ -1,7 +1,8 @@
-"""Simulation: a recorded bag (or synthetic sensors) -> sync -> policy -> mock WidowX 250s.
+"""Simulation: the MuJoCo twin world (default) or a recorded bag -> sync -> policy/expert -> arm.
 
-    ros2 launch fuse_bringup sim.launch.py [bag:=DIR] [bundle:=DIR] [instruction:='...']
-        [synthetic_sensors:=true] [record:=DIR]
+    ros2 launch fuse_bringup sim.launch.py [world:=twin|bag] [task:=pick_cube] [seed:=0]
+        [expert:=true|false] [mode:=realtime|lockstep] [bundle:=DIR] [instruction:='...']
+        [bag:=DIR] [synthetic_sensors:=true] [record:=DIR]
 
 The nodes and parameter files come from fuse_bringup.graph, the description `./run.sh sim`
 uses too, so the two ways of starting the simulation cannot drift apart.
@@ -20,17 +21,29 @@ def _nodes(context):
         value = LaunchConfiguration(name).perform(context)
         return value or None
 
+    seed = arg('seed')
     specs = graph.sim_graph(
         bag_path=arg('bag'), bundle_path=arg('bundle'), instruction=arg('instruction'),
         synthetic_sensors=(arg('synthetic_sensors') or 'false').lower() == 'true',
-        record=arg('record') is not None, record_dir=arg('record'))
+        record=arg('record') is not None, record_dir=arg('record'), world=arg('world'),
+        task=arg('task'), seed=int(seed) if seed is not None else None,
+        expert=(arg('expert') or 'true').lower() == 'true', mode=arg('mode'))
     return [to_launch_node(spec) for spec in specs]
 
 
 def generate_launch_description():
     return LaunchDescription([
+        DeclareLaunchArgument('world', default_value='',
+                              description='twin: closed-loop MuJoCo world (the default, unless bag or '
+                                          'synthetic_sensors is given); bag: replay a recording open loop'),
+        DeclareLaunchArgument('task', default_value='', description='twin task (default: twin.yaml)'),
+        DeclareLaunchArgument('seed', default_value='', description='twin: seed of the first episode'),
+        DeclareLaunchArgument('expert', default_value='true',
+                              description="twin: the task's scripted expert in place of the policy"),
+        DeclareLaunchArgument('mode', default_value='',
+                              description='twin: realtime (default) or lockstep (every node on /clock)'),
         DeclareLaunchArgument('bag', default_value='',
-                              description='rosbag2 MCAP directory (default: the shipped recording)'),
+                              description='world bag: rosbag2 MCAP directory (default: the shipped recording)'),
         DeclareLaunchArgument('bundle', default_value='',
                               description='model bundle directory (default: models/reference)'),
         DeclareLaunchArgument('instruction', default_value='', description='language instruction'),

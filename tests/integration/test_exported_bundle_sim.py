@@ -27,7 +27,7 @@ def test_exported_fuse_bundle_drives_the_simulation(tmp_path):
     export_checkpoint(FIXTURE / 'checkpoint', bundle, tokenizer=FIXTURE / 'tokenizer.json',
                       t5_config=FIXTURE / 't5_config.json', log=lambda *_: None)
     domain = fresh_domain_id()
-    specs = graph.sim_graph(bundle_path=str(bundle), instruction='pick up the cup')
+    specs = graph.sim_graph(world='bag', bundle_path=str(bundle), instruction='pick up the cup')
     procs = GraphProcesses(specs, node_env(domain), tmp_path / 'logs')
     procs.start()
     ctx = rclpy.Context()

@@ -1,4 +1,4 @@
-"""The simulation graph as `./run.sh sim` starts it: shipped bag -> sync -> policy -> mock arm."""
+"""The bag simulation graph as `./run.sh sim --world bag` starts it: shipped bag -> sync -> policy -> mock arm."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_sim_graph_replays_the_bag_and_commands_the_arm_at_5hz(tmp_path):
     from fuse_nodes.common import CONTROL_QOS, STATE_QOS
 
     domain = fresh_domain_id()
-    specs = graph.sim_graph()
+    specs = graph.sim_graph(world='bag')
     assert [s.name for s in specs] == ['bag_player', 'sync', 'policy', 'arm']
     procs = GraphProcesses(specs, node_env(domain), tmp_path)
     procs.start()
@@ -59,11 +59,11 @@ def test_sim_graph_replays_the_bag_and_commands_the_arm_at_5hz(tmp_path):
 
 
 def test_run_sh_prints_status_and_stops_cleanly(tmp_path):
-    """The README's run command: live status line, then a clean stop after --duration."""
+    """The README's bag run command: live status line, then a clean stop after --duration."""
     domain = fresh_domain_id()
     # A user's shell: no DDS settings of the project's own (the runner applies them).
     env = {k: v for k, v in os.environ.items() if not k.startswith(('FASTDDS_', 'ROS_DOMAIN_ID'))}
-    res = subprocess.run([sys.executable, '-m', 'fuse_bringup.runner', 'sim', '--duration', '25',
+    res = subprocess.run([sys.executable, '-m', 'fuse_bringup.runner', 'sim', '--world', 'bag', '--duration', '25',
                           '--domain-id', str(domain), '--log-dir', str(tmp_path)],
                          capture_output=True, text=True, timeout=120, env=env)
     out = res.stdout
@@ -77,12 +77,12 @@ def test_run_sh_prints_status_and_stops_cleanly(tmp_path):
 
 
 def test_sim_run_records_sensors_commands_and_joint_states(tmp_path):
-    """`./run.sh sim --record DIR`: the recorder writes a readable MCAP bag of the run."""
+    """`./run.sh sim --world bag --record DIR`: the recorder writes a readable MCAP bag of the run."""
     from fuse_core.bag import BagReader
 
     domain = fresh_domain_id()
     bag_dir = tmp_path / 'run_bag'
-    specs = graph.sim_graph(record=True, record_dir=str(bag_dir))
+    specs = graph.sim_graph(world='bag', record=True, record_dir=str(bag_dir))
     procs = GraphProcesses(specs, node_env(domain), tmp_path / 'logs')
     procs.start()
     try:

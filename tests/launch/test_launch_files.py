@@ -63,6 +63,8 @@ def _console_scripts():
 
 ALL_GRAPHS = {
     'sim': graph.sim_graph(),
+    'sim_lockstep_policy': graph.sim_graph(mode='lockstep', expert=False, record=True),
+    'sim_bag': graph.sim_graph(world='bag'),
     'sim_synthetic_record': graph.sim_graph(synthetic_sensors=True, record=True),
     'robot': graph.robot_graph(record=True),
 }

@@ -102,11 +102,31 @@ def control_nodes(bundle_path: str, instruction: Optional[str], backend: str,
     ]
 
 
+WORLDS = ('twin', 'bag')
+
+
 def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
               instruction: Optional[str] = None, synthetic_sensors: bool = False,
-              record: bool = False, record_dir: Optional[str] = None) -> List[NodeSpec]:
-    """The simulation: recorded sensors (or live synthetic ones) -> sync -> policy -> mock arm."""
+              record: bool = False, record_dir: Optional[str] = None, world: Optional[str] = None,
+              task: Optional[str] = None, seed: Optional[int] = None, expert: bool = True,
+              mode: Optional[str] = None) -> List[NodeSpec]:
+    """The simulation.
+
+    world 'twin' (the default): the MuJoCo world publishes the drivers' topics -> sync ->
+    policy (or the task's scripted expert in its place) -> arm with the `sim` backend, which
+    drives the world's arm. In lockstep mode every node but the world runs on /clock.
+    world 'bag': a recorded bag (or, with synthetic_sensors, six synthetic sensor nodes) ->
+    sync -> policy -> mock arm, open loop.
+    """
+    if world is None:
+        world = 'bag' if (bag_path or synthetic_sensors) else 'twin'
+    if world not in WORLDS:
+        raise ValueError(f'unknown world {world!r}; one of {list(WORLDS)}')
     bundle_path = bundle_path or default_bundle_path()
+    if world == 'twin':
+        if bag_path or synthetic_sensors:
+            raise ValueError('world twin publishes its own sensors: bag_path and synthetic_sensors need world bag')
+        return twin_graph(bundle_path, instruction, task, seed, expert, mode, record, record_dir)
     overrides = ('sim.yaml',)
     nodes: List[NodeSpec] = []
     if synthetic_sensors:
@@ -118,6 +138,28 @@ def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides,
                               {'output_dir': record_dir} if record_dir else {}))
+    return nodes
+
+
+def twin_graph(bundle_path: str, instruction: Optional[str] = None, task: Optional[str] = None,
+               seed: Optional[int] = None, expert: bool = True, mode: Optional[str] = None,
+               record: bool = False, record_dir: Optional[str] = None) -> List[NodeSpec]:
+    """World node -> sync -> policy or expert -> arm (sim backend); twin.yaml over sim.yaml."""
+    overrides = ('sim.yaml', 'twin.yaml')
+    lockstep = mode == 'lockstep'
+    clock = {'use_sim_time': True} if lockstep else {}
+    nodes = [NodeSpec('world', 'world_node', ('twin.yaml',),
+                      {k: v for k, v in {'task': task, 'seed': seed, 'mode': mode}.items() if v is not None})]
+    control = control_nodes(bundle_path, instruction, 'sim', 'wx250s', False, overrides)
+    if expert:
+        # The expert stands in for the policy on its command topic.
+        control = [c for c in control if c.name != 'policy']
+        control.append(NodeSpec('expert', 'expert_node', ('twin.yaml',),
+                                {k: v for k, v in {'task': task, 'seed': seed}.items() if v is not None}))
+    nodes += [_with(c, (), **clock) for c in control]
+    if record:
+        nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides,
+                              dict(clock, **({'output_dir': record_dir} if record_dir else {}))))
     return nodes
 
 

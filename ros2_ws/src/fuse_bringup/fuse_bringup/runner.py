@@ -95,6 +95,10 @@ class StatusMonitor:
         self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS, raw=True)
         self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
+        from fuse_interfaces.msg import TaskState
+        self.task: Optional[TaskState] = None
+        self.outcomes: Dict[str, int] = {}
+        self.node.create_subscription(TaskState, '/world/task_state', self._on_task, STATE_QOS)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -119,6 +123,11 @@ class StatusMonitor:
     def _on_arm(self, msg) -> None:
         self.arm = msg
 
+    def _on_task(self, msg) -> None:
+        if self.task is not None and self.task.state == 'running' and msg.state != 'running':
+            self.outcomes[msg.state] = self.outcomes.get(msg.state, 0) + 1
+        self.task = msg
+
     def line(self) -> str:
         rate = 0.0
         if len(self.ticks) >= 2 and self.ticks[-1] > self.ticks[0]:
@@ -127,6 +136,10 @@ class StatusMonitor:
         lat_s = f'{lat[len(lat) // 2]:6.1f} ms' if lat else '   --   '
         parts = [f'tick {rate:4.2f} Hz', f'latency p50 {lat_s}', f'commands {self.commands:5d}',
                  f'holds {self.holds:4d}']
+        if self.task is not None:
+            t = self.task
+            parts.insert(0, f'{t.task} #{t.episode} {t.state} {t.episode_time_s:5.1f} s '
+                            f'(success {self.outcomes.get("success", 0)}, failure {self.outcomes.get("failure", 0)})')
         if self.arm is not None:
             p = self.arm.ee_pose.position
             parts.append(f'arm {self.arm.state:<8s} ee ({p.x:+.3f} {p.y:+.3f} {p.z:+.3f})')
@@ -145,8 +158,17 @@ class StatusMonitor:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fuse', description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest='graph', required=True)
-    sim = sub.add_parser('sim', help='simulation: recorded bag (or synthetic sensors) -> sync -> policy -> mock arm')
-    sim.add_argument('--bag', help='rosbag2 MCAP directory to replay (default: the shipped recording)')
+    sim = sub.add_parser('sim', help='simulation: the MuJoCo twin world (default) or a recorded bag -> sync -> '
+                                     'policy (or the scripted expert) -> arm')
+    sim.add_argument('--world', choices=graph.WORLDS, default=None,
+                     help='twin: closed-loop MuJoCo world (default); bag: replay a recording open loop')
+    sim.add_argument('--task', help='twin task (pick_cube, place_in_bowl, pick_soft, press_beep)')
+    sim.add_argument('--seed', type=int, help='twin: seed of the first episode')
+    sim.add_argument('--no-expert', action='store_true',
+                     help='twin: run the policy instead of the task\'s scripted expert')
+    sim.add_argument('--mode', choices=('realtime', 'lockstep'),
+                     help='twin: realtime (default) or lockstep (every node on the world\'s /clock)')
+    sim.add_argument('--bag', help='rosbag2 MCAP directory to replay (world bag; default: the shipped recording)')
     sim.add_argument('--bundle', help='model bundle directory (default: models/reference)')
     sim.add_argument('--instruction', help='language instruction for the policy')
     sim.add_argument('--synthetic-sensors', action='store_true',
@@ -163,9 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    specs = graph.sim_graph(bag_path=args.bag, bundle_path=args.bundle, instruction=args.instruction,
-                            synthetic_sensors=args.synthetic_sensors, record=bool(args.record),
-                            record_dir=args.record)
+    try:
+        specs = graph.sim_graph(bag_path=args.bag, bundle_path=args.bundle, instruction=args.instruction,
+                                synthetic_sensors=args.synthetic_sensors, record=bool(args.record),
+                                record_dir=args.record, world=args.world, task=args.task, seed=args.seed,
+                                expert=not args.no_expert, mode=args.mode)
+    except ValueError as exc:
+        print(f'[fuse] {exc}', file=sys.stderr)
+        return 2
     env = dds_environment(domain_id=args.domain_id)
     env.setdefault('PYTHONUNBUFFERED', '1')
     # The status monitor in this process must use the same DDS transport as the nodes.

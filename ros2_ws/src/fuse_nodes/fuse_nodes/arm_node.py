@@ -120,6 +120,9 @@ class ArmNode(Node):
                     raise ConfigError(f'start_pose_xyz/start_pose_rpy unreachable (IK error {err:.3g})')
                 return MockArm(joints, time_constant_s=cfg.mock_time_constant_s)
             return MockArm.at_pose(cfg.mock_initial_pose, time_constant_s=cfg.mock_time_constant_s)
+        if cfg.backend == 'sim':
+            from fuse_nodes.sim_arm import SimArm
+            return SimArm(self)
         own = [self.resolve_topic_name(n) for n in ('~/joint_states',)]
         return InterbotixArm(cfg.robot_model, self.get_topic_names_and_types,
                              moving_time=cfg.moving_time, accel_time=cfg.accel_time,

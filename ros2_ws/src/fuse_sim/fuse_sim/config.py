@@ -28,6 +28,14 @@ class WorldConfig(ValidatedConfig):
     lockstep_real_time_factor: float = param(0.0, 'Lockstep only: cap on sim time per wall second '
                                              '(0 = no cap)', min=0.0, max=100.0)
     base_frame: str = param('wx250s/base_link', 'frame_id of poses in the task state')
+    render: bool = param(True, 'Render the cameras and DIGITs (false: joints, task, audio and IMU only)')
+    camera_width: int = param(320, 'Rendered width of both cameras (px)', min=16, max=1920)
+    camera_height: int = param(240, 'Rendered height of both cameras (px)', min=16, max=1080)
+    camera_rate_hz: float = param(30.0, 'Camera frame rate (sim time)', min=0.5, max=120.0)
+    digit_rate_hz: float = param(60.0, 'DIGIT frame rate (sim time)', min=0.5, max=120.0)
+    imu_rate_hz: float = param(200.0, 'IMU rate (sim time)', min=1.0, max=1000.0)
+    audio_block_size: int = param(441, 'Samples per ~/chunk at 44.1 kHz', min=32, max=44100)
+    spectrogram_rate_hz: float = param(10.0, 'Rate of /audio/mel_spectrogram', min=0.5, max=100.0)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -38,3 +46,18 @@ class WorldConfig(ValidatedConfig):
         for name in ('start_pose_xyz', 'start_pose_rpy'):
             if len(getattr(self, name)) != 3:
                 raise ConfigError(f'WorldConfig: parameter {name!r} needs exactly 3 values')
+
+
+@dataclass
+class ExpertConfig(ValidatedConfig):
+    command_topic: str = param('/policy/command', 'Where the expert publishes DeltaEECommand (the policy\'s topic)')
+    rate_hz: float = param(5.0, 'Command rate (node clock)', min=0.5, max=50.0)
+    command_valid_s: float = param(0.3, 'valid_until = stamp + this', min=0.05, max=2.0)
+    reset_on_start: bool = param(True, 'Call /world/reset (task, seed) and /arm/move_to_start before acting')
+    task: str = param('', 'Task for the reset ("" = the world\'s current task)')
+    seed: int = param(-1, 'Seed for the reset (-1 = the world\'s next seed)', min=-1, max=2**31 - 1)
+    episodes: int = param(0, 'Episodes to run, each started with a reset (0 = one after another until stopped)',
+                          min=0, max=1000000)
+    pause_s: float = param(1.0, 'Pause between the end of an episode and the next reset (s)', min=0.0, max=60.0)
+    audio_window_s: float = param(0.5, 'Microphone history the expert listens to (s)', min=0.1, max=5.0)
+    frame_id: str = param('wx250s/base_link', 'header.frame_id of the commands')

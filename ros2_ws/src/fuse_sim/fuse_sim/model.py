@@ -107,7 +107,7 @@ def _arm_xml() -> str:
             f'{g}{indent}<site name="{side}_gel" pos="{x_pad:.6f} 0 0" size="0.002" group="3"/>',
             # The DIGIT camera looks from behind the gel toward the other finger.
             f'{g}{indent}<camera name="digit_{side}" pos="{x_pad:.6f} {sign * 0.03:.6f} 0" '
-            f'xyaxes="0 0 {sign:g} 1 0 0" fovy="40"/>',
+            f'xyaxes="1 0 0 0 0 {-sign:g}" projection="orthographic" fovy="0.0265"/>',
             f'{g}</body>',
         ]
     for i in reversed(range(len(ARM_BODIES))):

@@ -107,7 +107,9 @@ class World:
         m, d = self.model, self.data
         for key, value in self._nominal.items():
             getattr(m, key)[:] = value
+        now = float(d.time)
         mj.mj_resetData(m, d)
+        d.time = now                # sim time (and /clock) never runs backwards
         rng = np.random.default_rng(self.seed)
         # Scene randomisation shared by all tasks: lighting and a small primary camera jitter.
         m.light_diffuse[:] = self._nominal['light_diffuse'] * rng.uniform(0.8, 1.2)

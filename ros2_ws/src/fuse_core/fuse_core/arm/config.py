@@ -15,8 +15,10 @@ from fuse_core.errors import ConfigError
 @dataclass
 class ArmConfig(ValidatedConfig):
     backend: str = param('mock', 'mock: kinematic simulation (synthetic, tests only); '
+                         'sim: the MuJoCo twin world (joint targets on /world/joint_targets, joint states '
+                         'from /world/joint_states; synthetic); '
                          'interbotix: a real arm through interbotix_xs_modules',
-                         choices=('mock', 'interbotix'))
+                         choices=('mock', 'sim', 'interbotix'))
     robot_model: str = param('wx250s', 'Interbotix robot model; also the driver namespace',
                              choices=('wx250s',))
     command_topic: str = param('/policy/command', 'DeltaEECommand input topic')
