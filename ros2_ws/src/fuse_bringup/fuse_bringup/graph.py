@@ -153,7 +153,7 @@ def twin_graph(bundle_path: str, instruction: Optional[str] = None, task: Option
     control = control_nodes(bundle_path, instruction, 'sim', 'wx250s', False, overrides)
     if expert:
         # The expert stands in for the policy on its command topic.
-        control = [c for c in control if c.name != 'policy']
+        control = [c if c.name != 'arm' else _with(c, (), commander='/expert') for c in control if c.name != 'policy']
         control.append(NodeSpec('expert', 'expert_node', ('twin.yaml',),
                                 {k: v for k, v in {'task': task, 'seed': seed}.items() if v is not None}))
     nodes += [_with(c, (), **clock) for c in control]
