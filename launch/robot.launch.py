@@ -3,24 +3,31 @@
     ros2 launch fuse_bringup robot.launch.py bundle:=/path/to/bundle instruction:='pick up the cup' \
         camera_primary_device:=/dev/video0 camera_wrist_device:=/dev/video2 \
         digit_left_serial:=D20001 digit_right_serial:=D20002 imu_port:=/dev/ttyUSB0 \
-        [robot_model:=wx250s] [start_driver:=true] [dry_run:=false] [record:=/data/bags]
+        [robot_model:=wx250s] [start_driver:=true] [dry_run:=false] [record:=/data/bags] \
+        [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE]
 
 The fuse-ros nodes and their parameter files come from fuse_bringup.graph (shared with
 sim.launch.py and `./run.sh`), so the robot and the simulation use the same YAML files.
 The Interbotix driver is included from interbotix_xsarm_control unless start_driver:=false
 (use an already running driver; the arm node checks its namespace).
+motion_services:=true lets the arm serve reset_estop / move_to_start / move_to_pose (off by
+default: anyone on the DDS domain could call them). keystore:=DIR (an SROS2 keystore made by
+`python -m fuse_bringup.security --keystore DIR`) runs every node in its enclave /fuse/<node>
+with security enforced.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, OpaqueFunction,
+                            SetEnvironmentVariable)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 from fuse_bringup import graph
 from fuse_bringup.launch_nodes import to_launch_node
 from fuse_bringup.preflight import check_robot_arguments
+from fuse_bringup.security import ENCLAVE_ROOT, environment
 
 # launch argument -> (node name, parameter name) for the device of each sensor
 DEVICE_ARGUMENTS = {
@@ -48,8 +55,22 @@ def _nodes(context):
     specs = graph.robot_graph(
         bundle_path=bundle, instruction=arg('instruction'), robot_model=arg('robot_model'),
         dry_run=(arg('dry_run') or 'false').lower() == 'true', record=arg('record') is not None,
-        record_dir=arg('record'), sensor_overrides=overrides)
-    return [to_launch_node(spec) for spec in specs]
+        record_dir=arg('record'), sensor_overrides=overrides,
+        motion_services=(arg('motion_services') or 'false').lower() == 'true')
+    keystore = arg('keystore')
+    actions = [SetEnvironmentVariable(k, v) for k, v in environment(keystore).items()] if keystore else []
+    return actions + [to_launch_node(spec, f'{ENCLAVE_ROOT}/{spec.name}' if keystore else None)
+                      for spec in specs]
+
+
+def _driver(context, driver):
+    keystore = LaunchConfiguration('keystore').perform(context)
+    if not keystore:
+        return [driver]
+    # The driver's launch file takes no ROS arguments: its process gets the enclave by override.
+    env = [SetEnvironmentVariable(k, v) for k, v in environment(keystore).items()]
+    return [GroupAction(env + [SetEnvironmentVariable('ROS_SECURITY_ENCLAVE_OVERRIDE', f'{ENCLAVE_ROOT}/xs_sdk'),
+                               driver], scoped=True)]
 
 
 def generate_launch_description():
@@ -71,8 +92,12 @@ def generate_launch_description():
         DeclareLaunchArgument('dry_run', default_value='false', choices=['true', 'false'],
                               description='run the policy but only log arm commands'),
         DeclareLaunchArgument('record', default_value='', description='record the run to this directory'),
+        DeclareLaunchArgument('motion_services', default_value='false', choices=['true', 'false'],
+                              description='arm serves reset_estop / move_to_start / move_to_pose'),
+        DeclareLaunchArgument('keystore', default_value=EnvironmentVariable('ROS_SECURITY_KEYSTORE', default_value=''),
+                              description='SROS2 keystore (fuse_bringup.security); empty = no DDS security'),
         *[DeclareLaunchArgument(name, default_value='', description=f'{node} {param}')
           for name, (node, param) in DEVICE_ARGUMENTS.items()],
-        driver,
+        OpaqueFunction(function=_driver, args=[driver]),
         OpaqueFunction(function=_nodes),
     ])

@@ -166,12 +166,14 @@ def twin_graph(bundle_path: str, instruction: Optional[str] = None, task: Option
 def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = None,
                 robot_model: str = 'wx250s', dry_run: bool = False, record: bool = False,
                 record_dir: Optional[str] = None,
-                sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None) -> List[NodeSpec]:
+                sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None,
+                motion_services: bool = False) -> List[NodeSpec]:
     """The real robot: every sensor, sync, policy and the arm through the Interbotix driver."""
     bundle_path = bundle_path or default_bundle_path()
     sensor_overrides = sensor_overrides or {}
     nodes = [_with(s, (), **sensor_overrides.get(s.name, {})) for s in SENSOR_NODES]
-    nodes += control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())
+    nodes += [_with(n, (), motion_services=True) if n.name == 'arm' and motion_services else n
+              for n in control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())]
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
                               {'output_dir': record_dir} if record_dir else {}))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Deque, Dict, List, Optional
 
 from fuse_bringup import graph
-from fuse_bringup.dds import dds_environment
+from fuse_bringup.dds import dds_environment, exposure
 
 
 class GraphProcesses:
@@ -210,9 +210,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f'[fuse] starting {len(specs)} nodes: {", ".join(s.name for s in specs)}; '
-          f'logs in {args.log_dir}', flush=True)
+          f'logs in {args.log_dir}; DDS {exposure(env)}', flush=True)
     procs.start()
-    monitor = None if args.no_status else StatusMonitor(args.domain_id)
+    monitor = None if args.no_status else StatusMonitor(int(env['ROS_DOMAIN_ID']))
     started = time.monotonic()
     code = 0
     tty = sys.stdout.isatty()
