@@ -30,6 +30,10 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # PortAudio for sounddevice; cmake and a C/C++ compiler to build fuse_interfaces.
 missing_pkgs=()
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing_pkgs+=(libportaudio2)
+# EGL with Mesa's software renderer for the twin's off-screen rendering (MuJoCo, MUJOCO_GL=egl).
+ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' || missing_pkgs+=(libegl1)
+ldconfig -p 2>/dev/null | grep -q libEGL_mesa.so.0 || missing_pkgs+=(libegl-mesa0)
+compgen -G '/usr/lib/*/dri/swrast_dri.so' >/dev/null || missing_pkgs+=(libgl1-mesa-dri)
 command -v cmake >/dev/null || missing_pkgs+=(cmake)
 command -v g++ >/dev/null || missing_pkgs+=(g++)
 command -v gcc >/dev/null || missing_pkgs+=(gcc)

@@ -113,6 +113,7 @@ class ExpertNode(Node):
         if task is None or arm is None or arm.state in ('moving_to_pose', 'estop'):
             return
         if task.state != 'running':
+            self._publish(None, f'episode over: {task.state}')
             cfg = self.cfg
             more = cfg.episodes == 0 or self._started < cfg.episodes
             ended = self._ended_ns
@@ -131,20 +132,27 @@ class ExpertNode(Node):
                                 objects=objects, instruction=task.instruction,
                                 target_xyz=np.array([tgt.x, tgt.y, tgt.z]) if arm.state == 'tracking' else None,
                                 audio=self._audio.copy(), sample_rate=self._sample_rate)
-        action = self.expert.act(obs)
+        self._publish(self.expert.act(obs))
+
+    def _publish(self, action: Optional[np.ndarray], hold_reason: str = '') -> None:
+        """One 5 Hz command: a motion (action) or, with action None, an explicit hold."""
         now = self.get_clock().now().nanoseconds
         msg = DeltaEECommand()
         msg.header.stamp = ns_to_time(now)
         msg.header.frame_id = self.cfg.frame_id
         self._tick += 1
         msg.tick_index = self._tick
-        msg.translation = [float(x) for x in action[:3]]
-        msg.rotation = [float(x) for x in action[3:6]]
-        msg.gripper = float(action[6])
+        if action is None:
+            msg.hold, msg.reason = True, hold_reason
+            msg.gripper = 1.0
+        else:
+            msg.translation = [float(x) for x in action[:3]]
+            msg.rotation = [float(x) for x in action[3:6]]
+            msg.gripper = float(action[6])
+            self._sent += 1
         msg.newest_sample_stamp = ns_to_time(now)
         msg.valid_until = ns_to_time(now + int(self.cfg.command_valid_s * 1e9))
         self.pub.publish(msg)
-        self._sent += 1
 
     def _status(self):
         values = {'commands': self._sent, 'phase': self.expert.phase if self.expert else '',

@@ -97,6 +97,7 @@ class WorldNode(Node):
         self._epoch_ns = 0 if cfg.mode == 'lockstep' else time.time_ns()
         self._wall0 = time.monotonic()
         self._sim0 = self.world.time_s
+        self._start_wall, self._start_sim = self._wall0, self._sim0
         self._late = 0
         self._lost_s = 0.0
         self._iterations = 0
@@ -336,7 +337,10 @@ class WorldNode(Node):
     def _status(self):
         w = self.world
         values = {'task': w.task.name, 'seed': w.seed, 'state': w.status.state, 'episode_time_s': w.episode_time_s,
-                  'mode': self.cfg.mode, 'real_time_factor': self.real_time_factor, 'late_iterations': self._late,
+                  'mode': self.cfg.mode, 'real_time_factor': self.real_time_factor,
+                  'real_time_factor_since_start':
+                      (w.time_s - self._start_sim) / max(1e-9, time.monotonic() - self._start_wall),
+                  'late_iterations': self._late,
                   'lost_time_s': self._lost_s, 'targets_received': w.counters.targets_received,
                   'targets_refused': w.counters.targets_refused, 'last_refusal': w.counters.last_refusal}
         for key, buf in self._render_ms.items():
