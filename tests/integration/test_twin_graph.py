@@ -33,7 +33,7 @@ def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_co
 
     world = launch_node('fuse_nodes.world_node', 'world',
                         params={'mode': 'lockstep', 'task': 'pick_cube', 'seed': 4,
-                                'lockstep_real_time_factor': 1.0})
+                                'lockstep_real_time_factor': 1.0, 'camera_width': 320, 'camera_height': 240})
     node = rclpy.create_node('twin_topics_test', context=rclpy_context)
     got = {}
     topics = {
@@ -127,8 +127,8 @@ def test_expert_completes_pick_cube_through_world_sync_and_arm(tmp_path):
 
     specs = graph.sim_graph(world='twin', task='pick_cube', seed=3, expert=True, mode='lockstep')
     assert [s.name for s in specs] == ['world', 'sync', 'arm', 'expert']
-    # One episode; the world capped at real time so the 100 Hz arm loop keeps up on a loaded machine.
-    extra = {'world': {'lockstep_real_time_factor': 1.0}, 'expert': {'episodes': 1}}
+    # One episode; the world runs as fast as it can, never more than lockstep_max_lead_s ahead of the arm.
+    extra = {'expert': {'episodes': 1}}
     specs = [dataclasses.replace(s, parameters={**s.parameters, **extra.get(s.name, {})}) for s in specs]
     assert all(s.parameters.get('use_sim_time') for s in specs if s.name != 'world')
     domain = fresh_domain_id()
@@ -154,7 +154,7 @@ def test_expert_completes_pick_cube_through_world_sync_and_arm(tmp_path):
         assert final.state == 'success', (final.detail, logs())
         assert final.episode_time_s < final.time_limit_s
         assert arm and arm[-1].backend == 'sim' and arm[-1].commands_applied > 5, logs()
-        assert len(windows) > 5, 'sync formed no observation windows from the world\'s sensors'
+        assert len(windows) >= 3, 'sync formed no observation windows from the world\'s sensors'
         assert not procs.exited(), logs()
     finally:
         ex.shutdown()

@@ -142,3 +142,25 @@ def test_audio_rises_at_an_impact_and_beeps_are_heard():
     beep = synth.render_until(0.5)
     assert hears_beep(beep, synth.sample_rate)
     assert band_power(beep, synth.sample_rate, BEEP_HZ) > 10 * band_power(quiet, synth.sample_rate, BEEP_HZ)
+
+
+def test_a_dropped_cube_makes_an_impact_sound(world):
+    world.reset(seed=3)
+    world.advance(0.3)
+    world.take_events()
+    synth = AudioSynth(seed=2)
+    synth.reset(2, world.time_s)
+    before = synth.render_until(world.time_s + 0.05)
+    name = world.task.present[0]
+    adr = world.model.jnt_qposadr[world.model.body_jntadr[mujoco.mj_name2id(world.model, mujoco.mjtObj.mjOBJ_BODY,
+                                                                           name)]]
+    world.data.qpos[adr + 2] = 0.12                       # lift it 10 cm and let it fall
+    t0 = world.time_s
+    world.advance(0.3)
+    events = world.take_events()
+    assert events and max(e.speed for e in events) > 0.5
+    for e in events:
+        synth.add_event(e.time_s, e.material, e.speed)
+    synth.next_index = int(round(t0 * synth.sample_rate))
+    after = synth.render_until(world.time_s)
+    assert np.mean(after ** 2) > 20 * np.mean(before ** 2)

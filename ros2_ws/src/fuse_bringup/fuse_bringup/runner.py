@@ -118,7 +118,9 @@ class StatusMonitor:
             self.holds += 1
             return
         self.commands += 1
-        self.latencies_ms.append((time.time_ns() - self._time_to_ns(msg.newest_sample_stamp)) / 1e6)
+        latency_ms = (time.time_ns() - self._time_to_ns(msg.newest_sample_stamp)) / 1e6
+        if abs(latency_ms) < 60_000:      # sim-time stamps (lockstep) say nothing about wall latency
+            self.latencies_ms.append(latency_ms)
 
     def _on_arm(self, msg) -> None:
         self.arm = msg

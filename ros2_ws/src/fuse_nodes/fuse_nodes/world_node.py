@@ -79,6 +79,13 @@ class WorldNode(Node):
         self.pub_imu = self.create_publisher(Imu, '/imu/data', SENSOR_QOS)
         self.pub_mag = self.create_publisher(MagneticField, '/imu/mag', SENSOR_QOS)
         self.create_subscription(JointState, '~/joint_targets', self._on_targets, STATE_QOS)
+        # Lockstep: the world runs at most lockstep_max_lead_s ahead of the arm's clock, so the arm
+        # (and through its watchdog, its commander) is never starved, however slow the machine.
+        self._follow_stamp: Optional[float] = None
+        self._follow_wall = 0.0
+        self._waits = 0
+        if cfg.mode == 'lockstep' and cfg.lockstep_follow_topic:
+            self.create_subscription(JointState, cfg.lockstep_follow_topic, self._on_follow, STATE_QOS)
         self.create_service(ResetTask, '~/reset', self._on_reset)
         self._capture = {n: self.create_service(CaptureBackground, f'/{n}/capture_background',
                                                 lambda req, res, n=n: self._on_capture(n, req, res))
@@ -153,6 +160,11 @@ class WorldNode(Node):
         else:
             cap = self.cfg.lockstep_real_time_factor
             if cap > 0.0 and w.time_s - self._sim0 > cap * (time.monotonic() - self._wall0):
+                return
+            if self._follow_stamp is not None and w.time_s - self._follow_stamp > self.cfg.lockstep_max_lead_s \
+                    and time.monotonic() - self._follow_wall < self.cfg.lockstep_follow_timeout_s:
+                self._waits += 1
+                time.sleep(0.0005)
                 return
             self._iterate()
         now = time.monotonic()
@@ -301,6 +313,11 @@ class WorldNode(Node):
         if 'left_finger' in target:
             self.world.set_finger_target(float(target['left_finger']))
 
+    def _on_follow(self, msg: JointState) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9 - self._epoch_ns * 1e-9
+        self._follow_stamp = stamp if self._follow_stamp is None else max(self._follow_stamp, stamp)
+        self._follow_wall = time.monotonic()
+
     def _on_reset(self, request, response):
         response.tasks = sorted(TASKS)
         seed = int(request.seed) if request.seed >= 0 else None
@@ -340,7 +357,7 @@ class WorldNode(Node):
                   'mode': self.cfg.mode, 'real_time_factor': self.real_time_factor,
                   'real_time_factor_since_start':
                       (w.time_s - self._start_sim) / max(1e-9, time.monotonic() - self._start_wall),
-                  'late_iterations': self._late,
+                  'late_iterations': self._late, 'lockstep_waits': self._waits,
                   'lost_time_s': self._lost_s, 'targets_received': w.counters.targets_received,
                   'targets_refused': w.counters.targets_refused, 'last_refusal': w.counters.last_refusal}
         for key, buf in self._render_ms.items():

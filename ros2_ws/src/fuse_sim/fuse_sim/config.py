@@ -27,10 +27,18 @@ class WorldConfig(ValidatedConfig):
     clock_rate_hz: float = param(200.0, 'Rate of /clock', min=10.0, max=2000.0)
     lockstep_real_time_factor: float = param(0.0, 'Lockstep only: cap on sim time per wall second '
                                              '(0 = no cap)', min=0.0, max=100.0)
+    lockstep_follow_topic: str = param('/arm/joint_states', 'Lockstep only: a JointState topic of the node '
+                                       'that commands the world (the arm); the world waits for its stamps '
+                                       '("" = wait for no one)')
+    lockstep_max_lead_s: float = param(0.05, 'Lockstep only: how far sim time may run ahead of the newest '
+                                       'stamp on lockstep_follow_topic (s)', min=0.005, max=5.0)
+    lockstep_follow_timeout_s: float = param(2.0, 'Lockstep only: wall seconds without a message on '
+                                             'lockstep_follow_topic after which the world runs on alone',
+                                             min=0.1, max=60.0)
     base_frame: str = param('wx250s/base_link', 'frame_id of poses in the task state')
     render: bool = param(True, 'Render the cameras and DIGITs (false: joints, task, audio and IMU only)')
-    camera_width: int = param(320, 'Rendered width of both cameras (px)', min=16, max=1920)
-    camera_height: int = param(240, 'Rendered height of both cameras (px)', min=16, max=1080)
+    camera_width: int = param(640, 'Rendered width of both cameras (px; the drivers\' default)', min=16, max=1920)
+    camera_height: int = param(480, 'Rendered height of both cameras (px)', min=16, max=1080)
     camera_rate_hz: float = param(30.0, 'Camera frame rate (sim time)', min=0.5, max=120.0)
     digit_rate_hz: float = param(60.0, 'DIGIT frame rate (sim time)', min=0.5, max=120.0)
     imu_rate_hz: float = param(200.0, 'IMU rate (sim time)', min=1.0, max=1000.0)
