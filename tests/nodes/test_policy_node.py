@@ -158,6 +158,9 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
         assert wait_for(lambda: policy_status() is not None, 5.0, spin), diags[-1:]
         values = policy_status()
         assert values['windows_received'] == '8' and values['late_windows'] == '1'
+        # where the node's time per window goes is reported
+        for key in ('decode_p50_ms', 'process_p99_ms', 'publish_command_p50_ms', 'window_to_command_p99_ms'):
+            assert float(values[key]) >= 0.0, key
         assert values['instruction'] == 'push the sponge'
     finally:
         node.destroy_node()

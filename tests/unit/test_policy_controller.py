@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -76,7 +77,7 @@ class FakeRunner:
         self.bundle.tokenizer(text)
         self.instruction = text.strip()
 
-    def infer(self, obs):
+    def infer(self, obs, checked=False):
         if self.instruction is None:
             raise InstructionError('no instruction set')
         check_observation(self.bundle, obs)
@@ -269,10 +270,8 @@ class SlowRunner(FakeRunner):
     def __init__(self, clock):
         super().__init__(clock)
         self.release = threading.Semaphore(0)
-        self.calls = 0
 
-    def infer(self, obs):
-        self.calls += 1
+    def infer(self, obs, checked=False):
         if self.instruction is None:
             raise InstructionError('no instruction set')
         check_observation(self.bundle, obs)
@@ -281,6 +280,7 @@ class SlowRunner(FakeRunner):
         tick = int(obs.sample_stamps['cam'][-1])  # the test puts the tick into the stamps
         chunk = np.zeros((4, 7))
         chunk[:, 0] = [0.001 * (tick + i) for i in range(4)]  # action for tick t says 0.001 t
+        chunk[:, 1] = 0.01 * tick  # which chunk an action came from
         chunk[:, 6] = 0.8
         return InferenceResult(actions=chunk.astype(np.float32), normalized=chunk,
                                timing_ms={'encode': 1.0, 'policy': 4.0, 'total': 5.0})
@@ -299,45 +299,85 @@ def async_window(clock, tick):
     return w
 
 
-def finish(ctl, runner):
-    runner.release.release()
+def finish(ctl, runner, n=1):
+    """Let n more inferences finish and wait for them."""
+    target = ctl._worker.completed + n
+    for _ in range(n):
+        runner.release.release()
+    assert ctl._worker.wait_completed(target, 5.0)
+
+
+def drain(ctl, runner):
+    ctl._worker.cancel_pending()
+    for _ in range(3):
+        runner.release.release()
     assert ctl._worker.wait_idle(5.0)
+    ctl.close()
+
+
+def tick_running(ctl, clock, tick):
+    """process() the window of `tick` and wait until its inference has started."""
+    d = ctl.process(async_window(clock, tick))
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        running = ctl._worker.running()
+        if running is not None and running[0] == tick and ctl._worker._running is not None:
+            return d
+        time.sleep(0.001)
+    raise AssertionError(f'inference of tick {tick} did not start')
+
+
+def inferred_ticks(runner):
+    return [int(o.sample_stamps['cam'][-1]) for o in runner.seen]
 
 
 def test_async_tick_never_waits_and_holds_until_the_first_chunk():
     ctl, runner, clock = make_async()
     try:
-        d = ctl.process(async_window(clock, 1))  # inference of tick 1 starts, blocked
+        d = tick_running(ctl, clock, 1)  # inference of tick 1 starts, blocked
         assert d.outcome == 'uncovered' and d.action is None
         assert 'no action chunk covers tick 1' in d.message and 'inference of window 1 running' in d.message
-        d = ctl.process(async_window(clock, 2))  # still running: another hold, no second job
-        assert d.outcome == 'uncovered' and ctl._worker.submitted == 1
-        finish(ctl, runner)
-        d = ctl.process(async_window(clock, 3))  # chunk of tick 1 arrives: its action for tick 3
+        d = ctl.process(async_window(clock, 2))  # still running: window 2 waits as the next job
+        assert d.outcome == 'uncovered' and ctl._worker.submitted == 2
+        finish(ctl, runner, 2)  # job 1, then job 2 the moment job 1 ended
+        assert inferred_ticks(runner) == [1, 2]
+        d = ctl.process(async_window(clock, 3))  # the newest chunk (tick 2): its action for tick 3
         assert d.outcome == 'command'
-        assert d.action[0] == pytest.approx(0.003) and d.action[6] == 1.0
-        assert d.chunk_tick == 1 and d.chunk.shape == (4, 7)
-        assert d.action_newest_sample_ns == async_window(clock, 1).newest_sample_ns
+        assert d.action[0] == pytest.approx(0.003) and d.action[1] == pytest.approx(0.02) and d.action[6] == 1.0
+        assert d.chunk_tick == 2 and d.chunk.shape == (4, 7)
+        assert d.action_newest_sample_ns == async_window(clock, 2).newest_sample_ns
+        assert ctl._worker.dropped_results == 1  # chunk 1 was superseded before this tick
         s = ctl.summary()
-        assert s['uncovered_ticks'] == 2 and s['chunk_delay_ticks_p50'] == 2 and s['commands_sent'] == 1
+        assert s['uncovered_ticks'] == 2 and s['chunk_delay_ticks_p50'] == 1 and s['commands_sent'] == 1
     finally:
-        finish(ctl, runner)
-        ctl.close()
+        drain(ctl, runner)
+
+
+def test_async_newest_window_replaces_the_waiting_one():
+    ctl, runner, clock = make_async()
+    try:
+        tick_running(ctl, clock, 1)
+        for tick in (2, 3):
+            ctl.process(async_window(clock, tick))
+        finish(ctl, runner, 2)
+        assert inferred_ticks(runner) == [1, 3] and ctl._worker.replaced == 1
+        assert ctl.summary()['windows_replaced_before_inference'] == 1
+    finally:
+        drain(ctl, runner)
 
 
 def test_async_inference_slower_than_the_chunk_holds_and_refuses_it():
     ctl, runner, clock = make_async()
     try:
-        ctl.process(async_window(clock, 1))
+        assert tick_running(ctl, clock, 1).outcome == 'uncovered'
         for tick in range(2, 6):
             assert ctl.process(async_window(clock, tick)).outcome == 'uncovered'
-        finish(ctl, runner)
-        d = ctl.process(async_window(clock, 5))  # chunk of tick 1 covers 1..4 only
+        finish(ctl, runner)  # chunk of tick 1 (covers ticks 1..4) arrives
+        d = ctl.process(async_window(clock, 6))
         assert d.outcome == 'uncovered' and d.action is None
         assert ctl.counters.refused_chunks == 1 and 'overtaken' in d.message
     finally:
-        finish(ctl, runner)
-        ctl.close()
+        drain(ctl, runner)
 
 
 def test_async_stale_window_holds_and_drops_the_chunks():
@@ -354,8 +394,7 @@ def test_async_stale_window_holds_and_drops_the_chunks():
         d = ctl.process(async_window(clock, 4))
         assert d.outcome == 'uncovered' and d.action is None
     finally:
-        finish(ctl, runner)
-        ctl.close()
+        drain(ctl, runner)
 
 
 def test_async_rejected_chunk_never_commands():
@@ -367,7 +406,6 @@ def test_async_rejected_chunk_never_commands():
         result.actions[2, 1] = np.nan
         return result
 
-    runner.infer = bad
     ctl._worker._infer = bad
     try:
         ctl.process(async_window(clock, 1))
@@ -375,21 +413,19 @@ def test_async_rejected_chunk_never_commands():
         d = ctl.process(async_window(clock, 2))
         assert d.outcome == 'rejected' and d.action is None and ctl.counters.rejected == 1
     finally:
-        finish(ctl, runner)
-        ctl.close()
+        drain(ctl, runner)
 
 
 def test_async_instruction_change_discards_the_chunk_in_flight():
     ctl, runner, clock = make_async()
     try:
-        ctl.process(async_window(clock, 1))
+        tick_running(ctl, clock, 1)
         ctl.set_instruction('push the cup')
         finish(ctl, runner)
         d = ctl.process(async_window(clock, 2))  # the chunk for the old instruction is dropped
         assert d.outcome == 'uncovered'
     finally:
-        finish(ctl, runner)
-        ctl.close()
+        drain(ctl, runner)
 
 
 def test_async_refill_fraction_waits_until_the_chunk_runs_low():
@@ -402,8 +438,7 @@ def test_async_refill_fraction_waits_until_the_chunk_runs_low():
         assert ctl.process(async_window(clock, 3)).outcome == 'command'  # 1 left: next starts
         assert ctl._worker.submitted == 2
     finally:
-        finish(ctl, runner)
-        ctl.close()
+        drain(ctl, runner)
 
 
 def test_async_no_instruction_starts_no_inference():
@@ -414,3 +449,16 @@ def test_async_no_instruction_starts_no_inference():
         assert ctl._worker.submitted == 0
     finally:
         ctl.close()
+
+
+def test_async_malformed_window_drops_the_chunks():
+    ctl, runner, clock = make_async()
+    try:
+        ctl.process(async_window(clock, 1))
+        finish(ctl, runner)
+        assert ctl.process(async_window(clock, 2)).outcome == 'command'
+        finish(ctl, runner)
+        assert ctl.malformed('window 3: tensor appears twice').outcome == 'mismatch'
+        assert ctl.process(async_window(clock, 4)).outcome == 'uncovered'
+    finally:
+        drain(ctl, runner)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import sys
 import threading
-from typing import Optional
+import time
+from typing import Deque, Optional
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -15,6 +17,7 @@ from fuse_core.bundle import PolicyRunner, load_bundle, resolve_bundle_path
 from fuse_core.bundle.policy import Decision, PolicyConfig, PolicyController, WindowInput
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.errors import BundleError, ConfigError, FuseError
+from fuse_core.timing import percentiles
 from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationWindow
 from fuse_interfaces.srv import Describe, SetInstruction
 from fuse_nodes.common import (
@@ -77,6 +80,11 @@ class PolicyNode(Node):
         service_group = ReentrantCallbackGroup()
         self._last_outcome = ''
         self._outcome_lock = threading.Lock()
+        # Where a window's time goes in this node (decode, controller, command publish, all).
+        self._decode_ms: Deque[float] = collections.deque(maxlen=500)
+        self._process_ms: Deque[float] = collections.deque(maxlen=500)
+        self._publish_ms: Deque[float] = collections.deque(maxlen=500)
+        self._window_ms: Deque[float] = collections.deque(maxlen=500)
         self.command_pub = self.create_publisher(DeltaEECommand, '~/command', CONTROL_QOS)
         self.chunk_pub = self.create_publisher(ActionChunk, '~/action_chunk', CONTROL_QOS)
         self.create_subscription(
@@ -100,21 +108,32 @@ class PolicyNode(Node):
 
     # --- windows --------------------------------------------------------------------------
     def _on_window(self, msg: ObservationWindow) -> None:
+        t0 = time.perf_counter()
         try:
             win = self._decode(msg)
+            t1 = time.perf_counter()
             decision = win if isinstance(win, Decision) else self.controller.process(win)
         except Exception as exc:  # noqa: BLE001 - a window must never kill the node: count, report, hold
+            t1 = time.perf_counter()
             decision = self.controller.malformed(
                 f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
-        self._report(decision, msg.tick_index)
-        if decision.chunk is not None:
-            self.chunk_pub.publish(self._chunk_msg(msg, decision))
+        t2 = time.perf_counter()
+        # The command first: it is what the arm waits for.
         if decision.outcome == 'command':
             self.command_pub.publish(self._command_msg(msg, decision))
         elif decision.outcome in _HOLD_OUTCOMES:
             # Tell the arm now, in this tick, instead of leaving it to the arm's watchdog:
             # the arm holds within one tick and its status names the reason (e.g. the stream).
             self.command_pub.publish(self._hold_msg(msg, f'{decision.outcome}: {decision.message}'))
+        t3 = time.perf_counter()
+        if decision.chunk is not None:
+            self.chunk_pub.publish(self._chunk_msg(msg, decision))
+        self._report(decision, msg.tick_index)
+        with self._outcome_lock:
+            self._decode_ms.append((t1 - t0) * 1e3)
+            self._process_ms.append((t2 - t1) * 1e3)
+            self._publish_ms.append((t3 - t2) * 1e3)
+            self._window_ms.append((t3 - t0) * 1e3)
 
     def _decode(self, msg: ObservationWindow):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
@@ -251,6 +270,11 @@ class PolicyNode(Node):
         c = self.controller.counters
         with self._outcome_lock:
             outcome = self._last_outcome
+            sections = {'decode': list(self._decode_ms), 'process': list(self._process_ms),
+                        'publish_command': list(self._publish_ms), 'window_to_command': list(self._window_ms)}
+        for name, values in sections.items():
+            p = percentiles(values)
+            s[f'{name}_p50_ms'], s[f'{name}_p99_ms'] = p['p50'], p['p99']
         if outcome in ('error', 'rejected', 'mismatch'):
             level, message = ERROR, s['last_error']
         elif outcome in ('', 'no_instruction') and not self.runner.instruction:

@@ -179,8 +179,10 @@ class InferenceJob:
 class InferenceWorker:
     """Runs `infer` on its own thread, one job at a time; submit never blocks.
 
-    The caller collects a finished job with take(); a job submitted while one runs is refused
-    (the caller decides when to start inference, e.g. when the previous one has ended).
+    A job submitted while another runs waits as the next one, replacing any older waiting job
+    (the newest window wins), and starts the moment the running one ends, so the model is
+    never idle between a result and the next tick. The caller collects the newest finished job
+    with take() (when two finish between takes, the older is dropped and counted).
     """
 
     def __init__(self, infer: Callable[[Observation], InferenceResult], name: str = 'inference') -> None:
@@ -191,6 +193,9 @@ class InferenceWorker:
         self._done: Optional[InferenceJob] = None
         self._closed = False
         self.submitted = 0
+        self.replaced = 0  # waiting jobs replaced by a newer window before they started
+        self.dropped_results = 0  # finished jobs superseded by a newer result before take()
+        self.completed = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -200,7 +205,7 @@ class InferenceWorker:
             return self._pending is not None or self._running is not None
 
     def running(self) -> Optional[Tuple[int, float]]:
-        """(tick, ms since it was submitted) of the job pending or running, else None."""
+        """(tick, ms since it was submitted) of the job running (else the one waiting), or None."""
         with self._cv:
             job = self._running or self._pending
             if job is None:
@@ -208,14 +213,23 @@ class InferenceWorker:
             return job.tick, (time.perf_counter() - job.submitted) * 1e3
 
     def submit(self, job: InferenceJob) -> bool:
+        """Start the job now, or as the next one when another runs; False once closed."""
         with self._cv:
-            if self._closed or self._pending is not None or self._running is not None:
+            if self._closed:
                 return False
             job.submitted = time.perf_counter()
             self.submitted += 1
+            if self._pending is not None:
+                self.replaced += 1
             self._pending = job
             self._cv.notify_all()
             return True
+
+    def cancel_pending(self) -> None:
+        """Drop the job waiting to start (a reset: its window must not be run)."""
+        with self._cv:
+            self._pending = None
+            self._cv.notify_all()
 
     def take(self) -> Optional[InferenceJob]:
         """The finished job, once (None while nothing finished since the last take)."""
@@ -227,6 +241,11 @@ class InferenceWorker:
         """Block until no job is pending or running (tests and shutdown only)."""
         with self._cv:
             return self._cv.wait_for(lambda: self._pending is None and self._running is None, timeout)
+
+    def wait_completed(self, count: int, timeout: float) -> bool:
+        """Block until `count` jobs have finished in all (tests only)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self.completed >= count, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         with self._cv:
@@ -250,7 +269,10 @@ class InferenceWorker:
             job.elapsed_ms = (time.perf_counter() - t0) * 1e3
             with self._cv:
                 self._running = None
+                if self._done is not None:
+                    self.dropped_results += 1
                 self._done = job
+                self.completed += 1
                 self._cv.notify_all()
 
 
@@ -275,6 +297,9 @@ class PolicyController:
         self.counters = PolicyCounters()
         self._lock = threading.Lock()
         self.asynchronous = cfg.execution == 'async'
+        # Computed once: the required inputs and their streams (checked every window).
+        self._required = tuple(spec for spec in m.inputs if spec.required)
+        self._required_streams = frozenset(spec.stream for spec in self._required)
         self._gripper = GripperBinarizer(0.5, cfg.gripper_sticky_steps)
         self._inference_ms: Deque[float] = collections.deque(maxlen=500)
         self._delay_ticks: Deque[int] = collections.deque(maxlen=500)
@@ -289,10 +314,14 @@ class PolicyController:
             self._executor = ChunkExecutor(
                 m.action.horizon, cfg.async_aggregate, cfg.async_blend_new, cfg.ensemble_k
             )
-            self._worker = InferenceWorker(runner.infer)
+            self._worker = InferenceWorker(self._infer_checked)
         else:
             self._strategy = make_strategy(cfg.execution, m.action.horizon, cfg.ensemble_k)
             self._executor = None
+
+    def _infer_checked(self, obs: Observation) -> InferenceResult:
+        # process() ran check_observation on this very observation already.
+        return self.runner.infer(obs, checked=True)
 
     def close(self) -> None:
         """Stop the inference thread of the asynchronous mode (waits for a running job)."""
@@ -303,6 +332,8 @@ class PolicyController:
         """Forget every chunk (and any inference in flight): after a hold, nothing old resumes."""
         with self._lock:
             self._generation += 1
+            if self._worker is not None:
+                self._worker.cancel_pending()
             if self._executor is not None:
                 self._executor.reset()
                 self._newest_by_tick.clear()
@@ -368,7 +399,7 @@ class PolicyController:
         if self.asynchronous:
             return self._process_async(obs, win)
         try:
-            result = self.runner.infer(obs)
+            result = self.runner.infer(obs, checked=True)
         except InstructionError as exc:
             c.no_instruction += 1
             return self._fail('no_instruction', f'window {win.tick_index}: {exc}')
@@ -498,6 +529,8 @@ class PolicyController:
         """Count a window that could not even be decoded (bad bytes, duplicate tensor)."""
         self.counters.windows += 1
         self.counters.mismatches += 1
+        if self.asynchronous:
+            self._reset_execution()  # as for any untrusted window: no planned chunk resumes
         return self._fail('mismatch', message)
 
     def _fail(self, outcome: str, message: str, **kw) -> Decision:
@@ -515,12 +548,8 @@ class PolicyController:
 
     def _stale_at_newest(self, win: WindowInput) -> List[str]:
         """Streams of required inputs with no valid sample at the newest step."""
-        streams = []
-        for spec in self.runner.manifest.inputs:
-            if spec.required and not win.valid[spec.name][-1]:
-                streams.append(spec.stream)
-        required_streams = {s.stream for s in self.runner.manifest.inputs if s.required}
-        streams += [s for s in win.stale_streams if s in required_streams and s not in streams]
+        streams = [spec.stream for spec in self._required if not win.valid[spec.name][-1]]
+        streams += [s for s in win.stale_streams if s in self._required_streams and s not in streams]
         return streams
 
     def _mask_invalid_history(self, obs: Observation, win: WindowInput) -> None:
@@ -528,9 +557,7 @@ class PolicyController:
         half-filled steps in training, while padded history is what it sees at episode start."""
         W = self.runner.manifest.window_size
         for t in range(W - 1):
-            if obs.timestep_pad_mask[t] and any(
-                spec.required and not win.valid[spec.name][t] for spec in self.runner.manifest.inputs
-            ):
+            if obs.timestep_pad_mask[t] and any(not win.valid[spec.name][t] for spec in self._required):
                 obs.timestep_pad_mask[t] = False
                 self.counters.masked_steps += 1
 
@@ -567,6 +594,8 @@ class PolicyController:
                 'async_aggregate': self.cfg.async_aggregate,
                 'uncovered_ticks': c.uncovered,
                 'refused_chunks': c.refused_chunks,
+                'inference_started': self._worker.submitted - self._worker.replaced,
+                'windows_replaced_before_inference': self._worker.replaced,
                 'chunk_delay_ticks_p50': d['p50'],
                 'chunk_delay_ticks_max': max(self._delay_ticks, default=0),
                 'tick_p50_ms': tk['p50'],

@@ -153,10 +153,14 @@ class PolicyRunner:
         self._instruction = (text.strip(), embedding)
 
     # --- inference ------------------------------------------------------------------------
-    def infer(self, obs: Observation, reuse_encodings: bool = True) -> InferenceResult:
-        """One forward pass over the window -> un-normalised (horizon, dim) chunk and timings."""
+    def infer(self, obs: Observation, reuse_encodings: bool = True, checked: bool = False) -> InferenceResult:
+        """One forward pass over the window -> un-normalised (horizon, dim) chunk and timings.
+
+        checked=True: the caller has already run check_observation on this observation.
+        """
         t0 = time.perf_counter()
-        check_observation(self.bundle, obs)
+        if not checked:
+            check_observation(self.bundle, obs)
         feeds: Dict[str, np.ndarray] = {}
         if 'language' in self.bundle.sessions:
             current = self._instruction
