@@ -49,37 +49,46 @@ def main(argv=None) -> int:
             return 0
         pub = node.create_publisher(DeltaEECommand, '/policy/command', CONTROL_QOS)
         time.sleep(0.5)  # discovery
-        period = 1.0 / args.rate
-        sent = 0
-        tick = 10_000_000 + int(time.time())  # far ahead of any commander's ticks
-        end = time.monotonic() + args.duration
-        next_t = time.monotonic()
-        while time.monotonic() < end:
-            now = time.time_ns()
-            msg = DeltaEECommand()
-            if args.mode == 'forge':
-                msg.header.stamp = ns_to_time(now + 3600 * 10**9)
-                msg.valid_until = ns_to_time(now + 365 * 86400 * 10**9)
-            else:
-                msg.header.stamp = ns_to_time(now)
-                msg.valid_until = ns_to_time(now + 300_000_000)
-            msg.header.frame_id = 'wx250s/base_link'
-            msg.tick_index = tick
-            msg.translation = [float(v) for v in args.step]
-            msg.rotation = [0.0, 0.0, 0.0]
-            msg.gripper = 1.0
-            pub.publish(msg)
-            tick += 1
-            sent += 1
-            next_t += period
-            delay = next_t - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        try:
+            sent = _stream(pub, args, DeltaEECommand, ns_to_time)
+        except KeyboardInterrupt:
+            sent = -1
         print(f'sent {sent}', flush=True)
         return 0
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _stream(pub, args, DeltaEECommand, ns_to_time) -> int:
+    """Publish at args.rate for args.duration; returns how many were sent."""
+    period = 1.0 / args.rate
+    sent = 0
+    tick = 10_000_000 + int(time.time())  # far ahead of any commander's ticks
+    end = time.monotonic() + args.duration
+    next_t = time.monotonic()
+    while time.monotonic() < end:
+        now = time.time_ns()
+        msg = DeltaEECommand()
+        if args.mode == 'forge':
+            msg.header.stamp = ns_to_time(now + 3600 * 10**9)
+            msg.valid_until = ns_to_time(now + 365 * 86400 * 10**9)
+        else:
+            msg.header.stamp = ns_to_time(now)
+            msg.valid_until = ns_to_time(now + 300_000_000)
+        msg.header.frame_id = 'wx250s/base_link'
+        msg.tick_index = tick
+        msg.translation = [float(v) for v in args.step]
+        msg.rotation = [0.0, 0.0, 0.0]
+        msg.gripper = 1.0
+        pub.publish(msg)
+        tick += 1
+        sent += 1
+        next_t += period
+        delay = next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return sent
 
 
 if __name__ == '__main__':

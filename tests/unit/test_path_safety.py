@@ -248,3 +248,32 @@ def test_command_fuzz_keeps_every_invariant():
     assert applied > n // 10
     assert worst <= 1e-3, f'end effector {worst * 1e3:.3f} mm outside the box along a path'
     assert speed <= 1e-9 and joints <= 1e-9
+
+
+def test_tick_order_restarts_with_a_new_stream():
+    """A restarted sync/policy starts its ticks over: accepted after the watchdog pause or a
+    commander restart, never within a live stream."""
+    f = SafetyFilter()
+    q = start_joints()
+    assert fresh(f, q, 1.0, t=(0.01, 0, 0), tick=500).kind == APPLY
+    assert fresh(f, q, 1.2, t=(0.01, 0, 0), tick=0).kind == REJECT
+    assert fresh(f, q, 1.2 + f.limits.watchdog_s + 0.01, t=(0.01, 0, 0), tick=0).kind == APPLY
+    assert fresh(f, q, 1.9, t=(0.01, 0, 0), tick=0).kind == REJECT
+    f.new_stream()
+    assert fresh(f, q, 2.0, t=(0.01, 0, 0), tick=0).kind == APPLY
+
+
+def test_gate_keeps_the_newest_and_refuses_others():
+    from fuse_core.arm.gate import CommandGate
+    names = {b'a': '/policy', b'b': '/rogue', b'c': '/policy'}
+    gate = CommandGate('/policy', names.get, foreign_hold_s=0.5)
+    for i in range(5):
+        assert gate.offer(i, b'a', i) == ''
+    assert gate.take()[:2] == (4, 4) and gate.counters.superseded == 4 and gate.take() is None
+    assert 'not the commander' in gate.offer('x', b'b', 10) and gate.foreign_active(10 + S // 10)
+    assert not gate.foreign_active(10 + S)
+    assert 'second publisher named /policy' in gate.offer('y', b'c', 20)   # /policy still live
+    assert gate.offer('z', b'c', 20 + S) == ''                             # old one silent: a restart
+    msg, _, restarted = gate.take()
+    assert msg == 'z' and restarted and gate.counters.restarts == 1
+    assert gate.offer('w', b'?', 30) and gate.counters.unknown == 1

@@ -64,6 +64,7 @@ class ArmNode(Node):
         self._last_logged_state = ''
         self._js_rate = RateMonitor()
         self._cmd_rate = RateMonitor()
+        self._control_rate = RateMonitor()
         self._last_tick_ns: Optional[int] = None
         self._next_connect = 0.0
         self._connect_backoff = 0.5
@@ -191,6 +192,7 @@ class ArmNode(Node):
 
     def _on_control(self) -> None:
         now = self._now_ns()
+        self._control_rate.tick()
         with self._lock:
             if not self.backend.connected:
                 if self.gate.take() is not None:
@@ -219,6 +221,9 @@ class ArmNode(Node):
             else:
                 self._foreign_reason = ''
                 if item is not None:
+                    if item[2]:
+                        self.get_logger().info(f'commander {self.cfg.commander} restarted: a new command stream')
+                        self.filter.new_stream()
                     self._process(item[0], now)
             held = self.filter.tick(now)
             if held is not None:
@@ -420,11 +425,13 @@ class ArmNode(Node):
             'speed_limited': snap['speed_limited'], 'path_shortened': snap['path_shortened'],
             'path_refused': snap['path_refused'], 'future_stamped': snap['future_stamped'],
             'out_of_order': snap['out_of_order'], 'commands_superseded': self.gate.counters.superseded,
+            'commands_offered': self.gate.counters.offered, 'commander_restarts': self.gate.counters.restarts,
             'foreign_commands': self.gate.counters.foreign, 'last_foreign_publisher':
             self.gate.counters.last_foreign, 'unknown_publisher_commands': self.gate.counters.unknown,
             'commander': self.cfg.commander,
             'dry_run_commands': self._dry_run_sent, 'joint_states_rate_hz': self._js_rate.rate_hz(),
-            'command_rate_hz': self._cmd_rate.rate_hz(), 'last_error': self._last_error,
+            'command_rate_hz': self._cmd_rate.rate_hz(), 'control_rate_hz': self._control_rate.rate_hz(),
+            'last_error': self._last_error,
         }
         if not self.backend.connected:
             return ERROR, f'backend not connected: {self._last_error}', values

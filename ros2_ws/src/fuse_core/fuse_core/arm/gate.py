@@ -25,6 +25,7 @@ class GateCounters:
     foreign: int = 0          # from a publisher that is not the commander
     unknown: int = 0          # from a publisher the graph did not name (yet)
     last_foreign: str = ''    # node name of the last foreign publisher
+    restarts: int = 0         # the commander came back with a new endpoint (restarted node)
 
 
 class CommandGate:
@@ -48,6 +49,9 @@ class CommandGate:
         self._names: Dict[bytes, str] = {}
         self._pending: Optional[Tuple[Any, int]] = None
         self._foreign_ns: Optional[int] = None
+        self._commander_gid: Optional[bytes] = None
+        self._commander_ns: Optional[int] = None
+        self.restarted = False
         self._lock = threading.Lock()
 
     def publisher_name(self, gid: bytes) -> Optional[str]:
@@ -66,22 +70,36 @@ class CommandGate:
             if name is None:
                 self.counters.unknown += 1
                 return 'command from a publisher the ROS graph does not list (yet); ignored'
+            gid = bytes(gid)
+            if name == self.commander and gid != self._commander_gid and self._commander_gid is not None:
+                quiet = (now_ns - (self._commander_ns or 0)) / 1e9 > self.foreign_hold_s
+                if quiet:
+                    # The commander restarted (a new endpoint, the old one silent): a new stream.
+                    self.counters.restarts += 1
+                    self.restarted = True
+                else:
+                    name = f'a second publisher named {name}'
             if name != self.commander:
                 self.counters.foreign += 1
                 self.counters.last_foreign = bounded(name, 100)
                 self._foreign_ns = now_ns
                 return (f'command from {self.counters.last_foreign}, not the commander {self.commander}; '
                         'refused, and the arm holds')
+            self._commander_gid, self._commander_ns = gid, now_ns
             if self._pending is not None:
                 self.counters.superseded += 1
             self._pending = (msg, now_ns)
             return ''
 
-    def take(self) -> Optional[Tuple[Any, int]]:
-        """The newest commander message since the last tick (and when it arrived), or None."""
+    def take(self) -> Optional[Tuple[Any, int, bool]]:
+        """The newest commander message since the last tick, when it arrived, and whether the
+        commander restarted since the previous take (its tick_index may start over); or None."""
         with self._lock:
             out, self._pending = self._pending, None
-            return out
+            if out is None:
+                return None
+            restarted, self.restarted = self.restarted, False
+            return out[0], out[1], restarted
 
     def foreign_active(self, now_ns: int) -> str:
         """Why the arm must hold because of a foreign publisher ('' when none published lately)."""

@@ -180,7 +180,7 @@ class SafetyFilter:
         stale = self._staleness(now_ns, stamp_ns, valid_until_ns)
         if stale:
             return self._reject(stale)
-        order = self._order(tick_index)
+        order = self._order(tick_index, now_ns)
         if order:
             return self._reject(order)
         measured = np.asarray(measured_joints, dtype=float)
@@ -273,7 +273,15 @@ class SafetyFilter:
         return (min(lim.max_step_translation, lim.max_linear_speed * dt),
                 min(lim.max_step_rotation, lim.max_angular_speed * dt))
 
-    def _order(self, tick_index: Optional[int]) -> str:
+    def new_stream(self) -> None:
+        """The commander restarted: its tick_index may start over."""
+        self.last_tick_index = None
+
+    def _order(self, tick_index: Optional[int], now_ns: int) -> str:
+        # tick_index is ordered within one stream; after a pause longer than the watchdog
+        # (the arm already held) a new stream may start over, e.g. a restarted sync node.
+        if self.last_command_ns is not None and now_ns - self.last_command_ns > int(self.limits.watchdog_s * 1e9):
+            self.last_tick_index = None
         if tick_index is None or self.last_tick_index is None:
             return ''
         if int(tick_index) <= self.last_tick_index:
