@@ -35,12 +35,54 @@ def make_window(manifest, tick: int, stamp_ns: int, arrays, window_cls, tensor_c
     return msg
 
 
+def random_arrays(manifest, seed):
+    """One window of every manifest input, random within the ranges the sensors produce."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in manifest.inputs:
+        shape = (manifest.window_size, *spec.shape)
+        if spec.dtype == 'uint8':
+            arrays[spec.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif spec.dtype == 'int16':
+            arrays[spec.name] = rng.integers(-10, 11, shape).astype(np.int16)
+        else:
+            arrays[spec.name] = rng.uniform(-80, 0, shape).astype(np.float32)
+    return arrays
+
+
+class PolicyClient:
+    """This test's side of the policy node: window publisher, command / chunk / diagnostics subscribers."""
+
+    def __init__(self, rclpy_context, name):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationWindow
+        from fuse_nodes.common import CONTROL_QOS
+
+        self.node = rclpy.create_node(name, context=rclpy_context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
+        self.executor.add_node(self.node)
+        self.commands, self.chunks, self.diags = {}, {}, []
+        self.node.create_subscription(
+            DeltaEECommand, '/policy/command', lambda m: self.commands.__setitem__(m.tick_index, m), CONTROL_QOS
+        )
+        self.node.create_subscription(
+            ActionChunk, '/policy/action_chunk', lambda m: self.chunks.__setitem__(m.tick_index, m), CONTROL_QOS
+        )
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diags.append, 10)
+        self.pub = self.node.create_publisher(ObservationWindow, '/sync/window', CONTROL_QOS)
+
+    def spin(self):
+        self.executor.spin_once(timeout_sec=0.02)
+
+    def now_ns(self):
+        return self.node.get_clock().now().nanoseconds
+
+
 def test_policy_node_end_to_end(launch_node, rclpy_context):
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationTensor, ObservationWindow
+    from fuse_interfaces.msg import ObservationTensor, ObservationWindow
     from fuse_interfaces.srv import Describe, SetInstruction
-    from fuse_nodes.common import CONTROL_QOS, time_to_ns
+    from fuse_nodes.common import time_to_ns
 
     manifest = read_manifest(resolve_bundle_path(''))
     # Generous limits: the test machine is small and shared; freshness is tested with a 10 s old window.
@@ -55,22 +97,9 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
             'providers': 'cpu',
         },
     )
-    node = rclpy.create_node('policy_test', context=rclpy_context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-
-    def spin():
-        executor.spin_once(timeout_sec=0.02)
-
-    commands, chunks, diags = {}, {}, []
-    node.create_subscription(
-        DeltaEECommand, '/policy/command', lambda m: commands.__setitem__(m.tick_index, m), CONTROL_QOS
-    )
-    node.create_subscription(
-        ActionChunk, '/policy/action_chunk', lambda m: chunks.__setitem__(m.tick_index, m), CONTROL_QOS
-    )
-    node.create_subscription(DiagnosticArray, '/diagnostics', diags.append, 10)
-    pub = node.create_publisher(ObservationWindow, '/sync/window', CONTROL_QOS)
+    client = PolicyClient(rclpy_context, 'policy_test')
+    node, spin, pub = client.node, client.spin, client.pub
+    commands, chunks, diags = client.commands, client.chunks, client.diags
     set_cli = node.create_client(SetInstruction, '/policy/set_instruction')
     describe_cli = node.create_client(Describe, '/policy/describe')
     try:
@@ -78,17 +107,7 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
             lambda: set_cli.service_is_ready() and pub.get_subscription_count() > 0, 20.0, spin
         ), f'policy node did not come up:\n{proc.log()}'
 
-        rng = np.random.default_rng(0)
-        W = manifest.window_size
-        arrays = {}
-        for spec in manifest.inputs:
-            shape = (W, *spec.shape)
-            if spec.dtype == 'uint8':
-                arrays[spec.name] = rng.integers(0, 256, shape, dtype=np.uint8)
-            elif spec.dtype == 'int16':
-                arrays[spec.name] = rng.integers(-10, 11, shape).astype(np.int16)
-            else:
-                arrays[spec.name] = rng.uniform(-80, 0, shape).astype(np.float32)
+        arrays = random_arrays(manifest, 0)
 
         def now_ns():
             return node.get_clock().now().nanoseconds
@@ -172,9 +191,8 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
 
 def test_policy_node_async_execution(launch_node, rclpy_context):
     """execution: async: the first tick holds (no chunk yet), later ticks execute earlier chunks."""
-    import rclpy
-    from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationTensor, ObservationWindow
-    from fuse_nodes.common import CONTROL_QOS, time_to_ns
+    from fuse_interfaces.msg import ObservationTensor, ObservationWindow
+    from fuse_nodes.common import time_to_ns
 
     manifest = read_manifest(resolve_bundle_path(''))
     proc = launch_node(
@@ -190,33 +208,11 @@ def test_policy_node_async_execution(launch_node, rclpy_context):
             'providers': 'cpu',
         },
     )
-    node = rclpy.create_node('policy_async_test', context=rclpy_context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-
-    def spin():
-        executor.spin_once(timeout_sec=0.02)
-
-    commands, chunks = {}, {}
-    node.create_subscription(
-        DeltaEECommand, '/policy/command', lambda m: commands.__setitem__(m.tick_index, m), CONTROL_QOS
-    )
-    node.create_subscription(
-        ActionChunk, '/policy/action_chunk', lambda m: chunks.__setitem__(m.tick_index, m), CONTROL_QOS
-    )
-    pub = node.create_publisher(ObservationWindow, '/sync/window', CONTROL_QOS)
+    client = PolicyClient(rclpy_context, 'policy_async_test')
+    node, spin, pub, commands, chunks = client.node, client.spin, client.pub, client.commands, client.chunks
     try:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 20.0, spin), proc.log()
-        rng = np.random.default_rng(1)
-        W = manifest.window_size
-        arrays = {
-            spec.name: (
-                rng.integers(0, 256, (W, *spec.shape), dtype=np.uint8)
-                if spec.dtype == 'uint8'
-                else rng.uniform(-80, 0, (W, *spec.shape)).astype(spec.dtype)
-            )
-            for spec in manifest.inputs
-        }
+        arrays = random_arrays(manifest, 1)
         sent = {}
         for tick in range(1, 9):
             t0 = time.monotonic()
