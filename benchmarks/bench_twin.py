@@ -5,8 +5,9 @@
 2. Render time per sensor (320x240 cameras, DIGIT 320x240 gel image), median of 50.
 3. In-process world with every sensor on (cameras, DIGITs, audio + spectrogram, IMU) at the
    drivers' rates and at twin.yaml's rates: sim seconds per wall second.
-4. The whole graph as `./run.sh sim` starts it (world in real-time mode, sync, arm, expert) for
-   --graph-seconds: the world's real-time factor from /diagnostics, CPU per node, episodes.
+4. The whole graph as `./run.sh sim` starts it (world, sync, arm, expert) in real-time and in
+   lockstep mode for --graph-seconds each: the world's real-time factor from /diagnostics,
+   CPU per node, episodes.
 
     .venv/bin/python benchmarks/bench_twin.py [--episodes 50] [--graph-seconds 60] [--skip-graph]
 
@@ -121,13 +122,13 @@ def world_rtf(seconds: float) -> None:
             d.close()
 
 
-def graph_run(seconds: float, warmup: float) -> None:
+def graph_run(seconds: float, warmup: float, mode: str) -> None:
     from fuse_bringup import graph
     from fuse_bringup.dds import dds_environment
     from fuse_bringup.runner import GraphProcesses
     domain = 150 + os.getpid() % 40
     env = dds_environment(domain_id=domain)
-    specs = graph.sim_graph(world='twin')
+    specs = graph.sim_graph(world='twin', mode=mode)
     procs = GraphProcesses(specs, env, log_dir=None)
     os.environ.update(env)
     import rclpy
@@ -135,7 +136,7 @@ def graph_run(seconds: float, warmup: float) -> None:
     from diagnostic_msgs.msg import DiagnosticArray
     from fuse_interfaces.msg import TaskState
     from fuse_nodes.common import STATE_QOS
-    print(f'== whole graph (./run.sh sim: {", ".join(s.name for s in specs)}), world in real-time mode, '
+    print(f'== whole graph (./run.sh sim --mode {mode}: {", ".join(s.name for s in specs)}), '
           f'{seconds:.0f} s after {warmup:.0f} s warm-up')
     procs.start()
     rclpy.init(domain_id=domain)
@@ -180,7 +181,7 @@ def graph_run(seconds: float, warmup: float) -> None:
         rclpy.try_shutdown()
     print('CPU per node (% of one core): ' + ', '.join(f'{n} {c:.0f}' for n, c in cpu.items())
           + f'; total {sum(cpu.values()):.0f} % of {psutil.cpu_count()} cores')
-    keys = ('real_time_factor', 'real_time_factor_since_start', 'late_iterations', 'lost_time_s',
+    keys = ('real_time_factor', 'real_time_factor_since_start', 'late_iterations', 'lost_time_s', 'lockstep_waits',
             'render_primary_ms_p50', 'render_wrist_ms_p50',
             'render_digit_ms_p50', 'camera_messages', 'digit_messages', 'targets_refused')
     print('world diagnostics: ' + ', '.join(f'{k} {world_diag.get(k, "-")}' for k in keys))
@@ -195,6 +196,7 @@ def main() -> None:
     ap.add_argument('--graph-seconds', type=float, default=60.0)
     ap.add_argument('--warmup', type=float, default=8.0)
     ap.add_argument('--skip-graph', action='store_true')
+    ap.add_argument('--modes', default='realtime,lockstep', help='graph runs, comma-separated')
     args = ap.parse_args()
     import fuse_sim  # noqa: F401  (MUJOCO_GL before mujoco is imported)
     print(f'machine: {psutil.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start')
@@ -202,7 +204,8 @@ def main() -> None:
     render_times()
     world_rtf(args.rtf_seconds)
     if not args.skip_graph:
-        graph_run(args.graph_seconds, args.warmup)
+        for mode in args.modes.split(','):
+            graph_run(args.graph_seconds, args.warmup, mode)
     print(f'load average {os.getloadavg()[0]:.2f} at the end')
 
 
