@@ -178,6 +178,21 @@ def test_corrupt_bag_makes_the_node_exit_with_the_reason(launch_node, tmp_path):
     assert 'bag_0.mcap' in log and 'truncated or corrupt' in log
 
 
+def test_corrupt_bag_found_during_playback_exits_non_zero(launch_node, tmp_path):
+    """verify_on_start false: the damage is found while playing; the node exits, not idles."""
+    bag = write_bag(tmp_path / 'bag')
+    f = bag / 'bag_0.mcap'
+    data = bytearray(f.read_bytes())
+    start, end = len(data) // 5, len(data) // 2
+    data[start:end] = (bytes(range(251, 0, -1)) * (1 + (end - start) // 251))[:end - start]  # summary intact
+    f.write_bytes(bytes(data))
+    p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
+                    params={'bag_path': str(bag), 'verify_on_start': False})
+    assert p.proc.wait(30) == 1, log_of(p)
+    log = log_of(p)
+    assert 'playback stopped' in log and 'exiting' in log
+
+
 def test_missing_required_topic_makes_the_node_exit_naming_it(launch_node, tmp_path):
     bag = write_bag(tmp_path / 'bag')
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player',

@@ -121,8 +121,12 @@ class BagPlayerNode(Node):
             self._finished = True
             self.get_logger().info(f'end of bag after {self._loop + 1} pass(es)')
         except BagError as exc:
+            # A corrupt bag found during playback (verify_on_start false) ends the node with an
+            # error, as one found at start-up does, instead of idling forever.
             self._errors.error(str(exc))
-            self.get_logger().error(f'playback stopped: {exc}')
+            self.get_logger().error(f'playback stopped: {exc}; exiting')
+            self.exit_code = 1
+            rclpy.try_shutdown(context=self.context)
             return
         # Like `ros2 bag play`: the node is done when the bag is (unless it loops).
         rclpy.try_shutdown(context=self.context)

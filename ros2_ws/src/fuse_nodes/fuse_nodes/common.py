@@ -173,7 +173,8 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
     Ctrl-C and SIGTERM only set a flag that the spin loop checks between callbacks, so a
     callback is never cut off halfway (a bag record half written, a command half sent);
     the node's close() then runs once. A ConfigError while building the node is printed as
-    one clear line and exits with 2.
+    one clear line and exits with 2; a node that stops itself after a fatal error sets
+    `exit_code` (non-zero) before shutting its context down.
     """
     rclpy.init(args=args if args is not None else sys.argv,
                signal_handler_options=SignalHandlerOptions.NO)
@@ -201,6 +202,7 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
     finally:
         stop.set()
         if node is not None:
+            code = code or int(getattr(node, 'exit_code', 0) or 0)
             close = getattr(node, 'close', None)
             if close is not None:
                 try:
