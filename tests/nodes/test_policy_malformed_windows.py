@@ -1,0 +1,67 @@
+"""The policy node survives malformed observation windows: each one is a counted mismatch with an
+explicit hold, never a dead node or a motion command (the issue's cases, then a fuzzed batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fuse_core.bundle import read_manifest, resolve_bundle_path
+from support.ros_harness import wait_for
+from test_policy_node import INSTRUCTION, PolicyClient, make_window, random_arrays
+
+pytestmark = pytest.mark.integration
+
+
+def test_malformed_windows_become_holds_and_the_node_keeps_going(launch_node, rclpy_context):
+    from fuse_interfaces.msg import ObservationTensor, ObservationWindow
+
+    manifest = read_manifest(resolve_bundle_path(''))
+    proc = launch_node('fuse_nodes.policy_node', 'policy', params={
+        'instruction': INSTRUCTION, 'max_window_age_s': 2.0, 'tick_deadline_s': 3.0,
+        'intra_op_threads': 1, 'providers': 'cpu'})
+    client = PolicyClient(rclpy_context, 'policy_fuzz_test')
+    spin, pub, commands = client.spin, client.pub, client.commands
+    assert wait_for(lambda: pub.get_subscription_count() > 0, 20.0, spin), proc.log()
+    arrays = random_arrays(manifest, 1)
+    mel = next(s.name for s in manifest.inputs if s.dtype == 'float32')
+
+    def window(tick, stamp_ns=None):
+        return make_window(manifest, tick, client.now_ns() if stamp_ns is None else stamp_ns, arrays,
+                           ObservationWindow, ObservationTensor)
+
+    cases = {}
+    w = window(1)
+    w.tensors[0].shape = [65536] * 4      # np.prod wraps to 0 bytes
+    w.tensors[0].data = []
+    cases[1] = (w, 'over')
+    huge = dict(arrays)
+    huge[mel] = np.full_like(arrays[mel], 3e38)
+    w = make_window(manifest, 2, client.now_ns(), huge, ObservationWindow, ObservationTensor)
+    cases[2] = (w, 'beyond')
+    cases[3] = (window(3, client.now_ns() + 3600 * 10**9), 'future')
+    w = window(4)
+    w.tensors[-1].dtype = '>f4'
+    cases[4] = (w, 'big-endian')
+    rng = np.random.default_rng(5)
+    for tick in range(5, 45):                # random shapes, dtypes and byte counts
+        w = window(tick)
+        t = w.tensors[int(rng.integers(len(w.tensors)))]
+        t.shape = [int(v) for v in rng.choice([0, 1, 3, 128, 2**31], size=int(rng.integers(0, 6)))]
+        t.dtype = str(rng.choice(['uint8', 'float32', 'int16', 'object', 'float64', 'U3']))
+        t.data = rng.integers(0, 256, int(rng.choice([0, 5, 1000]))).astype(np.uint8).tolist()
+        cases[tick] = (w, '')
+    for tick, (w, _) in cases.items():
+        pub.publish(w)
+        assert wait_for(lambda: tick in commands, 10.0, spin), f'no answer to window {tick}:\n{proc.log()}'
+    for tick, (_, needle) in cases.items():
+        cmd = commands[tick]
+        assert cmd.hold, f'window {tick} produced a motion command'
+        assert needle in cmd.reason, (tick, cmd.reason)
+        assert len(cmd.reason) < 600
+    # Still alive and commanding for a good window.
+    pub.publish(window(100))
+    assert wait_for(lambda: 100 in commands, 10.0, spin), proc.log()
+    assert not commands[100].hold, commands[100].reason
+    assert proc.alive()
+    assert proc.stop() == 0, proc.log()
