@@ -119,13 +119,15 @@ def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_co
     assert world.stop() == 0, world.log()[-2000:]
 
 
-def test_expert_completes_pick_cube_through_world_sync_and_arm(tmp_path):
+@pytest.mark.parametrize('task', ['pick_cube', 'pick_soft', 'press_beep'])
+def test_expert_completes_the_task_through_world_sync_and_arm(tmp_path, task):
+    """pick_cube by sight; pick_soft from the gripper opening in /arm/status; press_beep from /audio/chunk."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from fuse_interfaces.msg import ArmStatus, ObservationWindow, TaskState
     from fuse_nodes.common import CONTROL_QOS, STATE_QOS
 
-    specs = graph.sim_graph(world='twin', task='pick_cube', seed=3, expert=True, mode='lockstep')
+    specs = graph.sim_graph(world='twin', task=task, seed=3, expert=True, mode='lockstep')
     assert [s.name for s in specs] == ['world', 'sync', 'arm', 'expert']
     # One episode; the world runs as fast as it can, never more than lockstep_max_lead_s ahead of the arm.
     extra = {'expert': {'episodes': 1}}
@@ -151,7 +153,7 @@ def test_expert_completes_pick_cube_through_world_sync_and_arm(tmp_path):
         done = lambda: any(s.seed == 3 and s.state != 'running' for s in states)  # noqa: E731
         assert wait_for(done, 240, spin=lambda: ex.spin_once(timeout_sec=0.05)), logs()
         final = next(s for s in states if s.seed == 3 and s.state != 'running')
-        assert final.state == 'success', (final.detail, logs())
+        assert final.task == task and final.state == 'success', (final.detail, logs())
         assert final.episode_time_s < final.time_limit_s
         assert arm and arm[-1].backend == 'sim' and arm[-1].commands_applied > 5, logs()
         assert len(windows) >= 3, 'sync formed no observation windows from the world\'s sensors'

@@ -48,6 +48,7 @@ class ExpertNode(Node):
         self._tick = 0
         self._ready = not cfg.reset_on_start
         self._ended_ns: Optional[int] = None
+        self._need_start = False
         self._started = 0
         self._resetting = False
         self._sent = 0
@@ -79,7 +80,14 @@ class ExpertNode(Node):
     def _start_episode(self) -> None:
         if self._resetting or not self.reset_client.service_is_ready() or not self.start_client.service_is_ready():
             return
+        arm = self.arm
+        if arm is None or 'not connected' in arm.hold_reason:
+            return                         # the arm must see the world before it can move to start
         self._resetting = True
+        if self._need_start:
+            # The world was reset; only the move to the start pose is still to do.
+            self.start_client.call_async(Trigger.Request()).add_done_callback(self._after_start)
+            return
         seed = int(self.cfg.seed) if self._started == 0 else -1     # then the world's next seed
         req = ResetTask.Request(task=self.cfg.task, seed=seed)
         self.reset_client.call_async(req).add_done_callback(self._after_reset)
@@ -91,14 +99,16 @@ class ExpertNode(Node):
             self._resetting = False
             return
         self.get_logger().info(f'world reset: {res.message}: {res.instruction!r}')
+        self._need_start = True
         self.start_client.call_async(Trigger.Request()).add_done_callback(self._after_start)
 
     def _after_start(self, future) -> None:
         res = future.result()
         self._resetting = False
         if res is None or not res.success:
-            self.get_logger().error(f'move_to_start failed: {getattr(res, "message", "no answer")}')
+            self.get_logger().warning(f'move_to_start failed ({getattr(res, "message", "no answer")}); retrying')
             return
+        self._need_start = False
         self._ready = True
         self._started += 1
         self._ended_ns = None

@@ -11,6 +11,7 @@ from geometry_msgs.msg import Point
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState, MagneticField
+from std_msgs.msg import String
 
 from fuse_core.arm.kinematics import FINGER_NAMES, JOINT_NAMES
 from fuse_core.audio.config import AudioConfig
@@ -79,6 +80,8 @@ class WorldNode(Node):
         self.pub_imu = self.create_publisher(Imu, '/imu/data', SENSOR_QOS)
         self.pub_mag = self.create_publisher(MagneticField, '/imu/mag', SENSOR_QOS)
         self.create_subscription(JointState, '~/joint_targets', self._on_targets, STATE_QOS)
+        self.pub_instruction = (self.create_publisher(String, cfg.instruction_topic, LATCHED_QOS)
+                                if cfg.instruction_topic else None)
         # Lockstep: the world runs at most lockstep_max_lead_s ahead of the arm's clock, so the arm
         # (and through its watchdog, its commander) is never starved, however slow the machine.
         self._follow_stamp: Optional[float] = None
@@ -111,6 +114,7 @@ class WorldNode(Node):
         self._rtf_window = (time.monotonic(), self.world.time_s)
         self.real_time_factor = 0.0
         self._publish_backgrounds()
+        self._publish_instruction()
         self.diagnostics = Diagnostics(self, hardware_id='MuJoCo twin (synthetic)')
         self.diagnostics.add('world', self._status)
         self.get_logger().warning(f'SYNTHETIC world: MuJoCo twin, task {cfg.task} seed {cfg.seed}, mode {cfg.mode}, '
@@ -138,6 +142,10 @@ class WorldNode(Node):
         for n, d in self._digits.items():
             self.pub_bg[n].publish(array_to_image(d.background, 'bgr8', stamp=stamp, frame_id=f'{n}_frame'))
 
+    def _publish_instruction(self) -> None:
+        if self.pub_instruction is not None:
+            self.pub_instruction.publish(String(data=self.world.instruction))
+
     def _stamp(self):
         return ns_to_time(self._epoch_ns + int(round(self.world.time_s * 1e9)))
 
@@ -151,7 +159,8 @@ class WorldNode(Node):
             if behind > 0.1:
                 self._late += 1
                 self._lost_s += behind
-                self._sim0 -= behind           # re-anchor: sim time runs on from here
+                self._sim0 -= behind           # re-anchor: sim time runs on from here,
+                self._epoch_ns += int(behind * 1e9)   # and stamps jump with the wall clock
                 target = w.time_s
             budget = 0
             while w.time_s < target - 1e-9 and budget < 20:
@@ -336,6 +345,7 @@ class WorldNode(Node):
         response.success, response.task, response.seed = True, w.task.name, int(w.seed)
         response.message = f'episode {w.counters.resets}: {w.task.name} seed {w.seed}'
         self.get_logger().info(f'reset: {response.message}: {w.instruction!r}')
+        self._publish_instruction()
         self._publish_task(self._stamp())
         return response
 

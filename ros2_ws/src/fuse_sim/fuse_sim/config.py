@@ -36,6 +36,8 @@ class WorldConfig(ValidatedConfig):
                                              'lockstep_follow_topic after which the world runs on alone',
                                              min=0.1, max=60.0)
     base_frame: str = param('wx250s/base_link', 'frame_id of poses in the task state')
+    instruction_topic: str = param('', 'Latched std_msgs/String topic that gets each episode\'s instruction '
+                                   '(e.g. /policy/instruction; "" = none)')
     render: bool = param(True, 'Render the cameras and DIGITs (false: joints, task, audio and IMU only)')
     camera_width: int = param(640, 'Rendered width of both cameras (px; the drivers\' default)', min=16, max=1920)
     camera_height: int = param(480, 'Rendered height of both cameras (px)', min=16, max=1080)
