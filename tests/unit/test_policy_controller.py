@@ -462,3 +462,20 @@ def test_async_malformed_window_drops_the_chunks():
         assert ctl.process(async_window(clock, 4)).outcome == 'uncovered'
     finally:
         drain(ctl, runner)
+
+
+def test_async_inference_error_is_a_hold_naming_it():
+    ctl, runner, clock = make_async()
+
+    def broken(obs):
+        raise RuntimeError('onnxruntime: bad allocation')
+
+    ctl._worker._infer = broken
+    try:
+        ctl.process(async_window(clock, 1))
+        assert ctl._worker.wait_completed(1, 5.0)
+        d = ctl.process(async_window(clock, 2))
+        assert d.outcome == 'error' and d.action is None and 'bad allocation' in d.message
+        assert ctl.counters.errors == 1
+    finally:
+        drain(ctl, runner)
