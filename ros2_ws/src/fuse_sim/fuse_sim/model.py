@@ -92,8 +92,8 @@ def _arm_xml() -> str:
         f'{g}<site name="imu_site" pos="0.0 0 0.03" size="0.006" rgba="0 1 1 0.3" group="3"/>',
         f'{g}<geom name="palm" type="box" size="0.006 0.042 0.014" pos="{ee_rel[0] - 2 * PAD_HALF[0] - 0.008:.6f} 0 0" '
         'class="grip" rgba="0.25 0.25 0.25 1"/>',
-        f'{g}<camera name="wrist" pos="{ee_rel[0] - 0.075:.6f} 0 0.055" '
-        'xyaxes="0 -1 0 0.5 0 0.866" fovy="75"/>',
+        f'{g}<camera name="wrist" pos="{ee_rel[0] - 0.07:.6f} 0 0.07" '
+        'xyaxes="0 -1 0 0.34 0 0.94" fovy="80"/>',
     ]
     for side, sign in (('left', 1.0), ('right', -1.0)):
         lines += [
@@ -161,8 +161,11 @@ def scene_xml(spec: SceneSpec, timestep: float = 0.0025, render_size: Tuple[int,
   <compiler angle="radian" autolimits="true"/>
   <option timestep="{timestep}" gravity="0 0 -9.81" magnetic="0 0.00002 -0.00004" cone="elliptic"
           impratio="5" integrator="implicitfast"/>
+  <!-- A fixed extent: the clip planes scale with it, and the DIGIT cameras sit 3 cm from their gels. -->
+  <statistic extent="1.0" center="0.3 0 0.1"/>
   <visual>
     <global offwidth="{width}" offheight="{height}"/>
+    <map znear="0.005" zfar="20"/>
     <quality shadowsize="1024"/>
     <headlight ambient="0.35 0.35 0.35" diffuse="0.3 0.3 0.3"/>
   </visual>
@@ -192,7 +195,9 @@ def scene_xml(spec: SceneSpec, timestep: float = 0.0025, render_size: Tuple[int,
     <light name="key" pos="0.3 -0.4 1.2" dir="0 0.3 -1" diffuse="0.6 0.6 0.6" castshadow="false"/>
     <light name="fill" pos="0.6 0.5 1.0" dir="-0.3 -0.4 -1" diffuse="0.3 0.3 0.3" castshadow="false"/>
     <geom name="table" type="box" size="0.45 0.5 0.02" pos="0.3 0 -0.02" material="table" class="object"/>
-    <camera name="primary" pos="0.78 -0.02 0.42" xyaxes="0.03 1 0 -0.55 0.02 0.83" fovy="55"/>
+    <camera name="primary" pos="0.72 -0.34 0.5" xyaxes="0.5780 0.8160 -0.0000 -0.4589 0.3250 0.8269" fovy="55"/>
+    <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.76" rgba="0.32 0.33 0.36 1" contype="0" conaffinity="0"/>
+    <geom name="wall" type="box" size="0.02 2 1" pos="-0.6 0 0.2" rgba="0.78 0.78 0.74 1" contype="0" conaffinity="0"/>
 {_arm_xml()}
 {objects}
   </worldbody>
