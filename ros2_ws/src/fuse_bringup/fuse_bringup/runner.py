@@ -214,12 +214,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'[fuse] starting {len(specs)} nodes: {", ".join(s.name for s in specs)}; '
           f'logs in {args.log_dir}; DDS {exposure(env)}', flush=True)
     procs.start()
-    monitor = None if args.no_status else StatusMonitor(int(env['ROS_DOMAIN_ID']))
+    monitor = None
     started = time.monotonic()
     code = 0
     tty = sys.stdout.isatty()
     last_print = 0.0
     try:
+        # Inside the try: if the monitor cannot start, the nodes are still stopped (not orphaned).
+        monitor = None if args.no_status else StatusMonitor(int(env['ROS_DOMAIN_ID']))
         while not stop.is_set():
             dead = procs.exited()
             if dead:
