@@ -88,28 +88,34 @@ grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/nul
       -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" \
       -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g" || true
 
-# --- 4. build and install the interface package into the venv ----------------
-IFACE="$ROOT/ros2_ws/src/fuse_interfaces"
-IFACE_FILES=("$IFACE/CMakeLists.txt" "$IFACE/package.xml" "$IFACE"/msg/*.msg "$IFACE"/srv/*.srv)
-if stamp_ok interfaces "${IFACE_FILES[@]}" && "$VPY" -c 'import fuse_interfaces.msg' 2>/dev/null; then
-  say "fuse_interfaces up to date"
-else
-  say "building fuse_interfaces"
-  BUILD="$ROOT/build/fuse_interfaces"
-  rm -rf "$BUILD"
-  log="$ROOT/build/fuse_interfaces.log"
-  mkdir -p "$BUILD"
-  if ! (PATH="$VENV/bin:$PATH" cmake -S "$IFACE" -B "$BUILD" \
+# --- 4. build and install the interface packages into the venv ---------------
+# tf2_msgs has no wheel: its TFMessage (the same definition a ROS install has) is built here
+# from ros2_ws/src/interfaces/ (COLCON_IGNOREd there, so colcon uses the distro's package).
+build_interfaces() {  # NAME DIR
+  local name=$1 dir=$2 files
+  files=("$dir/CMakeLists.txt" "$dir/package.xml" "$dir"/msg/*.msg)
+  compgen -G "$dir/srv/*.srv" >/dev/null && files+=("$dir"/srv/*.srv)
+  if stamp_ok "interfaces-$name" "${files[@]}" && "$VPY" -c "import $name.msg" 2>/dev/null; then
+    say "$name up to date"
+    return
+  fi
+  say "building $name"
+  local build="$ROOT/build/$name" log="$ROOT/build/$name.log"
+  rm -rf "$build"
+  mkdir -p "$build"
+  if ! (PATH="$VENV/bin:$PATH" cmake -S "$dir" -B "$build" \
           -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" \
           -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
-        && PATH="$VENV/bin:$PATH" cmake --build "$BUILD" -j"$(nproc)" \
-        && cmake --install "$BUILD") >"$log" 2>&1; then
+        && PATH="$VENV/bin:$PATH" cmake --build "$build" -j"$(nproc)" \
+        && cmake --install "$build") >"$log" 2>&1; then
     tail -n 40 "$log" >&2
-    die "building fuse_interfaces failed; full log in $log"
+    die "building $name failed; full log in $log"
   fi
-  "$VPY" -c 'import fuse_interfaces.msg' || die "fuse_interfaces built but does not import"
-  stamp_write interfaces "${IFACE_FILES[@]}"
-fi
+  "$VPY" -c "import $name.msg" || die "$name built but does not import"
+  stamp_write "interfaces-$name" "${files[@]}"
+}
+build_interfaces tf2_msgs "$ROOT/ros2_ws/src/interfaces/tf2_msgs"
+build_interfaces fuse_interfaces "$ROOT/ros2_ws/src/fuse_interfaces"
 
 # --- 5. the project's Python packages (editable) -----------------------------
 PKGS=(fuse_core fuse_sim fuse_nodes fuse_bringup)
@@ -128,7 +134,7 @@ fi
 
 # --- 6. smoke check ---------------------------------------------------------------
 "$VPY" - <<'EOF'
-import rclpy, fuse_interfaces.msg, fuse_core, fuse_sim, fuse_nodes, fuse_bringup  # noqa: F401
+import rclpy, tf2_msgs.msg, fuse_interfaces.msg, fuse_core, fuse_sim, fuse_nodes, fuse_bringup  # noqa: F401
 import onnxruntime, cv2, serial  # noqa: F401
 print('[setup] ok: rclpy, fuse_interfaces, fuse_core, fuse_nodes, fuse_bringup, onnxruntime', onnxruntime.__version__)
 EOF

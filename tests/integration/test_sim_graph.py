@@ -24,7 +24,7 @@ def test_sim_graph_replays_the_bag_and_commands_the_arm_at_5hz(tmp_path):
 
     domain = fresh_domain_id()
     specs = graph.sim_graph(world='bag')
-    assert [s.name for s in specs] == ['bag_player', 'sync', 'policy', 'arm']
+    assert [s.name for s in specs] == ['bag_player', 'sync', 'policy', 'arm', 'robot_state']
     procs = GraphProcesses(specs, node_env(domain), tmp_path)
     procs.start()
     ctx = rclpy.Context()
@@ -73,7 +73,7 @@ def test_run_sh_prints_status_and_stops_cleanly(tmp_path):
     assert last, out
     count = int(last[0].split('commands')[1].split('|')[0])
     assert count > 0, out
-    assert "exit codes: {'bag_player': 0, 'sync': 0, 'policy': 0, 'arm': 0}" in out
+    assert "exit codes: {'bag_player': 0, 'sync': 0, 'policy': 0, 'arm': 0, 'robot_state': 0}" in out
 
 
 def test_sim_run_records_sensors_commands_and_joint_states(tmp_path):

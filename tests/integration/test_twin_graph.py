@@ -128,7 +128,7 @@ def test_expert_completes_the_task_through_world_sync_and_arm(tmp_path, task):
     from fuse_nodes.common import CONTROL_QOS, STATE_QOS
 
     specs = graph.sim_graph(world='twin', task=task, seed=3, expert=True, mode='lockstep')
-    assert [s.name for s in specs] == ['world', 'sync', 'arm', 'expert']
+    assert [s.name for s in specs] == ['world', 'sync', 'arm', 'expert', 'robot_state']
     # One episode; the world runs as fast as it can, never more than lockstep_max_lead_s ahead of the arm.
     extra = {'expert': {'episodes': 1}}
     specs = [dataclasses.replace(s, parameters={**s.parameters, **extra.get(s.name, {})}) for s in specs]

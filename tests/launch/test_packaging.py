@@ -22,7 +22,7 @@ IMPORT_TO_DEP = {
     'numpy': 'python3-numpy', 'yaml': 'python3-yaml', 'cv2': 'python3-opencv', 'serial': 'python3-serial',
     'pyudev': 'python3-pyudev', 'rclpy': 'rclpy', 'std_msgs': 'std_msgs', 'std_srvs': 'std_srvs',
     'sensor_msgs': 'sensor_msgs', 'geometry_msgs': 'geometry_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
-    'rosgraph_msgs': 'rosgraph_msgs', 'builtin_interfaces': 'builtin_interfaces',
+    'rosgraph_msgs': 'rosgraph_msgs', 'tf2_msgs': 'tf2_msgs', 'builtin_interfaces': 'builtin_interfaces',
     'rcl_interfaces': 'rcl_interfaces', 'fuse_interfaces': 'fuse_interfaces', 'fuse_core': 'fuse_core',
     'fuse_sim': 'fuse_sim', 'fuse_nodes': 'fuse_nodes', 'mujoco': 'python3-mujoco-pip',
     'fuse_bringup': 'fuse_bringup', 'launch': 'launch', 'launch_ros': 'launch_ros',

@@ -14,6 +14,7 @@ setup(
         # launch/ is the repository's top-level launch/ folder (a symlink here).
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
+        ('share/' + package_name + '/config/calibration', glob('config/calibration/*.yaml')),
         # The shipped reference bundle and recording (symlinks to models/ and recordings/),
         # so an installed simulation finds them without the source tree.
         ('share/' + package_name + '/models/reference', glob('reference_bundle/*')),

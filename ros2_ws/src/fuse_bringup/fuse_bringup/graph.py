@@ -102,6 +102,18 @@ def control_nodes(bundle_path: str, instruction: Optional[str], backend: str,
     ]
 
 
+def robot_state_node(robot_model: str = 'wx250s', publish_arm_links: bool = True,
+                     extra_files: Tuple[str, ...] = ()) -> NodeSpec:
+    """/tf from the arm's joint states, sensor mounts on /tf_static from config/calibration/sensor_frames.yaml.
+
+    On the real robot the Interbotix driver's robot_state_publisher owns the arm links, so
+    publish_arm_links is false there and only the sensor mounts are added to its tree.
+    """
+    return NodeSpec('robot_state', 'robot_state_node', ('robot_state.yaml',) + extra_files,
+                    {'robot_model': robot_model, 'publish_arm_links': publish_arm_links,
+                     'sensor_frames_file': str(config_path('calibration/sensor_frames.yaml'))})
+
+
 WORLDS = ('twin', 'bag')
 
 
@@ -135,6 +147,7 @@ def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
         nodes.append(NodeSpec('bag_player', 'bag_player_node', ('bag_player.yaml',) + overrides,
                               {'bag_path': bag_path or default_bag_path()}))
     nodes += control_nodes(bundle_path, instruction, 'mock', 'wx250s', False, overrides)
+    nodes.append(robot_state_node())
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides,
                               {'output_dir': record_dir} if record_dir else {}))
@@ -157,6 +170,7 @@ def twin_graph(bundle_path: str, instruction: Optional[str] = None, task: Option
         control.append(NodeSpec('expert', 'expert_node', ('twin.yaml',),
                                 {k: v for k, v in {'task': task, 'seed': seed}.items() if v is not None}))
     nodes += [_with(c, (), **clock) for c in control]
+    nodes.append(_with(robot_state_node(), (), **clock))
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides,
                               dict(clock, **({'output_dir': record_dir} if record_dir else {}))))
@@ -174,6 +188,7 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
     nodes = [_with(s, (), **sensor_overrides.get(s.name, {})) for s in SENSOR_NODES]
     nodes += [_with(n, (), motion_services=True) if n.name == 'arm' and motion_services else n
               for n in control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())]
+    nodes.append(robot_state_node(robot_model, publish_arm_links=False))
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
                               {'output_dir': record_dir} if record_dir else {}))
