@@ -462,7 +462,9 @@ def report(r: dict) -> None:
             'inference_p50_ms', 'inference_p99_ms', 'windows_received', 'commands_sent', 'late_windows',
             'overruns', 'stale_windows', 'stale_streams', 'no_instruction_windows', 'inference_errors',
             'last_error', 'providers', 'execution', 'uncovered_ticks', 'refused_chunks',
-            'chunk_delay_ticks_p50', 'chunk_delay_ticks_max', 'tick_p50_ms', 'tick_p99_ms')]
+            'chunk_delay_ticks_p50', 'chunk_delay_ticks_max', 'tick_p50_ms', 'tick_p99_ms',
+            'decode_p50_ms', 'decode_p99_ms', 'process_p50_ms', 'process_p99_ms', 'publish_command_p50_ms',
+            'publish_command_p99_ms', 'window_to_command_p50_ms', 'window_to_command_p99_ms')]
         if keys:
             pairs = '; '.join(f'{k.lstrip("_")}={values[k]}' for k in keys)
             print(f'last /diagnostics of {name!r}: {pairs}')
