@@ -120,3 +120,64 @@ def test_bad_parameter_fails_at_startup_naming_it(launch_node):
                        params={'source': 'synthetic', 'pixel_format': 'h264'})
     assert proc.proc.wait(20) == 2
     assert 'pixel_format' in proc.log()
+
+
+CALIBRATION = """image_width: 320
+image_height: 240
+camera_name: camera_primary
+camera_matrix: {rows: 3, cols: 3, data: [300.5, 0, 160.2, 0, 301.5, 119.8, 0, 0, 1]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [0.1, -0.2, 0.001, 0.002, 0.0]}
+rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+projection_matrix: {rows: 3, cols: 4, data: [302, 0, 160, 0, 0, 303, 120, 0, 0, 0, 1, 0]}
+"""
+
+
+@pytest.mark.integration
+def test_camera_info_beside_each_image_with_the_same_stamp_and_frame(launch_node, rclpy_context, tmp_path):
+    from sensor_msgs.msg import CameraInfo
+
+    from fuse_nodes.common import SENSOR_QOS, time_to_ns
+    cal = tmp_path / 'camera_primary.yaml'
+    cal.write_text(CALIBRATION)
+    proc = launch_node('fuse_nodes.camera_node', 'camera_primary',
+                       params={'source': 'synthetic', 'image_width': 320, 'image_height': 240, 'framerate': 15.0,
+                               'camera_info_url': f'file://{cal}'})
+    node, executor = make_test_node(rclpy_context, 'camera_info_test')
+    images = ImageLog(node, '/camera_primary/image_raw')
+    infos = []
+    node.create_subscription(CameraInfo, '/camera_primary/camera_info', infos.append, SENSOR_QOS)
+    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
+    assert wait_for(lambda: len(infos) >= 5 and len(images.items) >= 5, 20.0, spin=spin), proc.log()
+    info = infos[-1]
+    assert (info.width, info.height, info.distortion_model) == (320, 240, 'plumb_bob')
+    assert list(info.k) == [300.5, 0, 160.2, 0, 301.5, 119.8, 0, 0, 1]
+    assert list(info.d) == [0.1, -0.2, 0.001, 0.002, 0.0] and info.p[0] == 302
+    assert info.header.frame_id == 'camera_primary_optical_frame'
+    image_stamps = {it['stamp_ns'] for it in images.items}
+    assert sum(time_to_ns(i.header.stamp) in image_stamps for i in infos) >= len(infos) - 2
+    node.destroy_node()
+
+
+@pytest.mark.integration
+def test_malformed_calibration_keeps_streaming_without_camera_info(launch_node, rclpy_context, tmp_path):
+    from sensor_msgs.msg import CameraInfo
+
+    from fuse_nodes.common import SENSOR_QOS
+    cal = tmp_path / 'broken.yaml'
+    cal.write_text(CALIBRATION.replace('data: [300.5, 0, 160.2, 0, 301.5, 119.8, 0, 0, 1]', 'data: [1, 2]'))
+    proc = launch_node('fuse_nodes.camera_node', 'camera_wrist',
+                       params={'source': 'synthetic', 'image_width': 320, 'image_height': 240, 'framerate': 15.0,
+                               'camera_info_url': str(cal)})
+    node, executor = make_test_node(rclpy_context, 'camera_info_bad_test')
+    images = ImageLog(node, '/camera_wrist/image_raw')
+    infos = []
+    node.create_subscription(CameraInfo, '/camera_wrist/camera_info', infos.append, SENSOR_QOS)
+    diags = DiagnosticsLog(node, 'camera_wrist')
+    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
+    assert wait_for(lambda: len(images.items) >= 5 and diags.statuses, 20.0, spin=spin), proc.log()
+    assert not infos
+    level, message, values = diags.statuses[-1]
+    assert level == b'\x01' and 'broken.yaml' in message and 'camera_matrix' in message
+    assert 'no ~/camera_info' in proc.log() and 'broken.yaml' in proc.log()
+    node.destroy_node()

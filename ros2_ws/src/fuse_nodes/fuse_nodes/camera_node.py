@@ -6,9 +6,10 @@ import sys
 from functools import partial
 
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from fuse_core.camera import CameraConfig, SourceRunner, make_camera_source
+from fuse_core.camera.calibration import CalibrationError, CameraCalibration, check_size, load_calibration
 from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, log_at,
                                ns_to_time, run_node)
 from fuse_nodes.conversions import array_to_image
@@ -30,6 +31,8 @@ class CameraNode(Node):
         self._sim_time = bool(self.get_parameter('use_sim_time').value)
         self.source = make_camera_source(self.cfg, name=self.get_name())
         self.pub = self.create_publisher(Image, '~/image_raw', SENSOR_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, '~/camera_info', SENSOR_QOS)
+        self.calibration, self.calibration_status = self._load_calibration()
         self.runner = SourceRunner(self.source, self._publish, backoff_s=self.cfg.reconnect_backoff_s,
                                    backoff_max_s=self.cfg.reconnect_backoff_max_s,
                                    read_timeout_s=self.cfg.read_timeout_s,
@@ -45,12 +48,40 @@ class CameraNode(Node):
                                f'frame_id {self.frame_id}')
         self.runner.start()
 
+    def _load_calibration(self):
+        """(calibration or None, what to say about it); a bad file leaves the camera streaming."""
+        url = self.cfg.camera_info_url
+        if not url:
+            self.get_logger().warning('uncalibrated: no camera_info_url, so no ~/camera_info')
+            return None, 'uncalibrated (no camera_info_url)'
+        try:
+            cal = load_calibration(url)
+            check_size(cal, self.cfg.image_width, self.cfg.image_height, f'{url}: ')
+        except CalibrationError as exc:
+            self.get_logger().error(f'no ~/camera_info: {exc}')
+            return None, f'calibration refused: {exc}'
+        self.get_logger().info(f'calibration from {url} ({cal.camera_name or "unnamed"}, '
+                               f'fx {cal.k[0]:.1f} fy {cal.k[4]:.1f})')
+        return self._info_msg(cal), f'calibrated from {url}'
+
+    def _info_msg(self, cal: CameraCalibration) -> CameraInfo:
+        msg = CameraInfo()
+        msg.header.frame_id = self.frame_id
+        msg.width, msg.height = cal.width, cal.height
+        msg.distortion_model = cal.distortion_model
+        msg.d, msg.k, msg.r, msg.p = list(cal.d), list(cal.k), list(cal.r), list(cal.p)
+        return msg
+
     def _publish(self, frame, stamp_ns: int) -> None:
         # Under simulated time the capture moment is expressed on the node clock.
         stamp = self.get_clock().now().to_msg() if self._sim_time else ns_to_time(stamp_ns)
         msg = array_to_image(frame, 'bgr8', stamp=stamp, frame_id=self.frame_id)
         try:
             self.pub.publish(msg)
+            if self.calibration is not None:
+                # The same stamp and frame_id as the image it describes (image_transport pairs them).
+                self.calibration.header.stamp = stamp
+                self.pub_info.publish(self.calibration)
         except Exception:
             # Ctrl-C shuts the context down before close() stops the acquisition thread;
             # a frame caught in between is simply not published.
@@ -61,7 +92,8 @@ class CameraNode(Node):
         runner = self.runner
         mon = runner.monitor
         values = runner.status()
-        values.update(target_hz=self.cfg.framerate, frame_id=self.frame_id)
+        values.update(target_hz=self.cfg.framerate, frame_id=self.frame_id,
+                      calibration=self.calibration_status)
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
         if runner.state == 'finished':
             return WARN, prefix + 'replay finished', values
@@ -70,7 +102,9 @@ class CameraNode(Node):
         age = values.get('frame_age_s')
         if age is None or age > max(self.cfg.max_frame_age_s, 3.0 / self.cfg.framerate):
             return WARN, prefix + 'streaming but frames are late', values
-        return OK, prefix + 'streaming', values
+        if self.calibration is None and self.cfg.camera_info_url:
+            return WARN, prefix + f'streaming; {self.calibration_status}', values
+        return OK, prefix + 'streaming' + ('' if self.calibration is not None else '; uncalibrated'), values
 
     def close(self) -> None:
         self.runner.stop()

@@ -25,6 +25,8 @@ class CameraConfig(ValidatedConfig):
     fps_tolerance_hz: float = param(1.0, 'Largest accepted difference between the requested and '
                                     'the reported frame rate', min=0.0, max=100.0)
     frame_id: str = param('', "header.frame_id; empty = '<node name>_optical_frame'")
+    camera_info_url: str = param('', 'Calibration file (camera_calibration_parsers YAML; file:// URL or '
+                                 'path) published as ~/camera_info; empty = uncalibrated, no CameraInfo')
     loop: bool = param(True, 'Restart a file source at its end (else the stream stops)')
     seed: int = param(0, 'Seed of the synthetic pattern', min=0, max=2**31 - 1)
     reconnect_backoff_s: float = param(1.0, 'First delay before reconnecting a failed device; '
