@@ -27,3 +27,7 @@ class BundleError(FuseError):
 
 class BagError(FuseError):
     """A recording is corrupt or lacks what the caller needs."""
+
+
+class EpisodeError(FuseError):
+    """An episode step was asked for in a state that does not allow it, or its data is unusable."""

@@ -16,6 +16,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
+from fuse_core.arm.applied import applied_action
 from fuse_core.arm.backends import ArmBackend, InterbotixArm, MockArm
 from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.gate import CommandGate
@@ -83,6 +84,8 @@ class ArmNode(Node):
         self._pub_js = self.create_publisher(JointState, '~/joint_states', STATE_QOS)
         self._pub_pose = self.create_publisher(PoseStamped, '~/ee_pose', STATE_QOS)
         self._pub_status = self.create_publisher(ArmStatus, '~/status', STATE_QOS)
+        # What the arm did with each command after the safety filter (the training action).
+        self._pub_applied = self.create_publisher(DeltaEECommand, '~/applied_command', STATE_QOS)
 
         self.backend = self._make_backend()
         self._try_connect()
@@ -162,8 +165,8 @@ class ArmNode(Node):
             return f'driver joint states are {age:.2f} s old (max {MAX_JOINT_STATE_AGE_S} s)'
         return ''
 
-    def _send(self, decision: Decision, slow: bool = False) -> None:
-        """Hand an applied decision to the backend (or only count it in dry-run)."""
+    def _send(self, decision: Decision, slow: bool = False) -> bool:
+        """Hand an applied decision to the backend (or only count it in dry-run); True if sent."""
         cfg = self.cfg
         if cfg.dry_run:
             self._dry_run_sent += 1
@@ -171,7 +174,7 @@ class ArmNode(Node):
             self.get_logger().info(f'dry run: would command xyz {xyz} joints '
                                    f'{np.round(decision.joints, 3).tolist()} gripper {decision.gripper}',
                                    throttle_duration_sec=1.0)
-            return
+            return False
         try:
             if slow:
                 ok = self.backend.set_joint_targets(decision.joints, slow=True)
@@ -182,9 +185,10 @@ class ArmNode(Node):
             self._last_error = str(exc)
             self.filter.backend_refused(decision, f'backend error: {exc}')
             self.get_logger().error(f'backend error: {exc}')
-            return
+            return False
         if not ok:
             self.filter.backend_refused(decision, 'backend refused the target (its own IK/limit check)')
+        return bool(ok)
 
     # --- control loop -----------------------------------------------------------------------
     def _now_ns(self) -> int:
@@ -262,14 +266,36 @@ class ArmNode(Node):
                                     stamp_ns=time_to_ns(msg.header.stamp),
                                     valid_until_ns=time_to_ns(msg.valid_until),
                                     tick_index=int(msg.tick_index))
-            if d.kind == APPLY:
-                self._send(d)
+            sent = d.kind == APPLY and self._send(d)
+            self._publish_applied(msg, d, sent)
         if d.kind == REJECT:
             self.get_logger().warning(f'command {msg.tick_index} rejected: {d.reason}',
                                       throttle_duration_sec=1.0)
         elif d.kind == HOLD:
             self.get_logger().warning(f'command {msg.tick_index}: holding: {d.reason}',
                                       throttle_duration_sec=1.0)
+
+    def _publish_applied(self, msg: DeltaEECommand, d: Decision, sent: bool) -> None:
+        """~/applied_command: the delta the arm executed for `msg` (after clipping, speed limit,
+        workspace box and path shortening), or an explicit hold with the filter's reason."""
+        out = DeltaEECommand()
+        out.header.stamp = msg.header.stamp
+        out.header.frame_id = self.cfg.base_frame
+        out.tick_index = msg.tick_index
+        out.newest_sample_stamp = msg.newest_sample_stamp
+        out.valid_until = msg.valid_until
+        action = applied_action(d) if sent else None
+        if action is None:
+            out.hold = True
+            out.gripper = float(self.filter.gripper)
+            out.reason = ('dry run: not sent' if d.kind == APPLY and self.cfg.dry_run
+                          else d.reason or self.filter.hold_reason or d.kind)
+        else:
+            out.translation = [float(v) for v in action[:3]]
+            out.rotation = [float(v) for v in action[3:6]]
+            out.gripper = float(action[6])
+            out.reason = d.reason  # '' or clipped / path shortened ...
+        self._pub_applied.publish(out)
 
     def _measured(self):
         with self._lock:

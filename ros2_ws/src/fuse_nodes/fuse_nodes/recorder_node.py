@@ -1,4 +1,9 @@
-"""Records configured topics (serialized, never deserialised) into a rosbag2 MCAP bag."""
+"""Records configured topics (serialized, never deserialised) into rosbag2 MCAP bags.
+
+mode continuous: one bag until Ctrl-C. mode episodes: one bag per episode under output_dir,
+opened by ~/start and closed by ~/stop (fuse_interfaces/srv/RecordEpisode), each with its
+episode metadata inside (rosbag2 custom_data `fuse_episode`) and beside it (episode.json).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import importlib
 import sys
 import time
 from functools import partial
-from typing import Dict, List
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 import rclpy
+from fuse_interfaces.srv import RecordEpisode
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
@@ -17,7 +24,9 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSPro
 from fuse_core.bag import BagWriter, QosProfile
 from fuse_core.bag.config import RecorderConfig
 from fuse_core.bag.qos import INFINITE_NS, adapted_profile
-from fuse_core.errors import BagError, ConfigError
+from fuse_core.episodes.metadata import (COMPLETE, INTERRUPTED, RECORDING_STATUS, EpisodeMetadata,
+                                         write_episode)
+from fuse_core.errors import BagError, ConfigError, EpisodeError
 from fuse_core.timing import RateMonitor
 from fuse_nodes.common import ERROR, OK, WARN, Diagnostics, declare_config, run_node
 
@@ -63,24 +72,45 @@ class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__('recorder')
         self.cfg = declare_config(self, RecorderConfig)
+        self.episodes = self.cfg.mode == 'episodes'
+        self.topics = self.cfg.recorded_topics()
         self.bag_dir = self.cfg.bag_dir()
-        try:
-            self._writer = BagWriter(self.bag_dir, compression=self.cfg.compression,
-                                     chunk_size=self.cfg.chunk_size_kb * 1024)
-        except BagError as exc:
-            raise ConfigError(f'{self.get_name()}: output_dir: {exc}') from exc
-        self._pending: List[str] = list(self.cfg.topics)
+        self._writer: Optional[BagWriter] = None
+        self._episode: Optional[EpisodeMetadata] = None
+        self._episode_dir: Optional[Path] = None
+        self._declared: Dict[str, Tuple[str, list]] = {}   # topic -> (type, offered QoS)
+        self._latched: Dict[str, Tuple[bytes, int]] = {}   # transient-local topic -> last message
+        self._episodes_done = 0
+        if self.episodes:
+            try:
+                self.bag_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f'{self.get_name()}: output_dir: {exc}') from exc
+        else:
+            self._writer = self._open(self.bag_dir)
+        self._pending: List[str] = list(self.topics)
         self._subs: Dict[str, object] = {}
-        self._rates: Dict[str, RateMonitor] = {t: RateMonitor() for t in self.cfg.topics}
+        self._rates: Dict[str, RateMonitor] = {t: RateMonitor() for t in self.topics}
         self._errors = RateMonitor()
         self._first_mono = None
         self._stopped = False
         self._discover_timer = self.create_timer(self.cfg.discovery_period_s, self._discover)
+        if self.episodes:
+            self.create_service(RecordEpisode, '~/start', self._srv_start)
+            self.create_service(RecordEpisode, '~/stop', self._srv_stop)
         self._diag = Diagnostics(self)
         self._diag.add('recording', self._status)
-        self.get_logger().info(f'recording {len(self.cfg.topics)} topic(s) to {self.bag_dir} '
+        what = ('one bag per episode (~/start, ~/stop) under' if self.episodes else 'to')
+        self.get_logger().info(f'recording {len(self.topics)} topic(s) {what} {self.bag_dir} '
                                f'({self.cfg.compression})')
         self._discover()
+
+    def _open(self, bag_dir: Path, custom_data: Optional[Dict[str, str]] = None) -> BagWriter:
+        try:
+            return BagWriter(bag_dir, compression=self.cfg.compression,
+                             chunk_size=self.cfg.chunk_size_kb * 1024, custom_data=custom_data)
+        except BagError as exc:
+            raise ConfigError(f'{self.get_name()}: output_dir: {exc}') from exc
 
     # --- discovery ---------------------------------------------------------------------
     def _discover(self) -> None:
@@ -110,7 +140,9 @@ class RecorderNode(Node):
         msg_cls = message_class(type_name)
         offered = [qos_from_rclpy(info.qos_profile)
                    for info in self.get_publishers_info_by_topic(topic)]
-        self._writer.add_topic(topic, type_name, offered)
+        if self._writer is not None:
+            self._writer.add_topic(topic, type_name, offered)
+        self._declared[topic] = (type_name, offered)
         qos = qos_to_rclpy(adapted_profile(offered))
         # raw=True hands the callback the CDR bytes exactly as they arrived.
         self._subs[topic] = self.create_subscription(msg_cls, topic, partial(self._on_message, topic),
@@ -124,6 +156,11 @@ class RecorderNode(Node):
             return
         now_ns = self.get_clock().now().nanoseconds
         publish_ns = info.get('source_timestamp') or now_ns
+        if self.episodes and any(q.durability == 'transient_local' for q in self._declared[topic][1]):
+            # Latched state (DIGIT backgrounds): every episode bag starts with its last value.
+            self._latched[topic] = (bytes(data), publish_ns)
+        if self._writer is None:
+            return
         try:
             self._writer.write(topic, data, now_ns, publish_ns)
         except BagError as exc:
@@ -136,20 +173,100 @@ class RecorderNode(Node):
         self._check_duration()
 
     def _check_duration(self) -> None:
-        if (self.cfg.max_duration_s > 0 and self._first_mono is not None and not self._stopped
+        if (not self.episodes and self.cfg.max_duration_s > 0 and self._first_mono is not None and not self._stopped
                 and time.monotonic() - self._first_mono >= self.cfg.max_duration_s):
             self.get_logger().info(f'max_duration_s {self.cfg.max_duration_s} reached')
             self.close()
             rclpy.try_shutdown(context=self.context)
 
+    # --- episodes ----------------------------------------------------------------------
+    def _srv_start(self, request, response):
+        response.success, response.message = False, ''
+        try:
+            response.bag_path = str(self.start_episode(request.episode_id, request.metadata_json))
+            response.success, response.message = True, f'recording episode {request.episode_id}'
+        except (EpisodeError, BagError, ConfigError) as exc:
+            response.message = str(exc)
+            self.get_logger().error(f'start refused: {exc}')
+        return response
+
+    def _srv_stop(self, request, response):
+        response.success, response.message = False, ''
+        try:
+            md, count = self.stop_episode(request.episode_id, request.metadata_json)
+            response.bag_path, response.message_count = str(self._episode_dir_of(md)), count
+            response.success = True
+            response.message = f'episode {md.episode_id} {md.status} ({md.outcome}), {count} messages'
+        except (EpisodeError, BagError) as exc:
+            response.message = str(exc)
+            self.get_logger().error(f'stop refused: {exc}')
+        return response
+
+    def _episode_dir_of(self, md: EpisodeMetadata) -> Path:
+        return self.bag_dir / md.episode_id
+
+    def start_episode(self, episode_id: str, metadata_json: str) -> Path:
+        if self._stopped:
+            raise EpisodeError('the recorder is shutting down')
+        if self._episode is not None:
+            raise EpisodeError(f'episode {self._episode.episode_id} is still recording; stop it first')
+        md = (EpisodeMetadata.from_json(metadata_json) if metadata_json
+              else EpisodeMetadata(episode_id=episode_id))
+        if episode_id and md.episode_id != episode_id:
+            raise EpisodeError(f'episode_id {episode_id!r} differs from the metadata\'s {md.episode_id!r}')
+        md.status = RECORDING_STATUS
+        bag_dir = self._episode_dir_of(md)
+        writer = self._open(bag_dir, custom_data={'fuse_episode': md.to_json()})
+        now_ns = self.get_clock().now().nanoseconds
+        for topic, (type_name, offered) in self._declared.items():
+            writer.add_topic(topic, type_name, offered)
+        for topic, (data, publish_ns) in self._latched.items():
+            writer.write(topic, data, now_ns, publish_ns)
+        # The marker comes first: a recorder killed from here on leaves a bag marked recording.
+        write_episode(bag_dir, md)
+        self._writer, self._episode, self._episode_dir = writer, md, bag_dir
+        self.get_logger().info(f'episode {md.episode_id}: recording to {bag_dir}')
+        return bag_dir
+
+    def stop_episode(self, episode_id: str, metadata_json: str,
+                     interrupted: str = '') -> Tuple[EpisodeMetadata, int]:
+        if self._episode is None:
+            raise EpisodeError('no episode is recording')
+        current = self._episode
+        if episode_id and episode_id != current.episode_id:
+            raise EpisodeError(f'episode {episode_id!r} is not the one recording ({current.episode_id})')
+        md = EpisodeMetadata.from_json(metadata_json) if metadata_json else current
+        if md.episode_id != current.episode_id:
+            raise EpisodeError(f'metadata is for {md.episode_id!r}, recording {current.episode_id!r}')
+        if interrupted:
+            md.status = INTERRUPTED
+            md.events.append({'event': 'recorder_stopped', 'detail': interrupted})
+        elif md.status == RECORDING_STATUS:
+            md.status = COMPLETE
+        writer, bag_dir = self._writer, self._episode_dir
+        self._writer, self._episode, self._episode_dir = None, None, None
+        writer.set_custom_data('fuse_episode', md.to_json())
+        closed = writer.close()
+        # Marked complete only after the bag is closed: a crash in between reads as interrupted.
+        write_episode(bag_dir, md)
+        self._episodes_done += 1
+        self.get_logger().info(f'episode {md.episode_id} {md.status} ({md.outcome or "no outcome"}): '
+                               f'{closed.message_count} messages, {closed.duration_ns / 1e9:.2f} s')
+        return md, closed.message_count
+
     # --- diagnostics -------------------------------------------------------------------
     def _status(self):
-        counts = self._writer.topic_counts()
-        sizes = self._writer.topic_bytes()
-        values = {'bag': str(self.bag_dir), 'messages': self._writer.message_count,
-                  'file_bytes': self._writer.file_size(),
+        w = self._writer
+        counts = w.topic_counts() if w is not None else {}
+        sizes = w.topic_bytes() if w is not None else {}
+        values = {'bag': str(self._episode_dir or self.bag_dir),
+                  'messages': w.message_count if w is not None else 0,
+                  'file_bytes': w.file_size() if w is not None else 0,
                   'missing_topics': ','.join(self._pending) or 'none'}
-        for t in self.cfg.topics:
+        if self.episodes:
+            values['episode'] = self._episode.episode_id if self._episode else ''
+            values['episodes_recorded'] = self._episodes_done
+        for t in self.topics:
             values[f'{t} count'] = counts.get(t, 0)
             values[f'{t} bytes'] = sizes.get(t, 0)
             values[f'{t} rate_hz'] = self._rates[t].rate_hz()
@@ -160,6 +277,8 @@ class RecorderNode(Node):
             return ERROR, f'{self._errors.errors} error(s): {self._errors.last_error}', values
         if self._pending:
             return WARN, f'waiting for {len(self._pending)} topic(s): {", ".join(self._pending)}', values
+        if self.episodes and self._episode is None:
+            return OK, f'between episodes ({self._episodes_done} recorded)', values
         return OK, f'recording {len(self._subs)} topic(s)', values
 
     # --- shutdown ----------------------------------------------------------------------
@@ -168,6 +287,12 @@ class RecorderNode(Node):
         if self._stopped:
             return
         self._stopped = True
+        if self.episodes:
+            if self._episode is not None:
+                md, _ = self.stop_episode('', '', interrupted='recorder stopped mid-episode')
+                self.get_logger().warning(f'episode {md.episode_id} was recording: closed and '
+                                          'marked interrupted')
+            return
         md = self._writer.close()
         self.get_logger().info(f'bag closed: {self.bag_dir} ({md.message_count} messages, '
                                f'{md.duration_ns / 1e9:.2f} s)')

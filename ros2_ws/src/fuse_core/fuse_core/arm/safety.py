@@ -90,6 +90,9 @@ class Decision:
     clipped: bool = False
     path: Optional[PathResult] = None         # the path check of the motion (APPLY)
     previous_target: Optional[np.ndarray] = None  # commanded target before this decision
+    # The target this step started from (the measured pose for the first command), so the
+    # applied delta can be recovered from the decision (fuse_core.arm.applied).
+    step_from: Optional[np.ndarray] = None
 
     @property
     def applied(self) -> bool:
@@ -262,7 +265,7 @@ class SafetyFilter:
             self.counters.clipped += 1
         return Decision(APPLY, reason, joints=joints, target=target,
                         seed=measured, gripper=self.gripper, clipped=clipped,
-                        previous_target=previous_target, path=path)
+                        previous_target=previous_target, step_from=previous.copy(), path=path)
 
     def _speed_budget(self, now_ns: int):
         """How far (m, rad) the target may move now: speed x time since the last applied motion."""

@@ -20,6 +20,15 @@ SENSOR_TOPICS = [
     '/imu/data', '/imu/mag',
 ]
 
+#: What an episode bag records besides the sensors (recorder mode episodes): the command sent,
+#: the delta the arm applied after its safety filter (the training action), the measured
+#: end-effector pose, joints and gripper (FuSe's state), the windows, the twin's task state and
+#: the episode manager's state.
+EPISODE_EXTRA_TOPICS = [
+    '/policy/command', '/arm/applied_command', '/arm/ee_pose', '/arm/joint_states', '/arm/status',
+    '/sync/window', '/world/task_state', '/episodes/state',
+]
+
 #: The recording that ships with the project (synthetic sensors), see recordings/README.md.
 SHIPPED_RECORDING = 'sim_synthetic'
 
@@ -44,6 +53,11 @@ class RecorderConfig(ValidatedConfig):
                                'current chunk', min=4, max=1 << 20)
     max_duration_s: float = param(0.0, 'stop after this many seconds from the first message '
                                   '(0 = until Ctrl-C)', min=0.0)
+    mode: str = param('continuous', 'continuous: one bag from start to Ctrl-C; episodes: one bag '
+                      'per episode under output_dir, started and stopped by ~/start and ~/stop',
+                      choices=('continuous', 'episodes'))
+    record_episode_topics: bool = param(True, 'mode episodes: also record the command, applied '
+                                        'command, arm state, window, task and episode topics')
     discovery_period_s: float = param(0.5, 'how often to look for topics not yet subscribed',
                                       min=0.05, max=10.0)
 
@@ -53,9 +67,19 @@ class RecorderConfig(ValidatedConfig):
             raise ConfigError('RecorderConfig: parameter \'topics\' is empty: nothing to record')
         _check_topics('RecorderConfig', 'topics', self.topics)
 
+    def recorded_topics(self) -> List[str]:
+        """The topics to subscribe: `topics`, plus the episode topics in mode episodes."""
+        out = list(self.topics)
+        if self.mode == 'episodes' and self.record_episode_topics:
+            out += [t for t in EPISODE_EXTRA_TOPICS if t not in out]
+        return out
+
     def bag_dir(self) -> Path:
+        """continuous: the bag directory; episodes: the directory that holds one bag per episode."""
         if self.output_dir:
             return Path(self.output_dir).expanduser()
+        if self.mode == 'episodes':
+            return Path.cwd() / 'episodes'
         return Path.cwd() / time.strftime('rosbag2_%Y_%m_%d-%H_%M_%S')
 
 

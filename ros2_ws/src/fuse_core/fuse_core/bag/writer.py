@@ -150,6 +150,14 @@ class BagWriter:
             files=[FileInfo(self.file_name, start, duration, self._count)],
             ros_distro=self._ros_distro, custom_data=self._custom_data)
 
+    def set_custom_data(self, key: str, value: str) -> None:
+        """Set one rosbag2 custom_data entry (written into the bag and metadata.yaml at close)."""
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise BagError(f'custom_data wants a non-empty string key and a string value, got {key!r}')
+        with self._lock:
+            self._check_open()
+            self._custom_data[key] = value
+
     def _check_open(self) -> None:
         if self.closed:
             raise BagError(f'{self.bag_dir}: writer is closed')
