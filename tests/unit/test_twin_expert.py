@@ -48,3 +48,9 @@ def test_expert_steps_are_bounded_like_the_policy_actions():
     assert a.shape == (7,) and np.all(np.abs(a[:3]) <= 0.05 + 1e-12) and a[6] == 1.0
     with pytest.raises(ValueError, match='no scripted expert'):
         ScriptedExpert('juggle')
+
+
+def test_in_process_episodes_are_deterministic():
+    runner = EpisodeRunner('place_in_bowl')
+    a, b = runner.run(31), runner.run(31)
+    assert (a.state, a.duration_s, a.ticks, a.applied) == (b.state, b.duration_s, b.ticks, b.applied)

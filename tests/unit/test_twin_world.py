@@ -164,3 +164,13 @@ def test_a_dropped_cube_makes_an_impact_sound(world):
     synth.next_index = int(round(t0 * synth.sample_rate))
     after = synth.render_until(world.time_s)
     assert np.mean(after ** 2) > 20 * np.mean(before ** 2)
+
+
+def test_switching_task_keeps_the_clock_and_the_episode_count():
+    w = World(WorldConfig(task='pick_cube', seed=1))
+    w.advance(0.5)
+    t, resets = w.time_s, w.counters.resets
+    instruction = w.reset('press_beep', 2)
+    assert instruction == 'press the button that beeps' and w.task.name == 'press_beep'
+    assert w.time_s >= t and w.counters.resets == resets + 1
+    assert set(w.task.visible_objects(w)) == {'button_0', 'button_1'}

@@ -63,7 +63,7 @@ class EpisodeRunner:
         ticks = holds = 0
         end_after: Optional[float] = None
         while True:
-            now_ns = int(w.time_s * 1e9)
+            now_ns = int(round(w.episode_time_s * 1e9))     # the filter's clock: episode time
             obs = ExpertObservation(
                 ee_xyz=w.ee_pose()[:3, 3], gripper_opening=w.gripper_opening(),
                 objects=w.task.visible_objects(w), instruction=instruction,

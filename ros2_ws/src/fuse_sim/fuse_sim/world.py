@@ -77,6 +77,7 @@ class World:
         self._move_from = np.zeros(6)
         self._move_to = np.zeros(6)
         self._move_t0 = 0.0
+        self._episode_steps = 0     # physics steps since the reset: episode time without rounding drift
         self._move_T = 0.0
         self._finger_ref = FINGER_MAX
         self._finger_goal = FINGER_MAX
@@ -99,9 +100,12 @@ class World:
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= int(seed) < 2**31:
             raise ConfigError(f'bad seed {seed!r}: an integer in [0, 2**31) is needed')
         if name != self.task.name:
-            # Another task has other objects: rebuild the model.
+            # Another task has other objects: rebuild the model, keeping the clock and the counters.
+            now, counters = float(self.data.time), self.counters
             self.cfg = WorldConfig(**{**self.cfg.__dict__, 'task': name})
             self.__init__(self.cfg, (self.model.vis.global_.offwidth, self.model.vis.global_.offheight))
+            self.data.time = now
+            self.counters = counters
             return self.reset(name, seed)
         self.seed = int(seed)
         m, d = self.model, self.data
@@ -125,6 +129,7 @@ class World:
         self._move_from = q0.copy()
         self._move_to = q0.copy()
         self._move_t0, self._move_T = 0.0, 0.0
+        self._episode_steps = 0
         self._finger_ref = self._finger_goal = FINGER_MAX
         mj.mj_forward(m, d)
         self.events = []
@@ -158,7 +163,7 @@ class World:
         # A smoothstep profile peaks at 1.5x the mean speed; keep that under the velocity limit.
         need = float(np.max(1.5 * np.abs(q - self._ref) / WX250S.velocity))
         self._move_from, self._move_to = self._ref.copy(), q
-        self._move_t0, self._move_T = float(self.data.time), max(duration, need)
+        self._move_t0, self._move_T = self.episode_time_s, max(duration, need)
         return True
 
     def set_finger_target(self, position: float) -> bool:
@@ -184,14 +189,16 @@ class World:
 
     @property
     def episode_time_s(self) -> float:
-        return float(self.data.time) - self.episode_start_s
+        """Sim time since the reset, from the step count (the same in every run of a seed)."""
+        return self._episode_steps * float(self.model.opt.timestep)
 
     def step(self, n: int = 1) -> None:
         """Advance n physics steps."""
         mj, m, d = self._mj, self.model, self.data
         dt = m.opt.timestep
         for _ in range(n):
-            t = float(d.time) + dt
+            self._episode_steps += 1
+            t = self._episode_steps * dt
             if self._move_T > 0.0:
                 tau = min(1.0, (t - self._move_t0) / self._move_T)
                 s = tau * tau * (3.0 - 2.0 * tau)
