@@ -306,16 +306,16 @@ class WorldNode(Node):
         names = list(msg.name)
         pos = list(msg.position)
         if len(names) != len(pos):
-            self.world._refuse(f'joint targets: {len(names)} names but {len(pos)} positions')
+            self.world.refuse(f'joint targets: {len(names)} names but {len(pos)} positions')
             return
         target = dict(zip(names, pos))
         unknown = sorted(set(target) - set(JOINT_NAMES) - set(FINGER_NAMES))
         if unknown:
-            self.world._refuse(f'joint targets name unknown joints {unknown}')
+            self.world.refuse(f'joint targets name unknown joints {unknown}')
             return
         arm = [n for n in JOINT_NAMES if n in target]
         if arm and len(arm) != len(JOINT_NAMES):
-            self.world._refuse(f'joint targets need all of {list(JOINT_NAMES)} or none, got {arm}')
+            self.world.refuse(f'joint targets need all of {list(JOINT_NAMES)} or none, got {arm}')
             return
         if arm:
             self.world.set_joint_targets([target[n] for n in JOINT_NAMES])

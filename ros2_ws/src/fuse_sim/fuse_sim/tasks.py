@@ -6,6 +6,7 @@ detector reads the world's true state (that is what success means).
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
@@ -54,21 +55,24 @@ def _place(rng: np.random.Generator, n: int, min_sep: float, x=TABLE_X, y=TABLE_
     raise RuntimeError('could not place the task objects')  # pragma: no cover
 
 
-class Task:
-    """Base class: subclasses fill scene(), reset() and evaluate()."""
+class Task(abc.ABC):
+    """One task: its scene, a seeded reset, a success detector and a time limit."""
 
     name = ''
     template = ''
     time_limit_s = 20.0
 
+    @abc.abstractmethod
     def scene(self) -> SceneSpec:
-        raise NotImplementedError
+        """The objects of the task's MJCF (fixed names; a reset only moves and recolours them)."""
 
+    @abc.abstractmethod
     def reset(self, world: 'World', rng: np.random.Generator) -> str:
-        raise NotImplementedError
+        """Place and colour the objects from `rng`; return the episode's instruction."""
 
+    @abc.abstractmethod
     def evaluate(self, world: 'World') -> TaskStatus:
-        raise NotImplementedError
+        """Running, success or failure, from the world's state."""
 
     def on_reset_done(self, world: 'World') -> None:
         """Hook after the arm is placed (e.g. remember initial button states)."""
@@ -99,14 +103,14 @@ class Task:
 
     @staticmethod
     def _set_free_pose(world: 'World', body: str, xy: np.ndarray, z: float) -> None:
-        mj = world._mj
+        mj = world.mj
         jid = mj.mj_name2id(world.model, mj.mjtObj.mjOBJ_JOINT, f'{body}_joint')
         adr = world.model.jnt_qposadr[jid]
         world.data.qpos[adr:adr + 7] = [xy[0], xy[1], z, 1.0, 0.0, 0.0, 0.0]
 
     @staticmethod
     def _set_static_pos(world: 'World', body: str, xy: np.ndarray) -> None:
-        mj = world._mj
+        mj = world.mj
         bid = mj.mj_name2id(world.model, mj.mjtObj.mjOBJ_BODY, body)
         world.model.body_pos[bid][:2] = xy
 

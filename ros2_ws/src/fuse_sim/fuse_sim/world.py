@@ -45,7 +45,7 @@ class World:
     def __init__(self, cfg: Optional[WorldConfig] = None, render_size: Tuple[int, int] = (640, 480)) -> None:
         import mujoco
 
-        self._mj = mujoco
+        self.mj = mujoco
         self.cfg = cfg or WorldConfig()
         self.task: Task = make_task(self.cfg.task)
         self.model = build_model(self.task.scene(), self.cfg.timestep_s, render_size)
@@ -91,7 +91,7 @@ class World:
         Every call with the same task and seed gives the same scene. The arm is put at the
         start pose with the gripper open (as after the episode manager's move to start).
         """
-        mj = self._mj
+        mj = self.mj
         name = self.task.name if task in (None, '') else task
         if name not in TASKS:
             raise ConfigError(f'unknown task {name!r}; known tasks: {sorted(TASKS)}')
@@ -154,10 +154,10 @@ class World:
         self.counters.targets_received += 1
         q = np.asarray(joints, dtype=float)
         if q.shape != (6,) or not np.all(np.isfinite(q)):
-            return self._refuse(f'joint targets must be 6 finite values, got {np.asarray(joints).tolist()}')
+            return self.refuse(f'joint targets must be 6 finite values, got {np.asarray(joints).tolist()}')
         if not WX250S.within_limits(q, tol=1e-6):
             bad = [JOINT_NAMES[i] for i in range(6) if not WX250S.lower[i] - 1e-6 <= q[i] <= WX250S.upper[i] + 1e-6]
-            return self._refuse(f'joint targets outside the limits: {bad}')
+            return self.refuse(f'joint targets outside the limits: {bad}')
         q = np.clip(q, WX250S.lower, WX250S.upper)
         duration = self.cfg.moving_time if moving_time is None else float(moving_time)
         # A smoothstep profile peaks at 1.5x the mean speed; keep that under the velocity limit.
@@ -170,14 +170,15 @@ class World:
         """Finger target (m, FINGER_MIN closed .. FINGER_MAX open); refused when outside."""
         self.counters.targets_received += 1
         if not np.isfinite(position) or not FINGER_MIN - 1e-6 <= position <= FINGER_MAX + 1e-6:
-            return self._refuse(f'finger target {position!r} outside {FINGER_MIN}..{FINGER_MAX} m')
+            return self.refuse(f'finger target {position!r} outside {FINGER_MIN}..{FINGER_MAX} m')
         self._finger_goal = float(np.clip(position, FINGER_MIN, FINGER_MAX))
         return True
 
     def set_gripper(self, open_: bool) -> None:
         self.set_finger_target(FINGER_MAX if open_ else FINGER_MIN)
 
-    def _refuse(self, reason: str) -> bool:
+    def refuse(self, reason: str) -> bool:
+        """Count a refused target (also for targets the caller could not even parse)."""
         self.counters.targets_refused += 1
         self.counters.last_refusal = reason
         return False
@@ -194,7 +195,7 @@ class World:
 
     def step(self, n: int = 1) -> None:
         """Advance n physics steps."""
-        mj, m, d = self._mj, self.model, self.data
+        mj, m, d = self.mj, self.model, self.data
         dt = m.opt.timestep
         for _ in range(n):
             self._episode_steps += 1
@@ -245,28 +246,28 @@ class World:
         return {k.split('_')[1]: s[a:a + 3].copy() for k, a in self._sensor_adr.items()}
 
     def body_position(self, name: str) -> np.ndarray:
-        bid = self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_BODY, name)
+        bid = self.mj.mj_name2id(self.model, self.mj.mjtObj.mjOBJ_BODY, name)
         if bid < 0:
             raise KeyError(f'no body {name!r} in task {self.task.name}')
         return self.data.xpos[bid].copy()
 
     def body_speed(self, name: str) -> float:
-        bid = self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_BODY, name)
+        bid = self.mj.mj_name2id(self.model, self.mj.mjtObj.mjOBJ_BODY, name)
         return float(np.linalg.norm(self.data.cvel[bid][3:]))
 
     def joint_value(self, name: str) -> float:
-        jid = self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_JOINT, name)
+        jid = self.mj.mj_name2id(self.model, self.mj.mjtObj.mjOBJ_JOINT, name)
         return float(self.data.qpos[self.model.jnt_qposadr[jid]])
 
     def geom_id(self, name: str) -> int:
-        gid = self._mj.mj_name2id(self.model, self._mj.mjtObj.mjOBJ_GEOM, name)
+        gid = self.mj.mj_name2id(self.model, self.mj.mjtObj.mjOBJ_GEOM, name)
         if gid < 0:
             raise KeyError(f'no geom {name!r} in task {self.task.name}')
         return gid
 
     def pad_contacts(self) -> Dict[str, List[Tuple[int, float, np.ndarray]]]:
         """Per finger pad: (other geom, normal force N, contact point) of its current contacts."""
-        mj, m, d = self._mj, self.model, self.data
+        mj, m, d = self.mj, self.model, self.data
         out: Dict[str, List[Tuple[int, float, np.ndarray]]] = {'left': [], 'right': []}
         force = np.zeros(6)
         for i in range(d.ncon):
@@ -303,7 +304,7 @@ class World:
         v = np.zeros(6)
         speeds = []
         for g in (g1, g2):
-            self._mj.mj_objectVelocity(m, d, self._mj.mjtObj.mjOBJ_GEOM, g, v, 0)
+            self.mj.mj_objectVelocity(m, d, self.mj.mjtObj.mjOBJ_GEOM, g, v, 0)
             speeds.append(v[3:].copy())
         return float(np.linalg.norm(speeds[0] - speeds[1]))
 
