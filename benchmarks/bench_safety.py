@@ -266,16 +266,62 @@ def section_ros():
         arm.stop()
 
 
+def section_graph():
+    """The simulation graph (bag player, sync, policy, mock arm): time from a fault to the arm holding."""
+    from fuse_bringup import graph
+    from fuse_bringup.dds import dds_environment
+    from fuse_bringup.runner import GraphProcesses
+    domain = 150 + os.getpid() % 40
+    env = dds_environment(domain_id=domain)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(('RMW_', 'FASTDDS_', 'ROS_'))})
+    print('\n== time to hold after a graph fault (./run.sh sim --world bag: bag replay, sync, policy, mock arm) ==')
+    w = Watcher(domain)
+    try:
+        for label, node, sig in (('sync stopped (Ctrl-C)', 'sync', signal.SIGINT),
+                                 ('sync hung (SIGSTOP)', 'sync', signal.SIGSTOP),
+                                 ('policy killed (SIGKILL)', 'policy', signal.SIGKILL),
+                                 ('bag player (all sensors) hung', 'bag_player', signal.SIGSTOP)):
+            procs = GraphProcesses(graph.sim_graph(world='bag'), env,
+                                   Path(tempfile.mkdtemp(prefix='bench_safety_graph_')))
+            procs.start()
+            try:
+                started = time.monotonic()
+                while time.monotonic() - started < 60 and not any(
+                        t > started and m.state == 'tracking' for t, m in list(w.status)[-5:]):
+                    time.sleep(0.1)
+                time.sleep(2.0)
+                t_fault = time.monotonic()
+                procs.procs[node].send_signal(sig)
+                time.sleep(3.0)
+                after = [(t, m) for t, m in list(w.status) if t > t_fault]
+                # From when on the arm holds for good (no tracking status until the end of the window).
+                last_tracking = max((t for t, m in after if m.state == 'tracking'), default=t_fault)
+                held = next(((t, m) for t, m in after if t > last_tracking and m.state == 'holding'), None)
+                if sig == signal.SIGSTOP:
+                    procs.procs[node].send_signal(signal.SIGCONT)
+                ms = (held[0] - t_fault) * 1e3 if held else float('nan')
+                print(f'{label:32s} -> holding for good after {ms:6.0f} ms: {held[1].hold_reason[:70] if held else ""}')
+            finally:
+                procs.stop()
+    finally:
+        w.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--skip-ros', action='store_true')
+    ap.add_argument('--only-graph', action='store_true', help='only the graph-fault section')
     args = ap.parse_args()
     print(f'bench_safety on {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} '
           '(figures under load if that is above ~0.5)')
+    if args.only_graph:
+        section_graph()
+        return 0
     section_cost()
     section_scenarios()
     if not args.skip_ros:
         section_ros()
+        section_graph()
     return 0
 
 

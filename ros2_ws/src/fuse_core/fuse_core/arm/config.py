@@ -47,6 +47,8 @@ class ArmConfig(ValidatedConfig):
                            'effector) goes below it anywhere along a move', min=-1.0, max=1.0)
     path_spacing: float = param(2.5e-4, 'Path check resolution: end-effector travel between neighbouring '
                                 'uncertified samples of a move (m)', min=1e-5, max=0.005)
+    path_tolerance: float = param(5e-4, 'How far past the box faces and the floor a move may bow (m); targets '
+                                  'stay in the box (sliding along a face bows out by microns)', min=0.0, max=0.005)
     max_joint_step: float = param(1.0, 'A command whose IK solution moves any joint farther than this (rad) '
                                   'is refused (IK branch flips)', min=0.01, max=6.3)
     max_future_s: float = param(0.05, 'Commands stamped further ahead of the arm clock than this are refused (s)',
@@ -129,7 +131,8 @@ class ArmConfig(ValidatedConfig):
             orientation_min=tuple(self.orientation_min), orientation_max=tuple(self.orientation_max),
             watchdog_s=self.watchdog_s, max_command_age_s=self.max_command_age_s,
             max_linear_speed=self.max_linear_speed, max_angular_speed=self.max_angular_speed,
-            floor_z=self.floor_z, path_spacing=self.path_spacing, max_joint_step=self.max_joint_step,
+            floor_z=self.floor_z, path_spacing=self.path_spacing, path_tolerance=self.path_tolerance,
+            max_joint_step=self.max_joint_step,
             max_future_s=self.max_future_s, pose_move_margin=self.pose_move_margin,
             rearm_gap_s=self.rearm_gap_s,
             gripper_threshold=self.gripper_threshold, ik_max_iterations=self.ik_max_iterations,

@@ -54,11 +54,14 @@ class PathChecker:
 
     def __init__(self, kinematics: ArmKinematics, workspace_min: Sequence[float],
                  workspace_max: Sequence[float], floor_z: float, spacing: float = 2.5e-4,
-                 max_samples: int = 20000) -> None:
+                 max_samples: int = 20000, tolerance: float = 0.0) -> None:
         self.kin = kinematics
-        self.lo = np.asarray(workspace_min, dtype=float)
-        self.hi = np.asarray(workspace_max, dtype=float)
-        self.floor_z = float(floor_z)
+        # tolerance: how far past the box faces and the floor a path may bulge (targets are
+        # clipped to the box itself); a step sliding along a face bows out by microns.
+        self.tolerance = float(tolerance)
+        self.lo = np.asarray(workspace_min, dtype=float) - self.tolerance
+        self.hi = np.asarray(workspace_max, dtype=float) + self.tolerance
+        self.floor_z = float(floor_z) - self.tolerance
         self.spacing = float(spacing)
         self.max_samples = int(max_samples)
         self._reach = kinematics.reach_bounds()

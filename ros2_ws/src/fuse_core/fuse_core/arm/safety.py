@@ -43,6 +43,8 @@ class SafetyLimits:
     floor_z: float = -0.01
     # Path check resolution: EE travel between neighbouring uncertified samples (m).
     path_spacing: float = 2.5e-4
+    # How far past the box faces and the floor a path may bow (m); targets stay in the box.
+    path_tolerance: float = 5e-4
     # One command may move no joint farther than this (rad): refuses IK branch flips.
     max_joint_step: float = 1.0
     # Commands stamped further ahead of the arm's clock than this are refused (s).
@@ -145,7 +147,7 @@ class SafetyFilter:
     def __post_init__(self) -> None:
         lim = self.limits
         self._path = PathChecker(self.kinematics, lim.workspace_min, lim.workspace_max, lim.floor_z,
-                                 spacing=lim.path_spacing)
+                                 spacing=lim.path_spacing, tolerance=lim.path_tolerance)
         grow = np.full(3, lim.pose_move_margin)
         self._pose_path = PathChecker(self.kinematics, np.asarray(lim.workspace_min) - grow,
                                       np.asarray(lim.workspace_max) + grow, lim.floor_z,
