@@ -95,10 +95,14 @@ def node_permissions(robot_model: str = 'wx250s', record: bool = False) -> Dict[
                                                                'set_motor_pid_gains', 'set_motor_registers',
                                                                'get_motor_registers', 'torque_enable',
                                                                'reboot_motors'))),
-        # The Interbotix driver: launched by robot.launch.py with this enclave.
-        'xs_sdk': Permissions(publish=(f'{ns}/joint_states',),
+        # The sensor mounts and (in simulation) the arm links on /tf; the URDF.
+        'robot_state': Permissions(publish=('/tf', '/tf_static', '/robot_description'),
+                                   subscribe=('/arm/joint_states',)),
+        # The Interbotix driver's launch (xs_sdk and its robot_state_publisher) runs with this
+        # enclave: robot.launch.py gives its processes the override.
+        'xs_sdk': Permissions(publish=(f'{ns}/joint_states', '/tf', '/tf_static', f'{ns}/robot_description'),
                               subscribe=(f'{ns}/commands/joint_group', f'{ns}/commands/joint_single',
-                                         f'{ns}/commands/joint_trajectory'),
+                                         f'{ns}/commands/joint_trajectory', f'{ns}/joint_states'),
                               reply=tuple(f'{ns}/{s}' for s in ('get_robot_info', 'set_operating_modes',
                                                                 'set_motor_pid_gains', 'set_motor_registers',
                                                                 'get_motor_registers', 'torque_enable',
@@ -106,7 +110,8 @@ def node_permissions(robot_model: str = 'wx250s', record: bool = False) -> Dict[
         # Operator tools (ros2 CLI, rviz): read everything, and the e-stop; nothing that moves the arm.
         'operator': Permissions(subscribe=tuple(_sensor_topics()) + (
             '/sync/window', '/policy/command', '/policy/action_chunk', '/arm/joint_states', '/arm/ee_pose',
-            '/arm/status', '/diagnostics', '/rosout', f'{ns}/joint_states'),
+            '/arm/status', '/diagnostics', '/rosout', f'{ns}/joint_states', '/tf', '/tf_static',
+            '/robot_description', f'{ns}/robot_description'),
             request=('/arm/estop', '/policy/describe'),
             notes='ros2 CLI / rviz with --enclave /fuse/operator: watch, and call the e-stop'),
     }
