@@ -8,6 +8,7 @@
 #
 #   ./setup.sh            # set up (or bring up to date)
 #   ./setup.sh --force    # redo every step
+#   ./setup.sh --train    # also the trainer's PyTorch, pyarrow, matplotlib (requirements/train.txt)
 #
 # On a ROS 2 Jazzy/Kilted installation use colcon instead (see README.md).
 set -euo pipefail
@@ -17,7 +18,14 @@ VENV="${FUSE_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 STAMPS="$VENV/.fuse-stamps"
 FORCE=0
-[[ "${1:-}" == "--force" ]] && FORCE=1
+TRAIN=0
+for arg in "$@"; do
+  case "$arg" in
+    --force) FORCE=1 ;;
+    --train) TRAIN=1 ;;
+    *) printf '[setup] ERROR: unknown option %s (use --force, --train)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -75,6 +83,18 @@ else
     -r "$ROOT/requirements/ros.txt" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/test.txt"
   "$VPY" -m pip install -q --disable-pip-version-check --no-deps -r "$ROOT/requirements/nodeps.txt"
   stamp_write requirements "${REQS[@]}"
+fi
+
+# The trainer's packages (opt-in: torch is ~0.9 GB in the venv and takes minutes to install).
+if ((TRAIN)); then
+  if stamp_ok train "$ROOT/requirements/train.txt"; then
+    say "trainer dependencies up to date"
+  else
+    say "installing the trainer's dependencies (requirements/train.txt: torch CPU build, pyarrow, matplotlib)"
+    "$VPY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements/train.txt" \
+      -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/test.txt"
+    stamp_write train "$ROOT/requirements/train.txt"
+  fi
 fi
 
 # --- 3. point the wheels' CMake exports at this machine's include dirs ---------
