@@ -152,10 +152,22 @@ else
   stamp_write packages "${PKG_FILES[@]}"
 fi
 
+# --- 5b. Foxglove's protocol client for the viewer's test (npm, optional) ---------
+CLIENT="$ROOT/tests/support/foxglove_client"
+if ! command -v npm >/dev/null; then
+  say "npm not found: the viewer's protocol test (Foxglove's own client) will be skipped"
+elif stamp_ok foxglove-client "$CLIENT/package-lock.json" && [[ -d "$CLIENT/node_modules/@foxglove/ws-protocol" ]]; then
+  say "Foxglove protocol client up to date"
+else
+  say "installing Foxglove's protocol client (@foxglove/ws-protocol) for the viewer test"
+  (cd "$CLIENT" && npm ci --no-audit --no-fund --silent) || die "npm ci in $CLIENT failed"
+  stamp_write foxglove-client "$CLIENT/package-lock.json"
+fi
+
 # --- 6. smoke check ---------------------------------------------------------------
 "$VPY" - <<'EOF'
 import rclpy, tf2_msgs.msg, fuse_interfaces.msg, fuse_core, fuse_sim, fuse_nodes, fuse_bringup  # noqa: F401
-import onnxruntime, cv2, serial  # noqa: F401
+import onnxruntime, cv2, serial, foxglove  # noqa: F401
 print('[setup] ok: rclpy, fuse_interfaces, fuse_core, fuse_nodes, fuse_bringup, onnxruntime', onnxruntime.__version__)
 EOF
 say "done. Run the simulation with: ./run.sh sim    Run the tests with: ./test.sh"

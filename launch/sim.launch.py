@@ -2,7 +2,7 @@
 
     ros2 launch fuse_bringup sim.launch.py [world:=twin|bag] [task:=pick_cube] [seed:=0]
         [expert:=true|false] [mode:=realtime|lockstep] [bundle:=DIR] [instruction:='...']
-        [bag:=DIR] [synthetic_sensors:=true] [record:=DIR]
+        [bag:=DIR] [synthetic_sensors:=true] [record:=DIR] [view:=true]
 
 The nodes and parameter files come from fuse_bringup.graph, the description `./run.sh sim`
 uses too, so the two ways of starting the simulation cannot drift apart.
@@ -27,7 +27,8 @@ def _nodes(context):
         synthetic_sensors=(arg('synthetic_sensors') or 'false').lower() == 'true',
         record=arg('record') is not None, record_dir=arg('record'), world=arg('world'),
         task=arg('task'), seed=int(seed) if seed is not None else None,
-        expert=(arg('expert') or 'true').lower() == 'true', mode=arg('mode'))
+        expert=(arg('expert') or 'true').lower() == 'true', mode=arg('mode'),
+        view=(arg('view') or 'false').lower() == 'true')
     return [to_launch_node(spec) for spec in specs]
 
 
@@ -50,5 +51,8 @@ def generate_launch_description():
         DeclareLaunchArgument('synthetic_sensors', default_value='false',
                               description='run the sensor nodes with synthetic sources instead of the bag'),
         DeclareLaunchArgument('record', default_value='', description='record the run to this directory'),
+        DeclareLaunchArgument('view', default_value='false',
+                              description='also start the Foxglove viewer (ws://127.0.0.1:8765, '
+                                          'layout config/foxglove_layout.json)'),
         OpaqueFunction(function=_nodes),
     ])

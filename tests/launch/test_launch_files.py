@@ -65,6 +65,7 @@ ALL_GRAPHS = {
     'sim': graph.sim_graph(),
     'sim_lockstep_policy': graph.sim_graph(mode='lockstep', expert=False, record=True),
     'sim_bag': graph.sim_graph(world='bag'),
+    'sim_view': graph.sim_graph(view=True),
     'sim_synthetic_record': graph.sim_graph(synthetic_sensors=True, record=True),
     'robot': graph.robot_graph(record=True),
 }

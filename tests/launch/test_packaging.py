@@ -29,12 +29,13 @@ IMPORT_TO_DEP = {
     'ament_index_python': 'ament_index_python', 'onnxruntime': 'python3-onnxruntime-pip',
     'sounddevice': 'python3-sounddevice-pip', 'digit_interface': 'digit-interface-pip',
     'mcap': 'python3-mcap-pip', 'mcap_ros2': 'python3-mcap-ros2-pip', 'psutil': 'python3-psutil',
-    'tokenizers': 'python3-tokenizers-pip', 'rosidl_runtime_py': 'rosidl_runtime_py',
+    'tokenizers': 'python3-tokenizers-pip', 'foxglove': 'python3-foxglove-sdk-pip',
+    'rosidl_runtime_py': 'rosidl_runtime_py',
     'interbotix_xs_modules': 'interbotix_xs_modules', 'interbotix_common_modules': 'interbotix_common_modules',
 }
 # Installed by pip in the docker image and by setup.sh (no rosdep key): documented in README.
 PIP_ONLY = {'python3-onnxruntime-pip', 'python3-sounddevice-pip', 'digit-interface-pip', 'python3-mcap-pip',
-            'python3-mcap-ros2-pip', 'python3-tokenizers-pip', 'python3-mujoco-pip'}
+            'python3-mcap-ros2-pip', 'python3-tokenizers-pip', 'python3-mujoco-pip', 'python3-foxglove-sdk-pip'}
 # Imported only when the user selects the hardware that needs them, on the robot machine.
 OPTIONAL = {'interbotix_xs_modules', 'interbotix_common_modules'}
 

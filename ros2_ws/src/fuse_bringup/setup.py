@@ -13,7 +13,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         # launch/ is the repository's top-level launch/ folder (a symlink here).
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml') + glob('config/*.json')),
         ('share/' + package_name + '/config/calibration', glob('config/calibration/*.yaml')),
         # The shipped reference bundle and recording (symlinks to models/ and recordings/),
         # so an installed simulation finds them without the source tree.

@@ -6,7 +6,7 @@ package_name = 'fuse_nodes'
 NODES = [
     'camera_node', 'digit_node', 'audio_node', 'imu_node',
     'sync_node', 'policy_node', 'arm_node', 'bag_player_node', 'recorder_node',
-    'robot_state_node',
+    'robot_state_node', 'viewer_node',
     'world_node', 'expert_node',
 ]
 

@@ -114,6 +114,11 @@ def robot_state_node(robot_model: str = 'wx250s', publish_arm_links: bool = True
                      'sensor_frames_file': str(config_path('calibration/sensor_frames.yaml'))})
 
 
+def viewer_node() -> NodeSpec:
+    """The Foxglove live view (foxglove-sdk WebSocket server, localhost:8765 by default)."""
+    return NodeSpec('viewer', 'viewer_node', ('viewer.yaml',))
+
+
 WORLDS = ('twin', 'bag')
 
 
@@ -121,8 +126,8 @@ def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
               instruction: Optional[str] = None, synthetic_sensors: bool = False,
               record: bool = False, record_dir: Optional[str] = None, world: Optional[str] = None,
               task: Optional[str] = None, seed: Optional[int] = None, expert: bool = True,
-              mode: Optional[str] = None) -> List[NodeSpec]:
-    """The simulation.
+              mode: Optional[str] = None, view: bool = False) -> List[NodeSpec]:
+    """The simulation (with `view`, plus the Foxglove viewer).
 
     world 'twin' (the default): the MuJoCo world publishes the drivers' topics -> sync ->
     policy (or the task's scripted expert in its place) -> arm with the `sim` backend, which
@@ -138,7 +143,8 @@ def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
     if world == 'twin':
         if bag_path or synthetic_sensors:
             raise ValueError('world twin publishes its own sensors: bag_path and synthetic_sensors need world bag')
-        return twin_graph(bundle_path, instruction, task, seed, expert, mode, record, record_dir)
+        return twin_graph(bundle_path, instruction, task, seed, expert, mode, record, record_dir) + \
+            ([viewer_node()] if view else [])
     overrides = ('sim.yaml',)
     nodes: List[NodeSpec] = []
     if synthetic_sensors:
@@ -151,6 +157,8 @@ def sim_graph(bag_path: Optional[str] = None, bundle_path: Optional[str] = None,
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides,
                               {'output_dir': record_dir} if record_dir else {}))
+    if view:
+        nodes.append(viewer_node())
     return nodes
 
 

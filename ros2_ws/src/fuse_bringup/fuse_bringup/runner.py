@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument('--synthetic-sensors', action='store_true',
                      help='run the six sensor nodes with synthetic sources instead of the bag')
     sim.add_argument('--record', metavar='DIR', help='also record the run to an MCAP bag in DIR')
+    sim.add_argument('--view', action='store_true',
+                     help='also start the Foxglove viewer (ws://127.0.0.1:8765; layout config/foxglove_layout.json)')
     for sp in (sim,):
         sp.add_argument('--duration', type=float, default=0.0, help='stop after N seconds (0 = until Ctrl-C)')
         sp.add_argument('--log-dir', default='log/fuse', help='per-node logs (default: log/fuse)')
@@ -191,7 +193,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         specs = graph.sim_graph(bag_path=args.bag, bundle_path=args.bundle, instruction=args.instruction,
                                 synthetic_sensors=args.synthetic_sensors, record=bool(args.record),
                                 record_dir=args.record, world=args.world, task=args.task, seed=args.seed,
-                                expert=not args.no_expert, mode=args.mode)
+                                expert=not args.no_expert, mode=args.mode, view=args.view)
     except ValueError as exc:
         print(f'[fuse] {exc}', file=sys.stderr)
         return 2
