@@ -71,8 +71,8 @@ def node_permissions(robot_model: str = 'wx250s', record: bool = False) -> Dict[
     """Per node of the robot graph (fuse_bringup.graph.robot_graph), what it may do on DDS."""
     ns = f'/{robot_model}'
     perms: Dict[str, Permissions] = {
-        'camera_primary': Permissions(publish=('/camera_primary/image_raw',)),
-        'camera_wrist': Permissions(publish=('/camera_wrist/image_raw',)),
+        'camera_primary': Permissions(publish=('/camera_primary/image_raw', '/camera_primary/camera_info')),
+        'camera_wrist': Permissions(publish=('/camera_wrist/image_raw', '/camera_wrist/camera_info')),
         'digit_left': Permissions(publish=('/digit_left/image_raw', '/digit_left/background'),
                                   reply=('/digit_left/capture_background',)),
         'digit_right': Permissions(publish=('/digit_right/image_raw', '/digit_right/background'),
@@ -111,7 +111,8 @@ def node_permissions(robot_model: str = 'wx250s', record: bool = False) -> Dict[
         'operator': Permissions(subscribe=tuple(_sensor_topics()) + (
             '/sync/window', '/policy/command', '/policy/action_chunk', '/arm/joint_states', '/arm/ee_pose',
             '/arm/status', '/diagnostics', '/rosout', f'{ns}/joint_states', '/tf', '/tf_static',
-            '/robot_description', f'{ns}/robot_description'),
+            '/robot_description', f'{ns}/robot_description', '/camera_primary/camera_info',
+            '/camera_wrist/camera_info'),
             request=('/arm/estop', '/policy/describe'),
             notes='ros2 CLI / rviz with --enclave /fuse/operator: watch, and call the e-stop'),
     }
