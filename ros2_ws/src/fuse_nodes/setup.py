@@ -8,6 +8,7 @@ NODES = [
     'sync_node', 'policy_node', 'arm_node', 'bag_player_node', 'recorder_node',
     'robot_state_node', 'viewer_node',
     'world_node', 'expert_node',
+    'teleop_node', 'episodes_node', 'episode_keys',
 ]
 
 setup(

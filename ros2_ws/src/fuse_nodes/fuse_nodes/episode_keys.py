@@ -1,0 +1,118 @@
+"""Terminal front end of the episode manager (plain terminal or tmux): one key per step."""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import termios
+import tty
+from typing import Optional
+
+import rclpy
+from fuse_interfaces.msg import EpisodeState
+from fuse_interfaces.srv import EndEpisode, ResetTask, SetInstruction
+from rclpy.node import Node
+from std_srvs.srv import Trigger
+
+from fuse_nodes.common import STATE_QOS
+
+HELP = ('[r] reset  [i] instruction  [enter] start  [1] success  [2] failure  [3] discard  '
+        '[n] note for the next end  [x] abort  [q] quit')
+
+
+class EpisodeKeys(Node):
+    def __init__(self) -> None:
+        super().__init__('episode_keys')
+        self.state: Optional[EpisodeState] = None
+        self.note = ''
+        self.create_subscription(EpisodeState, '/episodes/state', self._on_state, STATE_QOS)
+        self.reset = self.create_client(ResetTask, '/episodes/reset')
+        self.instr = self.create_client(SetInstruction, '/episodes/set_instruction')
+        self.start = self.create_client(Trigger, '/episodes/start')
+        self.abort = self.create_client(Trigger, '/episodes/abort')
+        self.end = self.create_client(EndEpisode, '/episodes/end')
+        self._line = ''
+
+    def _on_state(self, msg: EpisodeState) -> None:
+        self.state = msg
+        ep = msg.episode_id or msg.last_episode_id
+        line = (f'{msg.state:<9} {ep} task {msg.task or "-"} seed {msg.seed} '
+                f'"{msg.instruction}" {msg.elapsed_s:5.1f} s | {msg.episodes_recorded} done, last '
+                f'{msg.last_outcome or "-"} | {msg.message}')
+        if line != self._line:
+            self._line = line
+            sys.stdout.write('\r\x1b[2K' + line[:200])
+            sys.stdout.flush()
+
+    def call(self, client, request) -> str:
+        if not client.wait_for_service(timeout_sec=2.0):
+            return f'{client.srv_name} not available'
+        fut = client.call_async(request)
+        rclpy.spin_until_future_complete(self, fut, timeout_sec=5.0)
+        res = fut.result()
+        return res.message if res is not None else 'no answer'
+
+    def ask(self, prompt: str, fd: int, saved) -> str:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        try:
+            return input(f'\n{prompt}: ').strip()
+        finally:
+            tty.setcbreak(fd)
+
+    def handle(self, ch: str, fd: int, saved) -> bool:
+        msg = ''
+        if ch == 'q':
+            return False
+        if ch == 'r':
+            msg = self.call(self.reset, ResetTask.Request(task='', seed=-1))
+        elif ch == 'i':
+            msg = self.call(self.instr, SetInstruction.Request(instruction=self.ask('instruction', fd, saved)))
+        elif ch in ('\n', '\r'):
+            msg = self.call(self.start, Trigger.Request())
+        elif ch in ('1', '2', '3'):
+            outcome = {'1': 'success', '2': 'failure', '3': 'discard'}[ch]
+            msg = self.call(self.end, EndEpisode.Request(outcome=outcome, note=self.note))
+            self.note = ''
+        elif ch == 'n':
+            self.note = self.ask('note', fd, saved)
+            msg = f'note kept for the next end: {self.note!r}'
+        elif ch == 'x':
+            msg = self.call(self.abort, Trigger.Request())
+        elif ch in ('h', '?'):
+            msg = HELP
+        if msg:
+            sys.stdout.write(f'\n{msg}\n')
+            self._line = ''
+        return True
+
+
+def main(args=None) -> int:
+    fd = sys.stdin.fileno()
+    if not os.isatty(fd):
+        print('episode_keys needs a terminal (it reads single keys)', file=sys.stderr)
+        return 2
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = EpisodeKeys()
+    saved = termios.tcgetattr(fd)
+    print(HELP)
+    try:
+        tty.setcbreak(fd)
+        while rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if select.select([fd], [], [], 0)[0]:
+                ch = os.read(fd, 1).decode(errors='ignore').lower()
+                if not node.handle(ch, fd, saved):
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        print()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Episode manager + teleop (fake device) + arm (mock) + recorder as processes: a reset with a
+(fake) twin world reset, a recorded episode whose bag holds the sent and the applied commands,
+the outcome, and a teleop hold when not recording."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from support.ros_harness import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_node, tmp_path):
+    import rclpy
+    from fuse_interfaces.msg import DeltaEECommand, EpisodeState
+    from fuse_interfaces.srv import EndEpisode, ResetTask
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.serialization import deserialize_message
+
+    from fuse_core.bag import BagReader
+    from fuse_core.episodes import COMPLETE, load_episode
+    from fuse_nodes.common import CONTROL_QOS, STATE_QOS
+    node = rclpy.create_node('episodes_test', context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+
+    def spin():
+        ex.spin_once(timeout_sec=0.02)
+    resets = []
+
+    def world_reset(req, res):  # a small stand-in for the twin's /world/reset
+        resets.append((req.task, req.seed))
+        res.success, res.message, res.task, res.seed = True, 'reset', req.task or 'pick_cube', 11
+        res.instruction, res.tasks = 'pick up the red cube', ['pick_cube']
+        return res
+    node.create_service(ResetTask, '/world/reset', world_reset)
+    states, commands = [], []
+    node.create_subscription(EpisodeState, '/episodes/state', states.append, STATE_QOS)
+    node.create_subscription(DeltaEECommand, '/policy/command', commands.append, CONTROL_QOS)
+
+    root = tmp_path / 'episodes'
+    rec = launch_node('fuse_nodes.recorder_node', 'recorder',
+                      params={'output_dir': str(root), 'mode': 'episodes',
+                              'topics': ['/arm/applied_command', '/policy/command', '/arm/ee_pose'],
+                              'record_episode_topics': False})
+    arm = launch_node('fuse_nodes.arm_node', 'arm',
+                      params={'backend': 'mock', 'commander': '/teleop', 'motion_services': True})
+    tele = launch_node('fuse_nodes.teleop_node', 'teleop', params={'device': 'fake'})
+    epi = launch_node('fuse_nodes.episodes_node', 'episodes',
+                      params={'world': 'twin', 'world_reset': True, 'task': 'pick_cube', 'seed': 11,
+                              'capture_backgrounds': False, 'action_source': 'fake', 'operator': 'test'})
+    procs = (rec, arm, tele, epi)
+    logs = lambda: '\n'.join(p.log()[-3000:] for p in procs)  # noqa: E731
+    assert wait_for(lambda: states and commands, 30, spin), logs()
+    # Not recording: the teleop holds, naming why.
+    assert wait_for(lambda: commands[-1].hold and 'not recording' in commands[-1].reason, 5, spin), logs()
+    client = node.create_client(ResetTask, '/episodes/reset')
+    assert client.wait_for_service(timeout_sec=20)
+    fut = client.call_async(ResetTask.Request(task='', seed=-1))
+    assert wait_for(fut.done, 10, spin) and fut.result().success, fut.result().message
+    assert wait_for(lambda: states[-1].state == 'recording', 40, spin), logs()
+    assert resets == [('pick_cube', 11)]
+    st = states[-1]
+    assert (st.task, st.seed, st.instruction) == ('pick_cube', 11, 'pick up the red cube')
+    episode_id = st.episode_id
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.5:
+        spin()
+    assert any(not c.hold for c in commands), logs()
+    end = node.create_client(EndEpisode, '/episodes/end')
+    assert end.wait_for_service(timeout_sec=10)
+    fut = end.call_async(EndEpisode.Request(outcome='success', note='fake operator'))
+    assert wait_for(fut.done, 10, spin) and fut.result().success, fut.result().message
+    assert wait_for(lambda: states[-1].state == 'idle' and states[-1].last_outcome == 'success', 10, spin)
+    assert wait_for(lambda: (root / episode_id / 'metadata.yaml').is_file(), 10, spin), logs()
+    md = load_episode(root / episode_id)
+    assert (md.status, md.outcome, md.task, md.seed, md.operator, md.action_source, md.world) == \
+        (COMPLETE, 'success', 'pick_cube', 11, 'test', 'fake', 'twin')
+    r = BagReader(root / episode_id, verify=True)
+    applied = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/arm/applied_command'])]
+    sent = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/policy/command'])]
+    moves = [a for a in applied if not a.hold]
+    assert len(moves) >= 5, (len(applied), logs())
+    # The fake operator pushes +x at half deflection: 0.5 * 0.02 m per tick, applied as sent.
+    np.testing.assert_allclose([a.translation[0] for a in moves], 0.01, atol=1e-6)
+    by_tick = {c.tick_index: c for c in sent}
+    assert all(a.tick_index in by_tick for a in moves[1:])
+    ex.shutdown()
+    node.destroy_node()
+    for p in procs:
+        assert p.stop() == 0, p.log()
