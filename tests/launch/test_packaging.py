@@ -37,8 +37,9 @@ IMPORT_TO_DEP = {
 # Installed by pip in the docker image and by setup.sh (no rosdep key): documented in README.
 PIP_ONLY = {'python3-onnxruntime-pip', 'python3-sounddevice-pip', 'digit-interface-pip', 'python3-mcap-pip',
             'python3-mcap-ros2-pip', 'python3-tokenizers-pip', 'python3-mujoco-pip', 'python3-foxglove-sdk-pip'}
-# Imported only when the user selects the hardware that needs them, on the robot machine.
-OPTIONAL = {'interbotix_xs_modules', 'interbotix_common_modules', 'python3-evdev', 'python3-hid-pip'}
+# Imported only when the user selects the hardware that needs them, on the robot machine
+# (evdev, hidapi: requirements/teleop.txt).
+OPTIONAL = {'interbotix_xs_modules', 'interbotix_common_modules', 'evdev', 'hid'}
 
 
 def _deps(pkg: str) -> set:
