@@ -76,7 +76,9 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     fut = end.call_async(EndEpisode.Request(outcome='success', note='fake operator'))
     assert wait_for(fut.done, 10, spin) and fut.result().success, fut.result().message
     assert wait_for(lambda: states[-1].state == 'idle' and states[-1].last_outcome == 'success', 10, spin)
-    assert wait_for(lambda: (root / episode_id / 'metadata.yaml').is_file(), 10, spin), logs()
+    # The bag closes first, then episode.json turns complete.
+    assert wait_for(lambda: (root / episode_id / 'metadata.yaml').is_file()
+                    and load_episode(root / episode_id).status == COMPLETE, 10, spin), logs()
     md = load_episode(root / episode_id)
     assert (md.status, md.outcome, md.task, md.seed, md.operator, md.action_source, md.world) == \
         (COMPLETE, 'success', 'pick_cube', 11, 'test', 'fake', 'twin')
