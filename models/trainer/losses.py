@@ -7,34 +7,13 @@ from typing import Dict, Mapping, Optional, Tuple
 import torch
 from torch.nn import functional as F
 
-#: FuSe's modality combinations in order (index = the generative head's modality_index).
-MODALITY_COMBINATIONS = (
-    'simple',
-    '',
-    'visual',
-    'tactile',
-    'audio',
-    'visual,tactile',
-    'visual,audio',
-    'tactile,audio',
-    'visual,tactile,audio',
+from .combos import (  # noqa: F401  (re-exported)
+    CONTRASTIVE_COMBINATIONS,
+    GENERATIVE_COMBINATIONS,
+    MODALITY_COMBINATIONS,
+    allowed_combinations,
+    combination_modalities,
 )
-#: Contrastive: every combination but the unused ''; generative: also without 'simple'.
-CONTRASTIVE_COMBINATIONS = tuple(c for c in MODALITY_COMBINATIONS if c)
-GENERATIVE_COMBINATIONS = tuple(c for c in MODALITY_COMBINATIONS if c and c != 'simple')
-
-
-def combination_modalities(combo: str) -> frozenset:
-    """'visual,tactile' -> {'visual', 'tactile'}; 'simple' -> every modality."""
-    if combo == 'simple':
-        return frozenset({'visual', 'tactile', 'audio'})
-    return frozenset(m for m in combo.split(',') if m)
-
-
-def allowed_combinations(modalities, combos=MODALITY_COMBINATIONS) -> Tuple[str, ...]:
-    """The combinations a model with these modalities can be trained on ('simple' always)."""
-    have = frozenset(modalities)
-    return tuple(c for c in combos if c and (c == 'simple' or combination_modalities(c) <= have))
 
 
 def action_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

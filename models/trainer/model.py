@@ -1,0 +1,381 @@
+"""Compact FuSe-shaped models (the reference model's family) with FuSe's auxiliary heads.
+
+Camera stems, a tactile encoder shared by both DIGITs and a spectrogram encoder turn one
+timestep into token groups; a small language encoder embeds the instruction; a block-causal
+transformer over [language | step 0: groups, readouts | step 1: ...] gives an action readout
+(-> a chunk of `horizon` actions, Octo's tanh-bounded MSE head) and language readouts (->
+FuSe's contrastive head, and with a per-combination class token the generative head that
+predicts the instruction's token ids from the observations of some modalities only).
+The graphs exported for the bundle are thin wrappers around these modules (export.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .losses import MODALITY_COMBINATIONS, combination_modalities
+
+TACTILE_MEAN = (-5.905e-4, -4.9817e-4, -1.8213e-4)
+TACTILE_STD = (0.021789, 0.012957, 0.018641)
+#: token group -> (model inputs, modality), in sequence order (as the reference bundle).
+GROUPS = {
+    'digits': (('image_digit_left', 'image_digit_right'), 'tactile'),
+    'spectro': (('mel_spectro',), 'audio'),
+    'primary': (('image_primary',), 'visual'),
+    'wrist': (('image_wrist',), 'visual'),
+}
+
+
+@dataclass
+class ModelConfig:
+    inputs: Tuple[str, ...] = ('image_primary', 'image_wrist', 'image_digit_left', 'image_digit_right', 'mel_spectro')
+    window: int = 2
+    horizon: int = 4
+    action_dim: int = 7
+    token_dim: int = 64
+    layers: int = 2
+    heads: int = 4
+    mlp_dim: int = 256
+    lang_dim: int = 64
+    max_length: int = 24
+    vocab_size: int = 512
+    lang_readouts: int = 4
+    latent_dim: int = 128
+    max_action: float = 5.0  # Octo's MSE head: tanh(x / max) * max
+
+    def __post_init__(self) -> None:
+        self.inputs = tuple(self.inputs)
+        known = {n for ins, _ in GROUPS.values() for n in ins}
+        bad = [n for n in self.inputs if n not in known]
+        if bad:
+            raise ValueError(f'unknown model input(s) {bad}; known: {sorted(known)}')
+        if self.token_dim % self.heads:
+            raise ValueError(f'token_dim {self.token_dim} must be a multiple of heads {self.heads}')
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d['inputs'] = list(self.inputs)
+        return d
+
+    @property
+    def groups(self) -> Tuple[str, ...]:
+        return tuple(g for g, (ins, _) in GROUPS.items() if any(n in self.inputs for n in ins))
+
+    @property
+    def modalities(self) -> frozenset:
+        return frozenset(GROUPS[g][1] for g in self.groups)
+
+
+def gelu(x):
+    return F.gelu(x, approximate='tanh')
+
+
+class CameraStem(nn.Module):
+    """uint8 RGB (B, H, W, 3) -> (B, N, D); the zero goal image and x/127.5-1 as in FuSe."""
+
+    def __init__(self, d: int, patch1: int, patch2: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(6, 16, patch1, stride=patch1)
+        self.conv2 = nn.Conv2d(16, d, patch2, stride=patch2)
+
+    def forward(self, image):
+        x = image.to(torch.float32)
+        x = torch.cat([x, torch.zeros_like(x)], dim=-1) / 127.5 - 1.0
+        x = self.conv2(gelu(self.conv1(x.permute(0, 3, 1, 2))))
+        return x.flatten(2).transpose(1, 2)
+
+
+class TactileEncoder(nn.Module):
+    """int16 frame-minus-background (B, 224, 224, 3) -> one (B, D) token; FuSe's x/255 standardisation."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.register_buffer('mean', torch.tensor(TACTILE_MEAN).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor(TACTILE_STD).view(1, 3, 1, 1))
+        self.conv1 = nn.Conv2d(3, 16, 16, stride=16)
+        self.conv2 = nn.Conv2d(16, d, 2, stride=2)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, frame):
+        x = (frame.to(torch.float32).permute(0, 3, 1, 2) / 255.0 - self.mean) / self.std
+        x = self.conv2(gelu(self.conv1(x)))
+        return self.proj(x.mean(dim=(2, 3)))
+
+
+class SpectroEncoder(nn.Module):
+    """dB mel spectrogram (B, 128, 128) -> (B, 16, D); scaled x/127.5-1 as in FuSe."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 8, stride=8)
+        self.conv2 = nn.Conv2d(16, d, 4, stride=4)
+
+    def forward(self, spec):
+        x = self.conv2(gelu(self.conv1((spec / 127.5 - 1.0).unsqueeze(1))))
+        return x.flatten(2).transpose(1, 2)
+
+
+class ObservationEncoder(nn.Module):
+    """One timestep of every input (B, *shape) -> {group: (B, n, D)}."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        d = cfg.token_dim
+        self.cfg = cfg
+        mods = {}
+        if 'image_primary' in cfg.inputs:
+            mods['primary'] = CameraStem(d, 8, 4)  # 256 -> 8x8 = 64 tokens
+        if 'image_wrist' in cfg.inputs:
+            mods['wrist'] = CameraStem(d, 8, 4)  # 128 -> 4x4 = 16 tokens
+        if 'image_digit_left' in cfg.inputs or 'image_digit_right' in cfg.inputs:
+            mods['digits'] = TactileEncoder(d)  # shared by both DIGITs, one token each
+        if 'mel_spectro' in cfg.inputs:
+            mods['spectro'] = SpectroEncoder(d)
+        self.stems = nn.ModuleDict(mods)
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        out = {}
+        for g in self.cfg.groups:
+            if g == 'digits':
+                names = [n for n in GROUPS['digits'][0] if n in self.cfg.inputs]
+                out[g] = torch.stack([self.stems[g](obs[n]) for n in names], dim=1)
+            else:
+                out[g] = self.stems[g](obs[GROUPS[g][0][0]])
+        return out
+
+
+TOKENS_PER_GROUP = {'primary': 64, 'wrist': 16, 'spectro': 16}
+
+
+def group_tokens(cfg: ModelConfig, group: str) -> int:
+    if group == 'digits':
+        return sum(n in cfg.inputs for n in GROUPS['digits'][0])
+    return TOKENS_PER_GROUP[group]
+
+
+class LanguageEncoder(nn.Module):
+    """input_ids, attention_mask (B, L) -> (B, L, lang_dim)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.lang_dim)
+        self.pos = nn.Parameter(torch.randn(cfg.max_length, cfg.lang_dim) * 0.02)
+        self.mix = nn.Linear(2 * cfg.lang_dim, cfg.lang_dim)
+        self.norm = nn.LayerNorm(cfg.lang_dim, eps=1e-6)
+
+    def forward(self, input_ids, attention_mask):
+        m = attention_mask.to(torch.float32).unsqueeze(-1)
+        x = (self.embed(input_ids) + self.pos) * m
+        pooled = x.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1.0)
+        x = x + gelu(self.mix(torch.cat([x, pooled.expand_as(x)], dim=-1)))
+        return self.norm(x)
+
+
+class Block(nn.Module):
+    def __init__(self, d: int, heads: int, mlp: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d, eps=1e-6)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d, eps=1e-6)
+        self.fc1 = nn.Linear(d, mlp)
+        self.fc2 = nn.Linear(mlp, d)
+
+    def forward(self, x, bias):
+        b, t, d = x.shape
+        h = self.heads
+        q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h) + bias, dim=-1)
+        x = x + self.out((att @ v).transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(gelu(self.fc1(self.ln2(x))))
+
+
+class AttentionPool(nn.Module):
+    """Multi-head attention pooling (Octo's MAP head): n learned queries over (B, T, D) tokens."""
+
+    def __init__(self, d: int, heads: int, queries: int = 1) -> None:
+        super().__init__()
+        self.heads = heads
+        self.query = nn.Parameter(torch.randn(queries, d) * 0.02)
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.out = nn.Linear(d, d)
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.fc1 = nn.Linear(d, 2 * d)
+        self.fc2 = nn.Linear(2 * d, d)
+
+    def forward(self, x, key_ok: Optional[torch.Tensor] = None):
+        b, t, d = x.shape
+        h, n = self.heads, self.query.shape[0]
+        q = self.q(self.query).reshape(1, n, h, d // h).permute(0, 2, 1, 3)
+        k, v = self.kv(x).reshape(b, t, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+        if key_ok is not None:
+            logits = logits + torch.where(key_ok, 0.0, -1e9)[:, None, None, :]
+        y = (torch.softmax(logits, dim=-1) @ v).transpose(1, 2).reshape(b, n, d)
+        y = self.out(y)
+        return y + self.fc2(gelu(self.fc1(self.ln(y))))
+
+
+class FuseModel(nn.Module):
+    """The whole trainable model. forward(batch) returns the heads' outputs for the losses."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, W, R = cfg.token_dim, cfg.window, cfg.lang_readouts
+        self.encoder = ObservationEncoder(cfg)
+        self.language = LanguageEncoder(cfg)
+        self.lang_proj = nn.Linear(cfg.lang_dim, d)
+        self.lang_pos = nn.Parameter(torch.randn(cfg.max_length, d) * 0.02)
+        # one positional table per group, so adding a sensor keeps the other tables' shapes
+        self.group_pos = nn.ParameterDict({g: nn.Parameter(torch.randn(group_tokens(cfg, g), d) * 0.02)
+                                           for g in cfg.groups})
+        self.step_pos = nn.Parameter(torch.randn(W, d) * 0.02)
+        self.action_readout = nn.Parameter(torch.randn(d) * 0.02)
+        self.lang_readout = nn.Parameter(torch.randn(R, d) * 0.02)
+        self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.mlp_dim) for _ in range(cfg.layers)])
+        self.ln = nn.LayerNorm(d, eps=1e-6)
+        self.head1 = nn.Linear(d, 256)
+        self.head2 = nn.Linear(256, cfg.horizon * cfg.action_dim)
+        # contrastive head (FuSe's CLIP head): readouts and instruction, each pooled and projected
+        self.clip_obs_pool = AttentionPool(d, cfg.heads)
+        self.clip_text_pool = AttentionPool(cfg.lang_dim, 4 if cfg.lang_dim % 4 == 0 else 1)
+        self.clip_obs_proj = nn.Linear(d, cfg.latent_dim)
+        self.clip_text_proj = nn.Linear(cfg.lang_dim, cfg.latent_dim)
+        self.temperature = nn.Parameter(torch.tensor(1.0))
+        # generative head: readouts + a class token per combination -> max_length token ids
+        self.gen_class = nn.Parameter(torch.randn(len(MODALITY_COMBINATIONS), d) * 0.02)
+        self.gen_pool = AttentionPool(d, cfg.heads, queries=cfg.max_length)
+        self.gen_vocab = nn.Linear(d, cfg.vocab_size)
+        n_obs = sum(group_tokens(cfg, g) for g in cfg.groups)
+        self.n_obs = n_obs
+        self.register_buffer('allowed', self._block_causal(n_obs), persistent=False)
+        table = torch.zeros(len(MODALITY_COMBINATIONS), len(cfg.groups), dtype=torch.bool)
+        for i, combo in enumerate(MODALITY_COMBINATIONS):
+            keep = combination_modalities(combo) if combo else frozenset()
+            for j, g in enumerate(cfg.groups):
+                table[i, j] = GROUPS[g][1] in keep
+        self.register_buffer('modality_groups', table, persistent=False)
+
+    # --- the block-causal transformer ----------------------------------------------------------
+    def _block_causal(self, n_obs: int) -> torch.Tensor:
+        """(T, T) allowed pairs: language is a prefix all see; observation tokens see language and
+        observations of their own and earlier steps; a readout sees the same plus itself;
+        nothing else attends to a readout (Octo's rule)."""
+        L, W, R = self.cfg.max_length, self.cfg.window, self.cfg.lang_readouts
+        per = n_obs + 1 + R
+        T = L + W * per
+        allowed = torch.zeros(T, T, dtype=torch.bool)
+        allowed[:, :L] = True
+        for t in range(W):
+            q0 = L + t * per
+            for s in range(t + 1):
+                k0 = L + s * per
+                allowed[q0: q0 + per, k0: k0 + n_obs] = True
+            for r in range(1 + R):
+                allowed[q0 + n_obs + r, q0 + n_obs + r] = True
+        return allowed
+
+    def transformer(self, tokens: Mapping[str, torch.Tensor], pad: torch.Tensor,
+                    language: Optional[torch.Tensor], keep: Optional[torch.Tensor] = None):
+        """tokens: {group: (B, W, n, D)}; pad (B, W) bool; language (B, L, lang_dim) or None (no
+        instruction: the language keys are masked); keep (n_groups,) bool: groups visible.
+        Returns (action readout (B, D), language readouts (B, R, D)) of the newest step."""
+        cfg = self.cfg
+        L, W, R, d = cfg.max_length, cfg.window, cfg.lang_readouts, cfg.token_dim
+        first = tokens[cfg.groups[0]]
+        b = first.shape[0]
+        parts, oks = [], []
+        for j, g in enumerate(cfg.groups):
+            x = tokens[g] + self.group_pos[g]
+            parts.append(x)
+            ok = pad.unsqueeze(-1).expand(b, W, x.shape[2])
+            if keep is not None:
+                ok = ok & keep[j]
+            oks.append(ok)
+        readouts = torch.cat([self.action_readout.unsqueeze(0), self.lang_readout], dim=0)
+        parts.append(readouts.view(1, 1, 1 + R, d).expand(b, W, 1 + R, d))
+        oks.append(torch.ones(b, W, 1 + R, dtype=torch.bool, device=first.device))
+        steps = (torch.cat(parts, dim=2) + self.step_pos.view(1, W, 1, d)).reshape(b, -1, d)
+        step_ok = torch.cat(oks, dim=2).reshape(b, -1)
+        if language is None:
+            lang = self.lang_pos.unsqueeze(0).expand(b, L, d)
+            lang_ok = torch.zeros(b, L, dtype=torch.bool, device=first.device)
+        else:
+            lang = self.lang_proj(language) + self.lang_pos
+            lang_ok = torch.ones(b, L, dtype=torch.bool, device=first.device)
+        x = torch.cat([lang, steps], dim=1)
+        key_ok = torch.cat([lang_ok, step_ok], dim=1)
+        allowed = self.allowed.unsqueeze(0) & key_ok.unsqueeze(1)
+        bias = torch.where(allowed, 0.0, -1e9).unsqueeze(1)
+        for blk in self.blocks:
+            x = blk(x, bias)
+        x = self.ln(x)
+        r0 = L + (W - 1) * (self.n_obs + 1 + R) + self.n_obs
+        return x[:, r0], x[:, r0 + 1: r0 + 1 + R]
+
+    # --- heads ----------------------------------------------------------------------------------
+    def action_head(self, readout):
+        m = self.cfg.max_action
+        out = torch.tanh(self.head2(gelu(self.head1(readout))) / m) * m
+        return out.reshape(readout.shape[0], self.cfg.horizon, self.cfg.action_dim)
+
+    def obs_latent(self, lang_readouts):
+        return self.clip_obs_proj(self.clip_obs_pool(lang_readouts)[:, 0])
+
+    def text_latent(self, embedding, attention_mask):
+        return self.clip_text_proj(self.clip_text_pool(embedding, attention_mask.bool())[:, 0])
+
+    def gen_logits(self, lang_readouts, combo_index):
+        """(B, R, D) readouts and a (B,) int64 combination index -> (B, L, vocab) logits."""
+        cls = self.gen_class[combo_index].unsqueeze(1)
+        return self.gen_vocab(self.gen_pool(torch.cat([lang_readouts, cls], dim=1)))
+
+    def encode_window(self, obs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """{input: (B, W, *shape)} -> {group: (B, W, n, D)} (the encoder runs per timestep)."""
+        any_x = obs[self.cfg.inputs[0]]
+        b, W = any_x.shape[:2]
+        flat = {n: obs[n].reshape(b * W, *obs[n].shape[2:]) for n in self.cfg.inputs}
+        return {g: t.reshape(b, W, *t.shape[1:]) for g, t in self.encoder(flat).items()}
+
+    def forward(self, batch: Mapping[str, torch.Tensor], contrastive: Sequence[str] = (),
+                generative: Sequence[str] = ()) -> Dict[str, object]:
+        """Action chunk for the instruction, and (when asked) the auxiliary heads' outputs.
+
+        batch: inputs (B, W, ...), timestep_pad_mask, input_ids/attention_mask (B, L), and per
+        combination c: ids_<c>, mask_<c> (B, L). Returns {'action': (B, H, A), 'obs_latent',
+        'text_latent': {c: (B, E)}, 'gen_logits': {c: (B, L, V)}}.
+        """
+        tokens = self.encode_window(batch)
+        pad = batch['timestep_pad_mask']
+        lang = self.language(batch['input_ids'], batch['attention_mask'])
+        readout, _ = self.transformer(tokens, pad, lang)
+        out: Dict[str, object] = {'action': self.action_head(readout)}
+        if contrastive or generative:
+            full = torch.ones(len(self.cfg.groups), dtype=torch.bool, device=pad.device)
+            _, lang_r = self.transformer(tokens, pad, None, full)  # no instruction, every modality
+            passes = {tuple(full.tolist()): lang_r}
+        if contrastive:
+            out['obs_latent'] = self.obs_latent(lang_r)
+            out['text_latent'] = {c: self.text_latent(self.language(batch[f'ids_{c}'], batch[f'mask_{c}']),
+                                                      batch[f'mask_{c}']) for c in contrastive}
+        if generative:
+            gl = {}
+            for c in generative:
+                i = MODALITY_COMBINATIONS.index(c)
+                keep = self.modality_groups[i]
+                key = tuple(keep.tolist())
+                if key not in passes:
+                    passes[key] = self.transformer(tokens, pad, None, keep)[1]
+                idx = torch.full((pad.shape[0],), i, dtype=torch.long, device=pad.device)
+                gl[c] = self.gen_logits(passes[key], idx)
+            out['gen_logits'] = gl
+        return out

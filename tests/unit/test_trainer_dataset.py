@@ -1,0 +1,133 @@
+"""The trainer's LeRobotDataset v3 reader: windows, statistics, and bad datasets refused by name."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip('pyarrow', reason="the trainer's dataset reader needs pyarrow: ./setup.sh --train")
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from models.trainer.dataset import INSTRUCTIONS_FILE, LeRobotWindows, write_tiny_dataset  # noqa: E402
+from models.trainer.errors import DatasetError  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp('ds') / 'tiny', episodes=3, length=5)
+
+
+def _info(root):
+    return json.loads((root / 'meta' / 'info.json').read_text())
+
+
+def _copy(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_windows_pad_the_history_and_the_chunk_at_episode_edges(tiny):
+    data = LeRobotWindows(tiny)
+    assert data.inputs == ('image_primary', 'image_wrist', 'image_digit_left', 'image_digit_right', 'mel_spectro')
+    assert len(data) == 15 and data.episode_ids == [0, 1, 2]
+    stats = data.action_statistics()
+    assert stats['action']['mask'] == [True] * 6 + [False] and stats['num_trajectories'] == 3
+    first = data.sample(0, stats)
+    assert first['timestep_pad_mask'].tolist() == [False, True]
+    assert first['image_primary'].shape == (2, 256, 256, 3) and first['image_primary'].dtype == np.uint8
+    assert first['image_digit_left'].dtype == np.int16 and first['mel_spectro'].shape == (2, 128, 128)
+    last = data.sample(4, stats)  # the episode's last frame: one real action, three padded
+    assert last['action_mask'].tolist() == [True, False, False, False]
+    raw = data.frames.action[4]
+    a = stats['action']
+    expected = (raw[:6] - np.array(a['mean'][:6])) / np.array(a['std'][:6])
+    assert last['action'][0, :6] == pytest.approx(expected, abs=1e-5)
+    assert last['action'][:, 6].tolist() == [0.0] * 4  # gripper closed in the second half, binarised
+    mid = data.sample(1, stats)
+    assert mid['timestep_pad_mask'].tolist() == [True, True]
+    # a pressed DIGIT shows as frame minus background (soft episode 0, from frame 1 on)
+    assert np.abs(mid['image_digit_left'][1]).max() > 30 and np.abs(first['image_digit_left'][1]).max() == 0
+
+
+def test_instructions_come_from_the_task_and_the_modality_file(tiny):
+    data = LeRobotWindows(tiny)
+    assert data.instructions[0]['simple'] == 'pick up the soft cube'
+    assert data.instructions[0]['tactile'] == 'pick up the cube that feels soft'
+    counts = data.combination_counts()
+    assert counts['tactile'] == 3 and counts['visual,audio'] == 0
+
+
+def test_missing_feature_is_named(tiny, tmp_path):
+    root = _copy(tiny, tmp_path / 'd')
+    info = _info(root)
+    del info['features']['observation.images.digit_left_background']
+    (root / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match='digit_left_background'):
+        LeRobotWindows(root)
+    # asking only for inputs that are there works
+    assert LeRobotWindows(root, inputs=['image_primary']).inputs == ('image_primary',)
+
+
+def test_mismatched_shapes_and_video_features_are_refused(tiny, tmp_path):
+    root = _copy(tiny, tmp_path / 'd')
+    info = _info(root)
+    info['features']['action']['shape'] = [6]
+    (root / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match=r"'action' has shape \[6\]"):
+        LeRobotWindows(root)
+    info['features']['action']['shape'] = [7]
+    info['features']['observation.images.wrist']['dtype'] = 'video'
+    (root / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match='stored as video'):
+        LeRobotWindows(root)
+    info['features']['observation.images.wrist']['dtype'] = 'image'
+    info['features']['observation.mel_spectro']['shape'] = [64, 128]
+    (root / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match='mel_spectro'):
+        LeRobotWindows(root)
+
+
+def test_column_missing_from_the_parquet_file_is_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    root = write_tiny_dataset(tmp_path / 'd', episodes=2, length=3, inputs=['image_wrist'])
+    f = root / 'data' / 'chunk-000' / 'file-000.parquet'
+    pq.write_table(pq.read_table(f).drop(['observation.images.wrist']), f)
+    with pytest.raises(DatasetError, match=r"column\(s\) \['observation.images.wrist'\] missing"):
+        LeRobotWindows(root)
+
+
+def test_no_modality_instructions_is_refused_for_the_auxiliary_losses(tmp_path):
+    root = write_tiny_dataset(tmp_path / 'd', episodes=2, length=3, inputs=['image_wrist'], instructions=False)
+    data = LeRobotWindows(root)
+    data.require_instructions(['simple'], 'the contrastive loss')  # the task alone is enough for simple
+    with pytest.raises(DatasetError, match=f'generative loss needs modality-specific.*{INSTRUCTIONS_FILE}'):
+        data.require_instructions(['visual'], 'the generative loss')
+    (root / INSTRUCTIONS_FILE).write_text(json.dumps({'tasks': {'pick up the soft cube': {'smell': 'x'}}}))
+    with pytest.raises(DatasetError, match="unknown combination.*'smell'"):
+        LeRobotWindows(root)
+
+
+def test_not_a_v3_dataset_and_frame_gaps_are_refused(tiny, tmp_path):
+    root = _copy(tiny, tmp_path / 'd')
+    info = _info(root)
+    info['codebase_version'] = 'v2.1'
+    (root / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match="'v2.1' is not a LeRobotDataset v3"):
+        LeRobotWindows(root)
+    import pyarrow.parquet as pq
+
+    root = write_tiny_dataset(tmp_path / 'g', episodes=2, length=4, inputs=['image_wrist'])
+    f = root / 'data' / 'chunk-000' / 'file-000.parquet'
+    t = pq.read_table(f)
+    pq.write_table(t.filter(np.arange(len(t)) != 2), f)
+    with pytest.raises(DatasetError, match='episode 0 frame_index'):
+        LeRobotWindows(root)

@@ -1,0 +1,122 @@
+"""The trainer runs on a tiny dataset, exports a bundle with ONNX parity < 1e-4, and resumes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch', reason='the trainer needs PyTorch: ./setup.sh --train')
+pytest.importorskip('pyarrow', reason="the trainer's dataset reader needs pyarrow: ./setup.sh --train")
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from models.trainer.dataset import write_tiny_dataset  # noqa: E402
+from models.trainer.errors import DatasetError, ParityError, TrainerError  # noqa: E402
+from models.trainer.export import export_bundle  # noqa: E402
+from models.trainer.model import FuseModel  # noqa: E402
+from models.trainer.run import export_run, parity_windows  # noqa: E402
+from models.trainer.train import TrainConfig, Trainer  # noqa: E402
+
+SMALL = {'layers': 1, 'mlp_dim': 64, 'vocab_size': 64, 'latent_dim': 32, 'lang_readouts': 2}
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp('ds') / 'tiny', episodes=3, length=4)
+
+
+def _cfg(dataset, out, **kw):
+    base = dict(dataset=str(dataset), out=str(out), steps=2, batch=2, log_every=1, checkpoint_every=1,
+                threads=1, model=dict(SMALL))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_every_modality_trains_with_both_auxiliary_losses_and_exports_with_parity(tiny, tmp_path):
+    logs = []
+    tr = Trainer(_cfg(tiny, tmp_path / 'run'), log=lambda *a, **k: logs.append(' '.join(map(str, a))))
+    assert len(tr.contrastive) == 8 and len(tr.generative) == 7
+    last = tr.run()
+    assert tr.step == 2 and {'action', 'contrastive', 'generative'} <= set(last)
+    assert all(np.isfinite(last[k]) for k in ('action', 'contrastive', 'generative'))
+    assert (tmp_path / 'run' / 'metrics.csv').read_text().count('\n') == 3  # header + 2 steps
+    assert (tmp_path / 'run' / 'checkpoints' / 'last.pt').is_file()
+    figures = export_run(tr, tmp_path / 'bundle', log=logs.append)
+    assert figures['action'] < 1e-4 and figures['generative'] < 1e-4
+    from fuse_core.bundle import PolicyRunner, load_bundle
+
+    bundle = load_bundle(tmp_path / 'bundle', providers='cpu')
+    assert bundle.manifest.input_names == tr.model_cfg.inputs
+    assert frozenset({'tactile'}) in bundle.modality_index and frozenset({'simple'}) not in bundle.modality_index
+    runner = PolicyRunner(bundle)
+    runner.set_instruction('pick up the soft cube')
+    obs, pad, _ = parity_windows(tr, n=1)[0]
+    from fuse_core.bundle import Observation
+
+    res = runner.infer(Observation(obs, pad))
+    assert res.actions.shape == (4, 7) and np.isfinite(res.actions).all()
+    text = runner.describe(Observation(obs, pad), ['tactile'])
+    assert isinstance(text, str)
+    # the gripper is left un-normalised: the manifest says so and the statistics agree
+    assert bundle.manifest.action.normalization.mask == (True,) * 6 + (False,)
+
+
+def test_parity_beyond_the_bound_writes_no_bundle(tiny, tmp_path):
+    tr = Trainer(_cfg(tiny, tmp_path / 'run', steps=1, inputs=('image_wrist',), contrastive_weight=0.0,
+                      generative_weight=0.0))
+    tr.run()
+    model = FuseModel(tr.model_cfg)
+    model.load_state_dict(tr.final_state())
+    with pytest.raises(ParityError, match='no bundle written'):
+        export_bundle(model, tr.tokenizer_json, tr.stats, tmp_path / 'b', parity_windows(tr, n=1),
+                      generative=False, parity_bound=1e-12, log=lambda *a: None)
+    assert not (tmp_path / 'b').exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.b.')]
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny, tmp_path):
+    kw = dict(inputs=('image_wrist',), contrastive_weight=0.0, generative_weight=0.0, steps=4)
+    straight = Trainer(_cfg(tiny, tmp_path / 'a', **kw), log=lambda *a, **k: None)
+    straight.run()
+    first = Trainer(_cfg(tiny, tmp_path / 'b', **kw), log=lambda *a, **k: None)
+    first.run(until=2)  # stopped there, as an interrupted run
+    resumed = Trainer(_cfg(tiny, tmp_path / 'b', **kw), log=lambda *a, **k: None)
+    assert resumed.resume() and resumed.step == 2
+    resumed.run()
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert [r['step'] for r in resumed.history] == [1, 2, 3, 4]
+
+
+def test_finetuning_anchors_the_pretrained_weights_and_adds_new_sensors(tiny, tmp_path):
+    kw = dict(contrastive_weight=0.0, generative_weight=0.0, steps=1)
+    pre = Trainer(_cfg(tiny, tmp_path / 'pre', inputs=('image_wrist',), **kw), log=lambda *a, **k: None)
+    pre.run()
+    ckpt = tmp_path / 'pre' / 'checkpoints' / 'last.pt'
+    ft = Trainer(_cfg(tiny, tmp_path / 'ft', inputs=('image_wrist', 'image_digit_left'), pretrained=str(ckpt),
+                      spd=1.0, l2sp=0.1, wise_alpha=0.5, **kw), log=lambda *a, **k: None)
+    assert 'encoder.stems.wrist.conv1.weight' in ft.theta0
+    assert not any(k.startswith('encoder.stems.digits') for k in ft.theta0)
+    row = ft.run()
+    assert row['l2sp'] >= 0.0
+    mixed = ft.final_state()
+    w_pre = pre.model.state_dict()['head2.weight']
+    w_ft = ft.model.state_dict()['head2.weight']
+    assert torch.allclose(mixed['head2.weight'], 0.5 * w_pre + 0.5 * w_ft)
+    new = 'encoder.stems.digits.proj.weight'
+    assert torch.equal(mixed[new], ft.model.state_dict()[new])
+
+
+def test_bad_configuration_is_refused_at_start(tiny, tmp_path):
+    with pytest.raises(TrainerError, match='need a pretrained checkpoint'):
+        _cfg(tiny, tmp_path / 'r', spd=1.0)
+    root = write_tiny_dataset(tmp_path / 'noinstr', episodes=2, length=3, inputs=['image_wrist'], instructions=False)
+    with pytest.raises(DatasetError, match='generative loss needs modality-specific instructions'):
+        Trainer(_cfg(root, tmp_path / 'r', contrastive_weight=0.0))
+    # without the auxiliary losses the same dataset trains
+    Trainer(_cfg(root, tmp_path / 'r2', contrastive_weight=0.0, generative_weight=0.0), log=lambda *a, **k: None)
