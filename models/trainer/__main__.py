@@ -70,6 +70,7 @@ def main(argv=None) -> int:
         trainer.run()
         if args.export and trainer.rank == 0:
             export_run(trainer, args.export, name=args.name, overwrite=True)
+        trainer.close()
         return 0
     except (TrainerError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)

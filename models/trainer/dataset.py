@@ -33,11 +33,14 @@ from .errors import DatasetError
 from .combos import MODALITY_COMBINATIONS
 
 #: model input -> (frame feature, background feature or None) in the dataset.
+#: The names are FuSe's RLDS observation keys under lerobot's `observation.images.` prefix, as the
+#: project's episode export (fuse_core.export) writes them: image_0 primary, image_1 wrist,
+#: digit_0 left, digit_1 right.
 FEATURES = {
-    'image_primary': ('observation.images.primary', None),
-    'image_wrist': ('observation.images.wrist', None),
-    'image_digit_left': ('observation.images.digit_left', 'observation.images.digit_left_background'),
-    'image_digit_right': ('observation.images.digit_right', 'observation.images.digit_right_background'),
+    'image_primary': ('observation.images.image_0', None),
+    'image_wrist': ('observation.images.image_1', None),
+    'image_digit_left': ('observation.images.digit_0', 'observation.images.digit_0_background'),
+    'image_digit_right': ('observation.images.digit_1', 'observation.images.digit_1_background'),
     'mel_spectro': ('observation.mel_spectro', None),
 }
 MODALITY = {

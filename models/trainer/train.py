@@ -352,6 +352,15 @@ class Trainer:
                 self.write_curves()
         return self.history[-1] if self.history else {}
 
+    def close(self) -> None:
+        """Leave the process group (torchrun runs)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
     def write_curves(self) -> None:
         """metrics.csv, metrics.json and (with matplotlib) curves.png in the run directory."""
         with open(self.out / 'metrics.csv', 'w', newline='') as f:

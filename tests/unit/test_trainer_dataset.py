@@ -68,9 +68,9 @@ def test_instructions_come_from_the_task_and_the_modality_file(tiny):
 def test_missing_feature_is_named(tiny, tmp_path):
     root = _copy(tiny, tmp_path / 'd')
     info = _info(root)
-    del info['features']['observation.images.digit_left_background']
+    del info['features']['observation.images.digit_0_background']
     (root / 'meta' / 'info.json').write_text(json.dumps(info))
-    with pytest.raises(DatasetError, match='digit_left_background'):
+    with pytest.raises(DatasetError, match='digit_0_background'):
         LeRobotWindows(root)
     # asking only for inputs that are there works
     assert LeRobotWindows(root, inputs=['image_primary']).inputs == ('image_primary',)
@@ -84,11 +84,11 @@ def test_mismatched_shapes_and_video_features_are_refused(tiny, tmp_path):
     with pytest.raises(DatasetError, match=r"'action' has shape \[6\]"):
         LeRobotWindows(root)
     info['features']['action']['shape'] = [7]
-    info['features']['observation.images.wrist']['dtype'] = 'video'
+    info['features']['observation.images.image_1']['dtype'] = 'video'
     (root / 'meta' / 'info.json').write_text(json.dumps(info))
     with pytest.raises(DatasetError, match='stored as video'):
         LeRobotWindows(root)
-    info['features']['observation.images.wrist']['dtype'] = 'image'
+    info['features']['observation.images.image_1']['dtype'] = 'image'
     info['features']['observation.mel_spectro']['shape'] = [64, 128]
     (root / 'meta' / 'info.json').write_text(json.dumps(info))
     with pytest.raises(DatasetError, match='mel_spectro'):
@@ -100,8 +100,8 @@ def test_column_missing_from_the_parquet_file_is_named(tmp_path):
 
     root = write_tiny_dataset(tmp_path / 'd', episodes=2, length=3, inputs=['image_wrist'])
     f = root / 'data' / 'chunk-000' / 'file-000.parquet'
-    pq.write_table(pq.read_table(f).drop(['observation.images.wrist']), f)
-    with pytest.raises(DatasetError, match=r"column\(s\) \['observation.images.wrist'\] missing"):
+    pq.write_table(pq.read_table(f).drop(['observation.images.image_1']), f)
+    with pytest.raises(DatasetError, match=r"column\(s\) \['observation.images.image_1'\] missing"):
         LeRobotWindows(root)
 
 
