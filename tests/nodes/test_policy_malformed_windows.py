@@ -40,6 +40,10 @@ def test_malformed_windows_become_holds_and_the_node_keeps_going(launch_node, rc
     w = make_window(manifest, 2, client.now_ns(), huge, ObservationWindow, ObservationTensor)
     cases[2] = (w, 'beyond')
     cases[3] = (window(3, client.now_ns() + 3600 * 10**9), 'future')
+    loud = dict(arrays)
+    loud[mel] = np.full_like(arrays[mel], 500.0)   # finite, but no log-mel spectrogram in dB
+    cases[45] = (make_window(manifest, 45, client.now_ns(), loud, ObservationWindow, ObservationTensor),
+                 'value_range')
     w = window(4)
     w.tensors[-1].dtype = '>f4'
     cases[4] = (w, 'big-endian')
@@ -51,7 +55,7 @@ def test_malformed_windows_become_holds_and_the_node_keeps_going(launch_node, rc
         t.dtype = str(rng.choice(['uint8', 'float32', 'int16', 'object', 'float64', 'U3']))
         t.data = rng.integers(0, 256, int(rng.choice([0, 5, 1000]))).astype(np.uint8).tolist()
         cases[tick] = (w, '')
-    for tick, (w, _) in cases.items():
+    for tick, (w, _) in sorted(cases.items()):
         pub.publish(w)
         assert wait_for(lambda: tick in commands, 10.0, spin), f'no answer to window {tick}:\n{proc.log()}'
     for tick, (_, needle) in cases.items():

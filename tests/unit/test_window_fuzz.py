@@ -49,3 +49,21 @@ def test_ten_thousand_fuzzed_tensors_decode_or_raise_conversion_error():
             decoded += 1
             assert arr.nbytes == n <= MAX_TENSOR_BYTES
     assert decoded > 50 and refused > 5000
+
+
+def test_manifest_value_range_round_trips_and_is_validated():
+    import copy
+
+    from fuse_core.bundle import read_manifest, resolve_bundle_path
+    from fuse_core.bundle.manifest import manifest_to_dict, parse_manifest
+    from fuse_core.errors import BundleError
+    m = read_manifest(resolve_bundle_path(''))
+    mel = next(s for s in m.inputs if s.name == 'mel_spectro')
+    assert mel.value_range == (-300.0, 200.0)
+    raw = manifest_to_dict(m)
+    assert parse_manifest(copy.deepcopy(raw)) == m
+    for bad in ([1.0], [5.0, 1.0], [0.0, float('inf')], 'x'):
+        broken = copy.deepcopy(raw)
+        next(i for i in broken['inputs'] if i['name'] == 'mel_spectro')['value_range'] = bad
+        with pytest.raises(BundleError, match='value_range'):
+            parse_manifest(broken)

@@ -66,6 +66,8 @@ class PolicyNode(Node):
             except InstructionError as exc:
                 raise ConfigError(f"{self.get_name()}: parameter 'instruction': {exc}") from exc
         m = bundle.manifest
+        # Declared value ranges of the inputs (manifest value_range), checked on every window.
+        self._ranges = {spec.name: spec.value_range for spec in m.inputs if spec.value_range is not None}
         self.get_logger().info(
             f'bundle {m.name!r} from {path} on {",".join(bundle.providers)} '
             f'({self.cfg.intra_op_threads} threads); inputs {list(m.input_names)}; '
@@ -153,6 +155,12 @@ class PolicyNode(Node):
                     if not np.isfinite(peak) or peak > MAX_ABS_FLOAT_INPUT:
                         raise ConversionError(f'tensor {t.name!r}: values up to {peak:.3g} '
                                               f'(non-finite or beyond +-{MAX_ABS_FLOAT_INPUT:g})')
+                declared = self._ranges.get(t.name)
+                if declared is not None and arr.size:
+                    low, high = float(np.min(arr)), float(np.max(arr))
+                    if low < declared[0] or high > declared[1]:
+                        raise ConversionError(f'tensor {t.name!r}: values {low:.4g}..{high:.4g} outside the '
+                                              f"manifest's value_range {list(declared)}")
                 valid[t.name] = [bool(v) for v in t.valid]
                 stamps[t.name] = [time_to_ns(s) for s in t.sample_stamps]
         except ConversionError as exc:

@@ -50,6 +50,8 @@ FUSE_OBSERVATION_INPUTS = [
         'dtype': 'float32',
         'stream': 'audio',
         'preprocess': {'op': 'passthrough'},
+        # log-mel power in dB (ref 1, top_db 80): far inside this for any microphone signal
+        'value_range': [-300.0, 200.0],
     },
 ]
 INPUT_DTYPES = ('uint8', 'int8', 'uint16', 'int16', 'int32', 'int64', 'float16', 'float32', 'float64', 'bool')
@@ -80,6 +82,7 @@ class InputSpec:
     stream: str
     preprocess: Preprocess
     required: bool = True  # False: the policy still runs when this input is stale (it is masked)
+    value_range: Optional[Tuple[float, float]] = None  # values outside: the window is refused
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,15 @@ def _parse_input(raw: Any, index: int) -> InputSpec:
     )
     stream = r.get('stream', str, check=lambda v: '' if v else 'must not be empty')
     required = r.get('required', bool, True)
+    value_range = None
+    if 'value_range' in r.data:
+        raw_range = r.get('value_range', list)
+        if (len(raw_range) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           and math.isfinite(v) for v in raw_range)
+                or not raw_range[0] < raw_range[1]):
+            raise BundleError(f'manifest: {r.where}.value_range must be [low, high], finite, low < high; '
+                              f'got {raw_range!r}')
+        value_range = (float(raw_range[0]), float(raw_range[1]))
     p = r.sub('preprocess')
     op = p.get(
         'op', str, check=lambda v: '' if v in PREPROCESS_OPS else f'is not one of {list(PREPROCESS_OPS)}'
@@ -270,6 +282,7 @@ def _parse_input(raw: Any, index: int) -> InputSpec:
         stream=stream,
         required=required,
         preprocess=Preprocess(op=op, size=size, interpolation=interp, options=options),
+        value_range=value_range,
     )
 
 
@@ -445,6 +458,8 @@ def manifest_to_dict(m: Manifest) -> Dict[str, Any]:
         }
         if not s.required:
             item['required'] = False
+        if s.value_range is not None:
+            item['value_range'] = list(s.value_range)
         inputs.append(item)
     out: Dict[str, Any] = {'format_version': m.format_version, 'name': m.name}
     if m.description:
