@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import time
@@ -28,6 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / 'ros2_ws' / 'src' / 'fuse_core'))
 
 from fuse_core.bundle import Observation, PolicyRunner, load_bundle, parse_manifest  # noqa: E402
+sys.path.insert(0, str(REPO))
+from models.trainer.model import Block as _Block, CameraStem as _CameraStem, gelu  # noqa: E402
+from models.trainer.model import SpectroEncoder as _SpectroEncoder, TactileEncoder as _TactileEncoder  # noqa: E402
 from fuse_core.bundle.tokenizers import HashWordsTokenizer  # noqa: E402
 
 # --- the FuSe observation and action spec (docs/FACTS.md section 1) ---------------------------
@@ -36,8 +38,6 @@ HORIZON, ACTION_DIM = 4, 7
 L, VOCAB, LANG_D = 24, 4096, 64
 D = 64  # token width of the reference transformer
 HEADS, LAYERS = 4, 2
-TACTILE_MEAN = (-5.905e-4, -4.9817e-4, -1.8213e-4)
-TACTILE_STD = (0.021789, 0.012957, 0.018641)
 # Normalisation of dims 0..5: Bridge-like magnitudes chosen by hand (metres, radians per 0.2 s
 # step); the synthetic data below is generated in normalised units, so these only scale it.
 ACTION_MEAN = [2.0e-4, 1.3e-4, -1.5e-4, -1.6e-4, -2.4e-4, 2.3e-4, 0.5]
@@ -50,57 +50,17 @@ INPUTS = FUSE_OBSERVATION_INPUTS
 INPUT_NAMES = [i['name'] for i in INPUTS]
 
 
-# --- model ------------------------------------------------------------------------------------
-def gelu(x):
-    return F.gelu(x, approximate='tanh')
+# --- model: the trainer's building blocks (models/trainer/model.py) at the reference sizes ----------
+def CameraStem(patch1: int, patch2: int) -> nn.Module:
+    return _CameraStem(D, patch1, patch2)
 
 
-class CameraStem(nn.Module):
-    """uint8 RGB (B, H, W, 3) -> (B, N, D); the zero goal image and x/127.5-1 as in FuSe."""
-
-    def __init__(self, patch1: int, patch2: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(6, 16, patch1, stride=patch1)
-        self.conv2 = nn.Conv2d(16, D, patch2, stride=patch2)
-
-    def forward(self, image):
-        x = image.to(torch.float32)
-        x = torch.cat([x, torch.zeros_like(x)], dim=-1) / 127.5 - 1.0
-        x = x.permute(0, 3, 1, 2)
-        x = self.conv2(gelu(self.conv1(x)))
-        return x.flatten(2).transpose(1, 2)
+def TactileEncoder() -> nn.Module:
+    return _TactileEncoder(D)
 
 
-class TactileEncoder(nn.Module):
-    """int16 frame-minus-background (B, 224, 224, 3) -> one (B, D) token; shared by both DIGITs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer('mean', torch.tensor(TACTILE_MEAN).view(1, 3, 1, 1))
-        self.register_buffer('std', torch.tensor(TACTILE_STD).view(1, 3, 1, 1))
-        self.conv1 = nn.Conv2d(3, 16, 16, stride=16)
-        self.conv2 = nn.Conv2d(16, D, 2, stride=2)
-        self.proj = nn.Linear(D, D)
-
-    def forward(self, frame):
-        x = frame.to(torch.float32).permute(0, 3, 1, 2) / 255.0
-        x = (x - self.mean) / self.std
-        x = self.conv2(gelu(self.conv1(x)))
-        return self.proj(x.mean(dim=(2, 3)))
-
-
-class SpectroEncoder(nn.Module):
-    """dB mel spectrogram (B, 128, 128) -> (B, 16, D); scaled x/127.5-1 as in FuSe."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 8, stride=8)
-        self.conv2 = nn.Conv2d(16, D, 4, stride=4)
-
-    def forward(self, spec):
-        x = (spec / 127.5 - 1.0).unsqueeze(1)
-        x = self.conv2(gelu(self.conv1(x)))
-        return x.flatten(2).transpose(1, 2)
+def SpectroEncoder() -> nn.Module:
+    return _SpectroEncoder(D)
 
 
 class ObservationEncoder(nn.Module):
@@ -136,22 +96,8 @@ class LanguageEncoder(nn.Module):
         return self.norm(x)
 
 
-class Block(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.ln1 = nn.LayerNorm(D, eps=1e-6)
-        self.qkv = nn.Linear(D, 3 * D)
-        self.out = nn.Linear(D, D)
-        self.ln2 = nn.LayerNorm(D, eps=1e-6)
-        self.fc1 = nn.Linear(D, 4 * D)
-        self.fc2 = nn.Linear(4 * D, D)
-
-    def forward(self, x, bias):
-        b, t, _ = x.shape
-        q, k, v = self.qkv(self.ln1(x)).reshape(b, t, 3, HEADS, D // HEADS).permute(2, 0, 3, 1, 4)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D // HEADS) + bias, dim=-1)
-        x = x + self.out((att @ v).transpose(1, 2).reshape(b, t, D))
-        return x + self.fc2(gelu(self.fc1(self.ln2(x))))
+def Block() -> nn.Module:
+    return _Block(D, HEADS, 4 * D)
 
 
 def block_causal_mask(n_obs: int) -> torch.Tensor:

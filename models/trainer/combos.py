@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from typing import Tuple
 
-#: FuSe's modality combinations in order (index = the generative head's modality_index).
-MODALITY_COMBINATIONS = (
-    'simple',
-    '',
-    'visual',
-    'tactile',
-    'audio',
-    'visual,tactile',
-    'visual,audio',
-    'tactile,audio',
-    'visual,tactile,audio',
-)
+#: FuSe's modality combinations in order (index = the generative head's modality_index), as the
+#: checkpoint exporter names them.
+from ..exporter.spec import MODALITY_COMBINATIONS  # noqa: E402
+
 #: Contrastive: every combination but the unused ''; generative: also without 'simple'.
 CONTRASTIVE_COMBINATIONS = tuple(c for c in MODALITY_COMBINATIONS if c)
 GENERATIVE_COMBINATIONS = tuple(c for c in MODALITY_COMBINATIONS if c and c != 'simple')
