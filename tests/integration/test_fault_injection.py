@@ -101,7 +101,16 @@ def rig(tmp_path_factory):
         assert proc.returncode == 0, out
         return out.strip().splitlines()[-1]
 
-    yield {'arm': arm, 'mon': mon, 'attack': attack}
+    from std_srvs.srv import Trigger
+    estop = node.create_client(Trigger, '/arm/estop')
+
+    def call_estop():
+        assert estop.wait_for_service(timeout_sec=10)
+        fut = estop.call_async(Trigger.Request())
+        assert wait_for(fut.done, 10)
+        return fut.result()
+
+    yield {'arm': arm, 'mon': mon, 'attack': attack, 'estop': call_estop}
     ex.shutdown()
     node.destroy_node()
     ctx.try_shutdown()
@@ -162,3 +171,31 @@ def test_forged_stamps_never_move_the_arm(rig):
 def test_motion_services_are_refused_on_the_robot_configuration(rig):
     out = rig['attack']('services', 'intruder')
     assert out.count('success=False') == 2 and 'motion_services' in out, out
+
+
+def test_estop_stops_a_live_stream_and_nobody_can_reset_it(rig):
+    """Last in the module: the arm stays e-stopped (motion_services false refuses the reset)."""
+    mon = rig['mon']
+    time.sleep(1.0)
+    t_start = time.monotonic()
+    streamer = rig['attack']('publish', 'fi_commander', '--rate', 20, '--duration', 12.0, '--step', 0.0, 0.004, 0.0,
+                             wait=False)
+
+    def moving():
+        _, q = mon.since(time.monotonic() - 0.3)
+        return len(q) > 5 and np.abs(q[-1] - q[0]).max() > 1e-3
+    assert wait_for(moving, 10.0), 'the stream never moved the arm'
+    assert time.monotonic() - t_start < 11.0
+    t_moving = time.monotonic()
+    assert rig['estop']().success
+    t_latched = time.monotonic()
+    out = rig['attack']('services', 'intruder')  # reset_estop refused while the stream goes on
+    streamer.kill()
+    streamer.communicate(timeout=60)
+    time.sleep(0.3)
+    t, q = mon.since(t_moving - 1.0)
+    after = q[t > t_latched + 0.05]
+    assert len(after) > 50
+    assert np.abs(after - after[0]).max() < 1e-9, 'motion after the e-stop latched'
+    assert 'success=False' in out and 'motion_services' in out
+    assert mon.status[-1][1].estop_latched
