@@ -26,7 +26,7 @@ def parity_windows(trainer, n: int = 4, seed: int = 0):
 
 def export_run(trainer, out_dir, name: str = 'fuse-trained', overwrite: bool = False, log=print) -> dict:
     model = FuseModel(trainer.model_cfg)
-    model.load_state_dict(trainer.final_state())
+    model.load_state_dict(trainer.final_state())  # (chooses the WiSE-FT alpha first when auto)
     cfg = trainer.cfg
     last = trainer.history[-1] if trainer.history else {}
     report = {
@@ -36,8 +36,14 @@ def export_run(trainer, out_dir, name: str = 'fuse-trained', overwrite: bool = F
         'model_config': trainer.model_cfg.to_dict(),
         'final_losses': {k: last[k] for k in ('loss', 'action', 'contrastive', 'generative', 'l2sp') if k in last},
         'parameters': int(sum(p.numel() for p in model.parameters())),
+        'held_out_episodes': list(trainer.val_episodes),
     }
-    robust = [m for m, on in (('l2sp', cfg.l2sp > 0), ('spd', cfg.spd > 0), ('wise', cfg.wise_alpha < 1)) if on]
+    if trainer.wise_choice:
+        report['wise_ft_held_out_action_loss'] = trainer.wise_choice
+    val = [r['val_action'] for r in trainer.history if 'val_action' in r]
+    if val:
+        report['held_out_action_loss'] = val[-1]
+    robust = [m for m, on in (('l2sp', cfg.l2sp > 0), ('spd', cfg.spd > 0), ('wise', cfg.wise_alpha != 1)) if on]
     desc = (f'FuSe-shaped policy trained by models/trainer on {Path(cfg.dataset).name} for {trainer.step} steps'
             + (f', finetuned from {Path(cfg.pretrained).name} with {", ".join(robust) or "plain finetuning"}'
                if cfg.pretrained else ''))

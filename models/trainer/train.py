@@ -24,7 +24,9 @@ from .text import build_tokenizer_json
 
 CHECKPOINTS = 'checkpoints'
 LAST = 'last.pt'
-CURVES = ('step', 'loss', 'action', 'contrastive', 'generative', 'l2sp', 'lr', 'spd_layers', 'seconds')
+CURVES = ('step', 'loss', 'action', 'contrastive', 'generative', 'l2sp', 'val_action', 'lr', 'spd_layers', 'seconds')
+WISE_AUTO = -1.0
+WISE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass
@@ -43,7 +45,8 @@ class TrainConfig:
     pretrained: str = ''  # a trainer checkpoint to finetune from ('' = from scratch)
     l2sp: float = 0.0  # L2-SP lambda (0 = off)
     spd: float = 0.0  # selective projection decay lambda (0 = off)
-    wise_alpha: float = 1.0  # WiSE-FT: exported weights (1 - a) * theta0 + a * theta_ft (1 = off)
+    wise_alpha: float = 1.0  # WiSE-FT: exported weights (1 - a) * theta0 + a * theta_ft (1 = off, -1 = auto)
+    val_fraction: float = 0.0  # episodes held out for the validation action loss (and WiSE-FT auto)
     inputs: Sequence[str] = ()  # () = every input the dataset has
     checkpoint_every: int = 50
     log_every: int = 10
@@ -61,8 +64,12 @@ class TrainConfig:
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
                 problems.append(f'{name} must be a finite number >= 0')
-        if not 0.0 <= self.wise_alpha <= 1.0:
-            problems.append('wise_alpha must be in [0, 1]')
+        if not (0.0 <= self.wise_alpha <= 1.0 or self.wise_alpha == WISE_AUTO):
+            problems.append('wise_alpha must be in [0, 1] (or auto)')
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append('val_fraction must be in [0, 1)')
+        if self.wise_alpha == WISE_AUTO and not self.val_fraction:
+            problems.append('wise_alpha auto chooses on held-out episodes: set val_fraction > 0')
         if (self.l2sp or self.spd or self.wise_alpha < 1.0) and not self.pretrained:
             problems.append('l2sp, spd and wise_alpha < 1 need a pretrained checkpoint (--pretrained)')
         if self.device not in ('auto', 'cpu', 'cuda'):
@@ -103,6 +110,7 @@ class Batcher:
         self.data, self.stats, self.tok, self.combos, self.cfg = data, stats, tokenizer, tuple(combos), cfg
         self.rank, self.world = rank, world
         self._ids: Dict[str, tuple] = {}
+        self.pool = np.arange(len(data))  # the frames training draws from
 
     def ids(self, text: str):
         if text not in self._ids:
@@ -111,7 +119,7 @@ class Batcher:
 
     def indices(self, step: int) -> np.ndarray:
         rng = np.random.default_rng([self.cfg.seed, step])
-        idx = rng.integers(0, len(self.data), self.cfg.batch * self.world)
+        idx = self.pool[rng.integers(0, len(self.pool), self.cfg.batch * self.world)]
         return idx[self.rank * self.cfg.batch: (self.rank + 1) * self.cfg.batch]
 
     def make(self, indices, device) -> Dict[str, torch.Tensor]:
@@ -208,6 +216,11 @@ class Trainer:
                      f'new: {fresh or "none"}')
         self.combos = tuple(dict.fromkeys(self.contrastive + self.generative))
         self.batcher = Batcher(self.data, self.stats, self.tok, self.combos, cfg, self.rank, self.world)
+        self.val_episodes = self._split()
+        ep = self.data.frames.episode
+        self.val_frames = np.flatnonzero(np.isin(ep, self.val_episodes))
+        self.batcher.pool = np.flatnonzero(~np.isin(ep, self.val_episodes))
+        self.wise_choice: Dict[str, float] = {}
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
@@ -224,6 +237,37 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
                 find_unused_parameters=True)
+
+    def _split(self) -> List[int]:
+        """Held-out episodes: a seeded choice of val_fraction of them (at least one of each side)."""
+        ids = list(self.data.episode_ids)
+        if not self.cfg.val_fraction:
+            return []
+        n = max(1, int(round(self.cfg.val_fraction * len(ids))))
+        if n >= len(ids):
+            raise DatasetError(f'{self.cfg.dataset}: {len(ids)} episode(s) cannot give {n} held out and '
+                               'some to train on (lower val_fraction)')
+        rng = np.random.default_rng([self.cfg.seed, 1])
+        return sorted(int(e) for e in rng.choice(ids, n, replace=False))
+
+    @torch.no_grad()
+    def validate(self, model: Optional[torch.nn.Module] = None, max_frames: int = 256) -> Optional[float]:
+        """Action loss on the held-out episodes' frames (every one, up to max_frames); None without any."""
+        if not len(self.val_frames):
+            return None
+        model = model or self.model
+        was = model.training
+        model.eval()
+        frames = self.val_frames[:: max(1, len(self.val_frames) // max_frames)][:max_frames]
+        total, count = 0.0, 0
+        for k in range(0, len(frames), self.cfg.batch):
+            batch = self.batcher.make(frames[k: k + self.cfg.batch], self.device)
+            out = model(batch)
+            m = batch['action_mask']
+            total += float(LS.action_loss(out['action'], batch['action'], m)) * float(m.sum())
+            count += int(m.sum())
+        model.train(was)
+        return total / max(1, count)
 
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up, then cosine decay to 10 % over the run."""
@@ -348,6 +392,11 @@ class Trainer:
                 self.log(f'step {self.step}/{cfg.steps}  {parts}  lr {row["lr"]:.2e}  '
                          f'{rate:.2f} steps/s  eta {eta:.0f} s', flush=True)
             if self.rank == 0 and (self.step % cfg.checkpoint_every == 0 or self.step in (cfg.steps, stop)):
+                val = self.validate()
+                if val is not None:
+                    row['val_action'] = val
+                    self.log(f'step {self.step}: held-out action loss {val:.4f} '
+                             f'({len(self.val_episodes)} episodes)', flush=True)
                 self.save()
                 self.write_curves()
         return self.history[-1] if self.history else {}
@@ -393,8 +442,18 @@ class Trainer:
     def final_state(self) -> Dict[str, torch.Tensor]:
         """The weights to export: the trained ones, or their WiSE-FT mix with the pretrained ones."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        if self.cfg.wise_alpha < 1.0:
-            state = RB.wise_ft(state, self.pretrained_state, self.cfg.wise_alpha)
+        alpha = self.cfg.wise_alpha
+        if alpha == WISE_AUTO:
+            probe = FuseModel(self.model_cfg).to(self.device)
+            for a in WISE_GRID:
+                probe.load_state_dict(RB.wise_ft(state, self.pretrained_state, a))
+                self.wise_choice[f'{a:g}'] = self.validate(probe)
+            alpha = min(WISE_GRID, key=lambda a: (self.wise_choice[f'{a:g}'], -a))
+            self.log('WiSE-FT held-out action loss per alpha: ' + ', '.join(
+                f'{k} {v:.4f}' for k, v in self.wise_choice.items()) + f'; chosen {alpha:g}')
+            self.wise_choice['chosen'] = alpha
+        if alpha < 1.0:
+            state = RB.wise_ft(state, self.pretrained_state, alpha)
         return state
 
 

@@ -120,3 +120,28 @@ def test_bad_configuration_is_refused_at_start(tiny, tmp_path):
         Trainer(_cfg(root, tmp_path / 'r', contrastive_weight=0.0))
     # without the auxiliary losses the same dataset trains
     Trainer(_cfg(root, tmp_path / 'r2', contrastive_weight=0.0, generative_weight=0.0), log=lambda *a, **k: None)
+
+
+def test_held_out_episodes_and_wise_ft_alpha_chosen_on_them(tiny, tmp_path):
+    kw = dict(contrastive_weight=0.0, generative_weight=0.0, steps=1, inputs=('image_wrist',))
+    pre = Trainer(_cfg(tiny, tmp_path / 'pre', **kw), log=lambda *a, **k: None)
+    pre.run()
+    ckpt = str(tmp_path / 'pre' / 'checkpoints' / 'last.pt')
+    with pytest.raises(TrainerError, match='set val_fraction'):
+        _cfg(tiny, tmp_path / 'x', pretrained=ckpt, wise_alpha=-1.0, **kw)
+    ft = Trainer(_cfg(tiny, tmp_path / 'ft', pretrained=ckpt, wise_alpha=-1.0, val_fraction=0.34, **dict(kw, steps=2)),
+                 log=lambda *a, **k: None)
+    assert len(ft.val_episodes) == 1
+    held = set(ft.val_frames.tolist())
+    assert held and not held & set(ft.batcher.pool.tolist())
+    assert not held & {int(i) for s in range(50) for i in ft.batcher.indices(s)}
+    row = ft.run()
+    assert 'val_action' in row and np.isfinite(row['val_action'])
+    ft.final_state()
+    losses = {k: v for k, v in ft.wise_choice.items() if k != 'chosen'}
+    assert set(losses) == {'0', '0.25', '0.5', '0.75', '1'}
+    assert losses[f'{ft.wise_choice["chosen"]:g}'] == min(losses.values())
+    # alpha 0 is the pretrained model itself (wrist-only, same inputs): the same held-out loss
+    probe = FuseModel(ft.model_cfg)
+    probe.load_state_dict(pre.model.state_dict())
+    assert losses['0'] == pytest.approx(ft.validate(probe), rel=1e-6)
