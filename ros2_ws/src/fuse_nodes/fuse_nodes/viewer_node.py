@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import foxglove
-from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, Image, Imu
@@ -84,27 +83,31 @@ class ViewerNode(Node):
         self._target_xyz: Optional[np.ndarray] = None
         prefix = f'{cfg.robot_model}/'
         self._prefix = prefix
+        # ROS subscriptions that exist only while a client watches what they feed: an idle viewer
+        # costs the graph (and itself) almost nothing.
+        self._lazy_subs: List[list] = []
 
         self.ch_img = {}
         for cam in CAMERAS:
             self.ch_img[cam] = fc.CompressedImageChannel(f'/{cam}/image')
-            self.create_subscription(Image, f'/{cam}/image_raw',
-                                     lambda raw, c=cam: self._on_image(c, raw), SENSOR_QOS, raw=True)
+            self._lazy((f'/{cam}/image',), Image, f'/{cam}/image_raw',
+                       lambda raw, c=cam: self._on_image(c, raw), SENSOR_QOS, raw=True)
         self.ch_cal = {cam: fc.CameraCalibrationChannel(f'/{cam}/calibration') for cam in CAMERAS}
         for cam in CAMERAS:
-            self.create_subscription(CameraInfo, f'/{cam}/camera_info',
-                                     lambda m, c=cam: self._on_info(c, m), SENSOR_QOS)
+            self._lazy((f'/{cam}/calibration',), CameraInfo, f'/{cam}/camera_info',
+                       lambda m, c=cam: self._on_info(c, m), SENSOR_QOS)
         for d in DIGITS:
             self.ch_img[d] = fc.CompressedImageChannel(f'/{d}/image')
             self.ch_img[f'{d}/difference'] = fc.CompressedImageChannel(f'/{d}/difference')
-            self.create_subscription(Image, f'/{d}/image_raw', lambda raw, n=d: self._on_digit(n, raw),
-                                     SENSOR_QOS, raw=True)
+            self._lazy((f'/{d}/image', f'/{d}/difference'), Image, f'/{d}/image_raw',
+                       lambda raw, n=d: self._on_digit(n, raw), SENSOR_QOS, raw=True)
             self.create_subscription(Image, f'/{d}/background', lambda m, n=d: self._on_background(n, m),
                                      LATCHED_QOS)
         self.ch_img['spectrogram'] = fc.CompressedImageChannel('/audio/spectrogram')
-        self.create_subscription(Image, '/audio/mel_spectrogram', self._on_spectrogram, SENSOR_QOS, raw=True)
+        self._lazy(('/audio/spectrogram',), Image, '/audio/mel_spectrogram', self._on_spectrogram, SENSOR_QOS,
+                   raw=True)
         self.ch_tf = fc.FrameTransformsChannel('/tf')
-        self.create_subscription(TFMessage, '/tf', self._on_tf, TF_QOS)
+        self._lazy(('/tf',), TFMessage, '/tf', self._on_tf, TF_QOS, raw=True)
         self.create_subscription(TFMessage, '/tf_static', self._on_tf_static, TF_STATIC_QOS)
         self.ch_arm = fc.SceneUpdateChannel('/arm/model')
         self.ch_path = fc.SceneUpdateChannel('/policy/predicted_path')
@@ -118,24 +121,41 @@ class ViewerNode(Node):
             'commands_rejected', 'estop_latched'))
         self.ch_task = foxglove.Channel('/world/task_state', schema=_object_schema(
             'task', 'seed', 'episode', 'instruction', 'state', 'detail', 'episode_time_s', 'time_left_s'))
-        self.create_subscription(Imu, '/imu/data', self._on_imu, SENSOR_QOS)
-        self.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
+        self._lazy(('/imu',), Imu, '/imu/data', self._on_imu, SENSOR_QOS, raw=True)
+        self._lazy(('/policy/command',), DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.create_subscription(ActionChunk, '/policy/action_chunk', self._on_chunk, CONTROL_QOS)
         self.create_subscription(ArmStatus, '/arm/status', self._on_arm_status, STATE_QOS)
-        self.create_subscription(PoseStamped, '/arm/ee_pose', self._on_ee_pose, STATE_QOS)
         try:
             from fuse_interfaces.msg import TaskState
         except ImportError:  # an interface build without the twin's message
             TaskState = None
         if TaskState is not None and cfg.task_state_topic:
-            self.create_subscription(TaskState, cfg.task_state_topic, self._on_task, STATE_QOS)
+            self._lazy(('/world/task_state',), TaskState, cfg.task_state_topic, self._on_task, STATE_QOS)
         # A new client gets the static frames and the arm model within a second.
         self.create_timer(1.0, self._on_slow_timer)
+        self.create_timer(0.25, self._sync_subscriptions)
         self.diagnostics = Diagnostics(self)
         self.diagnostics.add('viewer', self._status)
         self.get_logger().info(f'Foxglove WebSocket server on ws://{cfg.host}:{self.server.port} '
                                f'(images at most {cfg.image_rate_hz:g} Hz, JPEG quality {cfg.jpeg_quality}); '
                                'open it in Foxglove with config/foxglove_layout.json')
+
+    # --- subscriptions that follow the clients ----------------------------------------------------
+    def _lazy(self, channels: Tuple[str, ...], msg_type, topic: str, callback, qos, raw: bool = False) -> None:
+        self._lazy_subs.append([channels, (msg_type, topic, callback, qos, raw), None])
+
+    def _sync_subscriptions(self) -> None:
+        for entry in self._lazy_subs:
+            channels, (msg_type, topic, callback, qos, raw), sub = entry
+            wanted = any(self.subs.wanted(c) for c in channels)
+            if wanted and sub is None:
+                entry[2] = self.create_subscription(msg_type, topic, callback, qos, raw=raw)
+            elif not wanted and sub is not None:
+                self.destroy_subscription(sub)
+                entry[2] = None
+
+    def ros_subscriptions(self) -> int:
+        return sum(e[2] is not None for e in self._lazy_subs)
 
     # --- images -----------------------------------------------------------------------------------
     def _due(self, key: str, topic: str) -> bool:
@@ -198,9 +218,10 @@ class ViewerNode(Node):
                               child_frame_id=t.child_frame_id, translation=Vector3(x=tr.x, y=tr.y, z=tr.z),
                               rotation=Quaternion(x=r.x, y=r.y, z=r.z, w=r.w))
 
-    def _on_tf(self, msg: TFMessage) -> None:
+    def _on_tf(self, raw: bytes) -> None:
         if not (self.subs.wanted('/tf') and self.plots.ready('tf')):
             return
+        msg = deserialize_message(raw, TFMessage)
         from foxglove.messages import FrameTransforms
         self._log(self.ch_tf, FrameTransforms(transforms=[self._frame_transform(t) for t in msg.transforms]))
 
@@ -235,14 +256,17 @@ class ViewerNode(Node):
         return SceneUpdate(entities=entities)
 
     # --- control path -----------------------------------------------------------------------------
-    def _on_imu(self, msg: Imu) -> None:
+    def _on_imu(self, raw: bytes) -> None:
         if not (self.subs.wanted('/imu') and self.plots.ready('imu')):
             return
+        msg = deserialize_message(raw, Imu)
         a, g, o = msg.linear_acceleration, msg.angular_velocity, msg.orientation
         self._log(self.ch_imu, {'acc': [a.x, a.y, a.z], 'gyro': [g.x, g.y, g.z],
                                 'orientation': [o.x, o.y, o.z, o.w]}, time_to_ns(msg.header.stamp))
 
     def _on_command(self, msg: DeltaEECommand) -> None:
+        if not self.subs.wanted('/policy/command'):
+            return
         latency_ms = (time.time_ns() - time_to_ns(msg.newest_sample_stamp)) / 1e6
         t, r = msg.translation, msg.rotation
         self._log(self.ch_cmd, {'tick_index': int(msg.tick_index), 'dx': t[0], 'dy': t[1], 'dz': t[2],
@@ -254,9 +278,10 @@ class ViewerNode(Node):
         actions = chunk_actions(msg.actions, int(msg.horizon), int(msg.action_dim))
         if actions is None:
             return
-        self._log(self.ch_chunk, {'tick_index': int(msg.tick_index), 'horizon': int(msg.horizon),
-                                  'actions': actions.tolist(), 'inference_ms': float(msg.inference_ms)})
-        if self._target_xyz is None:
+        if self.subs.wanted('/policy/action_chunk'):
+            self._log(self.ch_chunk, {'tick_index': int(msg.tick_index), 'horizon': int(msg.horizon),
+                                      'actions': actions.tolist(), 'inference_ms': float(msg.inference_ms)})
+        if self._target_xyz is None or not self.subs.wanted('/policy/predicted_path'):
             return
         from foxglove.messages import (Color, LinePrimitive, LinePrimitiveLineType, Point3, Pose, Quaternion,
                                        SceneEntity, SceneUpdate, SpherePrimitive, Vector3)
@@ -276,6 +301,8 @@ class ViewerNode(Node):
     def _on_arm_status(self, msg: ArmStatus) -> None:
         tp = msg.target_pose.position
         self._target_xyz = np.array([tp.x, tp.y, tp.z])
+        if not self.subs.wanted('/arm/status'):
+            return
         ep = msg.ee_pose.position
         self._log(self.ch_arm_status, {'state': msg.state, 'hold_reason': msg.hold_reason, 'backend': msg.backend,
                                        'ee': [ep.x, ep.y, ep.z], 'target': [tp.x, tp.y, tp.z],
@@ -284,12 +311,9 @@ class ViewerNode(Node):
                                        'commands_rejected': int(msg.commands_rejected),
                                        'estop_latched': bool(msg.estop_latched)})
 
-    def _on_ee_pose(self, msg: PoseStamped) -> None:
-        if self._target_xyz is None:
-            p = msg.pose.position
-            self._target_xyz = np.array([p.x, p.y, p.z])
-
     def _on_task(self, msg) -> None:
+        if not self.subs.wanted('/world/task_state'):
+            return
         self._log(self.ch_task, {'task': msg.task, 'seed': int(msg.seed), 'episode': int(msg.episode),
                                  'instruction': msg.instruction, 'state': msg.state, 'detail': msg.detail,
                                  'episode_time_s': msg.episode_time_s, 'time_left_s': msg.time_left_s})
@@ -297,6 +321,7 @@ class ViewerNode(Node):
     def _status(self):
         subscribed = sorted(t for t, n in self.subs.topics.items() if n > 0)
         values = {'url': f'ws://{self.cfg.host}:{self.server.port}', 'messages_sent': self.sent,
+                  'ros_subscriptions_on_demand': self.ros_subscriptions(),
                   'subscribed_channels': len(subscribed),
                   'images_sent': sum(self.images.passed.values()),
                   'images_skipped': sum(self.images.dropped.values())}
