@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 CLIENT = Path(__file__).resolve().parents[1] / 'support' / 'foxglove_client'
 TOPICS = ['/camera_primary/image', '/camera_wrist/image', '/digit_left/image', '/digit_left/difference',
           '/audio/spectrogram', '/tf', '/arm/model', '/policy/action_chunk', '/policy/predicted_path',
-          '/policy/command', '/arm/status', '/imu']
+          '/policy/command', '/arm/status', '/imu', '/episodes/state']
 
 
 def layout_topics() -> set:

@@ -18,7 +18,7 @@ from fuse_core.arm.description import LINK_VISUALS
 from fuse_core.errors import ConfigError
 from fuse_core.viewer import (RateLimiter, ViewerConfig, chunk_actions, encode_jpeg, predicted_path,
                               spectrogram_image, tactile_difference)
-from fuse_interfaces.msg import ActionChunk, ArmStatus, DeltaEECommand
+from fuse_interfaces.msg import ActionChunk, ArmStatus, DeltaEECommand, EpisodeState, TaskState
 from fuse_nodes.common import (CONTROL_QOS, LATCHED_QOS, OK, SENSOR_QOS, STATE_QOS, WARN, Diagnostics,
                                declare_config, run_node, time_to_ns)
 from fuse_nodes.conversions import image_to_array
@@ -125,12 +125,12 @@ class ViewerNode(Node):
         self._lazy(('/policy/command',), DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.create_subscription(ActionChunk, '/policy/action_chunk', self._on_chunk, CONTROL_QOS)
         self.create_subscription(ArmStatus, '/arm/status', self._on_arm_status, STATE_QOS)
-        try:
-            from fuse_interfaces.msg import TaskState
-        except ImportError:  # an interface build without the twin's message
-            TaskState = None
-        if TaskState is not None and cfg.task_state_topic:
+        if cfg.task_state_topic:
             self._lazy(('/world/task_state',), TaskState, cfg.task_state_topic, self._on_task, STATE_QOS)
+        self.ch_episode = foxglove.Channel('/episodes/state', schema=_object_schema(
+            'state', 'episode_id', 'task', 'seed', 'instruction', 'action_source', 'episodes_recorded',
+            'last_episode_id', 'last_outcome', 'message', 'elapsed_s'))
+        self._lazy(('/episodes/state',), EpisodeState, '/episodes/state', self._on_episode, STATE_QOS)
         # A new client gets the static frames and the arm model within a second.
         self.create_timer(1.0, self._on_slow_timer)
         self.create_timer(0.25, self._sync_subscriptions)
@@ -317,6 +317,14 @@ class ViewerNode(Node):
         self._log(self.ch_task, {'task': msg.task, 'seed': int(msg.seed), 'episode': int(msg.episode),
                                  'instruction': msg.instruction, 'state': msg.state, 'detail': msg.detail,
                                  'episode_time_s': msg.episode_time_s, 'time_left_s': msg.time_left_s})
+
+    def _on_episode(self, msg: EpisodeState) -> None:
+        self._log(self.ch_episode, {'state': msg.state, 'episode_id': msg.episode_id, 'task': msg.task,
+                                    'seed': int(msg.seed), 'instruction': msg.instruction,
+                                    'action_source': msg.action_source,
+                                    'episodes_recorded': int(msg.episodes_recorded),
+                                    'last_episode_id': msg.last_episode_id, 'last_outcome': msg.last_outcome,
+                                    'message': msg.message, 'elapsed_s': msg.elapsed_s})
 
     def _status(self):
         subscribed = sorted(t for t, n in self.subs.topics.items() if n > 0)
