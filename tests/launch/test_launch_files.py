@@ -114,3 +114,14 @@ def test_ros_args_match_what_launch_ros_passes():
     assert args[:3] == ['--ros-args', '-r', '__node:=policy']
     assert ['--params-file', str(graph.config_path('policy.yaml'))] == args[3:5]
     assert "instruction:='pick up the cup'" in args and 'x:=2.0' in args and '/a:=/b' in args
+
+
+def test_the_two_foxglove_layouts_have_the_same_panels():
+    """config/foxglove_layout.json (viewer channels) and its foxglove_bridge twin (ROS topics)."""
+    import json
+    viewer = json.loads(graph.config_path('foxglove_layout.json').read_text())
+    bridge = json.loads(graph.config_path('foxglove_layout_bridge.json').read_text())
+    assert set(viewer['configById']) == set(bridge['configById'])
+    assert viewer['layout'] == bridge['layout']
+    topics = [p.get('imageMode', {}).get('imageTopic') for p in bridge['configById'].values()]
+    assert '/camera_primary/image_raw' in topics
