@@ -53,6 +53,7 @@ class TrainConfig:
     device: str = 'auto'
     binarize_gripper: bool = True
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    workers: int = 0  # threads decoding and resizing a batch's images (0 = in the training thread)
     model: Dict[str, object] = field(default_factory=dict)  # ModelConfig overrides
 
     def __post_init__(self) -> None:
@@ -60,6 +61,8 @@ class TrainConfig:
         for name in ('steps', 'batch', 'checkpoint_every', 'log_every'):
             if int(getattr(self, name)) < 1:
                 problems.append(f'{name} must be >= 1')
+        if self.workers < 0 or self.threads < 0:
+            problems.append('workers and threads must be >= 0')
         for name in ('lr', 'contrastive_weight', 'generative_weight', 'l2sp', 'spd', 'weight_decay', 'grad_clip'):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
@@ -111,6 +114,7 @@ class Batcher:
         self.rank, self.world = rank, world
         self._ids: Dict[str, tuple] = {}
         self.pool = np.arange(len(data))  # the frames training draws from
+        self._pool = None  # decoding threads
 
     def ids(self, text: str):
         if text not in self._ids:
@@ -123,7 +127,17 @@ class Batcher:
         return idx[self.rank * self.cfg.batch: (self.rank + 1) * self.cfg.batch]
 
     def make(self, indices, device) -> Dict[str, torch.Tensor]:
-        samples = [self.data.sample(int(i), self.stats, self.cfg.binarize_gripper) for i in indices]
+        def one(i):
+            return self.data.sample(int(i), self.stats, self.cfg.binarize_gripper)
+
+        if self.cfg.workers > 0:  # OpenCV decodes and resizes without holding the GIL
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix='decode')
+            samples = list(self._pool.map(one, indices))
+        else:
+            samples = [one(i) for i in indices]
         batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0] if k != 'episode'}
         L = self.tok.max_length
         ids, mask = [], []

@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
 
 
 def _cfg(dataset, out, **kw):
-    base = dict(dataset=str(dataset), out=str(out), steps=2, batch=2, log_every=1, checkpoint_every=1,
+    base = dict(dataset=str(dataset), out=str(out), steps=2, batch=2, log_every=1, checkpoint_every=1, workers=1,
                 threads=1, model=dict(SMALL))
     base.update(kw)
     return TrainConfig(**base)
@@ -145,3 +145,32 @@ def test_held_out_episodes_and_wise_ft_alpha_chosen_on_them(tiny, tmp_path):
     probe = FuseModel(ft.model_cfg)
     probe.load_state_dict(pre.model.state_dict())
     assert losses['0'] == pytest.approx(ft.validate(probe), rel=1e-6)
+
+
+def test_command_line_refuses_a_bad_dataset_naming_it(tmp_path, capsys):
+    from models.trainer.__main__ import main
+
+    root = write_tiny_dataset(tmp_path / 'd', episodes=2, length=3, inputs=['image_wrist'], instructions=False)
+    assert main(['--dataset', str(root), '--out', str(tmp_path / 'r'), '--steps', '1']) == 2
+    assert 'contrastive loss needs modality-specific instructions' in capsys.readouterr().err
+    assert main(['--dataset', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'r')]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+
+
+def test_torchrun_trains_with_two_processes(tiny, tmp_path):
+    """DistributedDataParallel over gloo on the CPU, as torchrun starts it; rank 0 checkpoints."""
+    import os
+    import subprocess
+
+    torchrun = Path(sys.executable).parent / 'torchrun'
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
+    res = subprocess.run(
+        [str(torchrun), '--nproc-per-node', '2', '--master-port', str(29500 + os.getpid() % 1000),
+         '-m', 'models.trainer', '--dataset', str(tiny), '--out', str(tmp_path / 'run'), '--steps', '2',
+         '--batch', '2', '--threads', '1', '--inputs', 'image_wrist', '--contrastive-weight', '0',
+         '--generative-weight', '0', '--model', '{"layers": 1, "vocab_size": 64}'],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert 'world size 2' in res.stdout
+    blob = torch.load(tmp_path / 'run' / 'checkpoints' / 'last.pt', weights_only=False)
+    assert blob['step'] == 2
