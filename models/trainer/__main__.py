@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument('--pretrained', default='', help='trainer checkpoint to finetune from')
     ap.add_argument('--l2sp', type=float, default=0.0, help='L2-SP lambda (pull toward the pretrained weights)')
     ap.add_argument('--spd', type=float, default=0.0, help='selective projection decay lambda')
+    ap.add_argument('--tpgm', type=float, default=0.0, help='projected gradient: radius around the pretrained weights')
     ap.add_argument('--wise-alpha', default='1', help='WiSE-FT mix of the exported weights: a number in [0, 1] '
                     '(1 = off) or auto (the best of 0, .25, .5, .75, 1 on the held-out episodes)')
     ap.add_argument('--val-fraction', type=float, default=0.0, help='fraction of episodes held out for validation')
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
             warmup=args.warmup, seed=args.seed, contrastive_weight=args.contrastive_weight,
             generative_weight=args.generative_weight,
             inputs=tuple(s for s in args.inputs.split(',') if s), pretrained=args.pretrained,
-            l2sp=args.l2sp, spd=args.spd, wise_alpha=-1.0 if args.wise_alpha == 'auto' else float(args.wise_alpha),
+            l2sp=args.l2sp, spd=args.spd, tpgm=args.tpgm,
+            wise_alpha=-1.0 if args.wise_alpha == 'auto' else float(args.wise_alpha),
             val_fraction=args.val_fraction, checkpoint_every=args.checkpoint_every,
             log_every=args.log_every, device=args.device, threads=args.threads, workers=args.workers,
             model=json.loads(args.model),

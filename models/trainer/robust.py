@@ -1,4 +1,4 @@
-"""Robust finetuning from a pretrained checkpoint: L2-SP, WiSE-FT and selective projection decay.
+"""Robust finetuning from a pretrained checkpoint: L2-SP, WiSE-FT, selective projection decay, TPGM.
 
 The update rules are those of docs/FACTS.md section 7. theta0 is the pretrained value of each
 parameter that the pretrained checkpoint has with the same name and shape; parameters the
@@ -105,6 +105,28 @@ class SelectiveProjectionDecay:
         self.applied = applied
         self.steps += 1
         self._prev = {}
+
+
+@torch.no_grad()
+def project_tpgm(params: Iterable[Tuple[str, nn.Parameter]], theta0: Mapping[str, torch.Tensor], gamma: float) -> int:
+    """Projected gradient (TPGM) per parameter tensor: keep ||theta - theta0|| <= gamma.
+
+    theta <- theta0 + (theta - theta0) / max(1, ||theta - theta0|| / gamma); returns how many
+    tensors were projected. Run after each optimiser step.
+    """
+    if not gamma > 0:
+        raise ValueError(f'TPGM radius must be > 0, got {gamma}')
+    projected = 0
+    for name, p in params:
+        ref = theta0.get(name)
+        if ref is None:
+            continue
+        dev = p - ref
+        scale = max(1.0, float(dev.norm()) / gamma)
+        if scale > 1.0:
+            p.copy_(ref + dev / scale)
+            projected += 1
+    return projected
 
 
 def load_pretrained_state(path) -> Tuple[Dict[str, torch.Tensor], Optional[dict]]:

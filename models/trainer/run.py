@@ -43,7 +43,8 @@ def export_run(trainer, out_dir, name: str = 'fuse-trained', overwrite: bool = F
     val = [r['val_action'] for r in trainer.history if 'val_action' in r]
     if val:
         report['held_out_action_loss'] = val[-1]
-    robust = [m for m, on in (('l2sp', cfg.l2sp > 0), ('spd', cfg.spd > 0), ('wise', cfg.wise_alpha != 1)) if on]
+    robust = [m for m, on in (('l2sp', cfg.l2sp > 0), ('spd', cfg.spd > 0), ('tpgm', cfg.tpgm > 0),
+                              ('wise', cfg.wise_alpha != 1)) if on]
     desc = (f'FuSe-shaped policy trained by models/trainer on {Path(cfg.dataset).name} for {trainer.step} steps'
             + (f', finetuned from {Path(cfg.pretrained).name} with {", ".join(robust) or "plain finetuning"}'
                if cfg.pretrained else ''))

@@ -24,7 +24,8 @@ from .text import build_tokenizer_json
 
 CHECKPOINTS = 'checkpoints'
 LAST = 'last.pt'
-CURVES = ('step', 'loss', 'action', 'contrastive', 'generative', 'l2sp', 'val_action', 'lr', 'spd_layers', 'seconds')
+CURVES = ('step', 'loss', 'action', 'contrastive', 'generative', 'l2sp', 'val_action', 'lr', 'spd_layers',
+          'tpgm_layers', 'seconds')
 WISE_AUTO = -1.0
 WISE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -45,6 +46,7 @@ class TrainConfig:
     pretrained: str = ''  # a trainer checkpoint to finetune from ('' = from scratch)
     l2sp: float = 0.0  # L2-SP lambda (0 = off)
     spd: float = 0.0  # selective projection decay lambda (0 = off)
+    tpgm: float = 0.0  # projected gradient: per-tensor radius gamma around theta0 (0 = off)
     wise_alpha: float = 1.0  # WiSE-FT: exported weights (1 - a) * theta0 + a * theta_ft (1 = off, -1 = auto)
     val_fraction: float = 0.0  # episodes held out for the validation action loss (and WiSE-FT auto)
     inputs: Sequence[str] = ()  # () = every input the dataset has
@@ -63,7 +65,8 @@ class TrainConfig:
                 problems.append(f'{name} must be >= 1')
         if self.workers < 0 or self.threads < 0:
             problems.append('workers and threads must be >= 0')
-        for name in ('lr', 'contrastive_weight', 'generative_weight', 'l2sp', 'spd', 'weight_decay', 'grad_clip'):
+        for name in ('lr', 'contrastive_weight', 'generative_weight', 'l2sp', 'spd', 'tpgm', 'weight_decay',
+                     'grad_clip'):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
                 problems.append(f'{name} must be a finite number >= 0')
@@ -73,8 +76,8 @@ class TrainConfig:
             problems.append('val_fraction must be in [0, 1)')
         if self.wise_alpha == WISE_AUTO and not self.val_fraction:
             problems.append('wise_alpha auto chooses on held-out episodes: set val_fraction > 0')
-        if (self.l2sp or self.spd or self.wise_alpha < 1.0) and not self.pretrained:
-            problems.append('l2sp, spd and wise_alpha < 1 need a pretrained checkpoint (--pretrained)')
+        if (self.l2sp or self.spd or self.tpgm or self.wise_alpha < 1.0) and not self.pretrained:
+            problems.append('l2sp, spd, tpgm and wise_alpha < 1 need a pretrained checkpoint (--pretrained)')
         if self.device not in ('auto', 'cpu', 'cuda'):
             problems.append(f'device {self.device!r} is not one of auto, cpu, cuda')
         if problems:
@@ -329,10 +332,12 @@ class Trainer:
         self.opt.step()
         if self.spd is not None:
             self.spd.after_step()
+        projected = RB.project_tpgm(self.model.named_parameters(), self.theta0, self.cfg.tpgm) if self.cfg.tpgm else 0
         self.sched.step()
         row = {k: float(v.detach()) for k, v in parts.items()}
         row['lr'] = self.sched.get_last_lr()[0]
         row['spd_layers'] = self.spd.applied if self.spd is not None else 0
+        row['tpgm_layers'] = projected
         self.step += 1
         return row
 

@@ -114,3 +114,15 @@ def test_anchor_takes_only_parameters_with_the_same_name_and_shape():
     model = Toy([1.0, 2.0], extra=[3.0])
     got = R.anchor(model, {'w': torch.zeros(2), 'new': torch.zeros(3)})
     assert set(got) == {'w'}
+
+
+def test_tpgm_projects_each_tensor_back_inside_its_radius():
+    model = Toy([3.0, 4.0], extra=[10.0])  # 'new' has no theta0: never projected
+    theta0 = {'w': torch.tensor([0.0, 0.0], dtype=torch.float64)}
+    assert R.project_tpgm(model.named_parameters(), theta0, 10.0) == 0  # ||dev|| = 5 <= 10: unchanged
+    assert model.w.detach().tolist() == [3.0, 4.0]
+    assert R.project_tpgm(model.named_parameters(), theta0, 2.5) == 1  # theta0 + dev / (5 / 2.5)
+    assert model.w.detach().numpy() == pytest.approx([1.5, 2.0])
+    assert model.new.detach().tolist() == [10.0]
+    with pytest.raises(ValueError, match='radius'):
+        R.project_tpgm(model.named_parameters(), theta0, 0.0)

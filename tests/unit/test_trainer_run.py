@@ -99,7 +99,7 @@ def test_finetuning_anchors_the_pretrained_weights_and_adds_new_sensors(tiny, tm
     pre.run()
     ckpt = tmp_path / 'pre' / 'checkpoints' / 'last.pt'
     ft = Trainer(_cfg(tiny, tmp_path / 'ft', inputs=('image_wrist', 'image_digit_left'), pretrained=str(ckpt),
-                      spd=1.0, l2sp=0.1, wise_alpha=0.5, **kw), log=lambda *a, **k: None)
+                      spd=1.0, l2sp=0.1, tpgm=0.5, wise_alpha=0.5, **kw), log=lambda *a, **k: None)
     assert 'encoder.stems.wrist.conv1.weight' in ft.theta0
     assert not any(k.startswith('encoder.stems.digits') for k in ft.theta0)
     row = ft.run()
