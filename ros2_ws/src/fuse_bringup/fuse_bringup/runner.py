@@ -72,20 +72,52 @@ class GraphProcesses:
         return {n: p.returncode for n, p in self.procs.items()}
 
 
-class StatusMonitor:
+def use_graph_environment(env: Dict[str, str]) -> None:
+    """This process (its own rclpy node) uses the same DDS transport and domain as the graph's nodes."""
+    os.environ.update({k: v for k, v in env.items() if k.startswith(('FASTDDS_', 'RMW_', 'ROS_'))})
+    for key in ('FASTDDS_BUILTIN_TRANSPORTS', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
+        if key not in env:
+            os.environ.pop(key, None)
+
+
+class GraphObserver:
+    """An rclpy node of this process in its own context, spun on a daemon thread once `spin()` is called."""
+
+    def __init__(self, domain_id: Optional[int], name: str) -> None:
+        import rclpy
+        self.ctx = rclpy.Context()
+        kwargs = {'domain_id': domain_id} if domain_id is not None else {}
+        rclpy.init(context=self.ctx, **kwargs)
+        self.node = rclpy.create_node(name, context=self.ctx)
+
+    def spin(self) -> None:
+        from rclpy.executors import SingleThreadedExecutor
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context is shut down on exit
+            pass
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+class StatusMonitor(GraphObserver):
     """Subscribes to the control path and summarises it in one line."""
 
     def __init__(self, domain_id: Optional[int]) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from fuse_interfaces.msg import ArmStatus, DeltaEECommand, ObservationWindow
         from fuse_nodes.common import CONTROL_QOS, STATE_QOS, time_to_ns
 
         self._time_to_ns = time_to_ns
-        self.ctx = rclpy.Context()
-        kwargs = {'domain_id': domain_id} if domain_id is not None else {}
-        rclpy.init(context=self.ctx, **kwargs)
-        self.node = rclpy.create_node('fuse_status', context=self.ctx)
+        super().__init__(domain_id, 'fuse_status')
         self.ticks: Deque[float] = collections.deque(maxlen=50)
         self.latencies_ms: Deque[float] = collections.deque(maxlen=50)
         self.commands = 0
@@ -99,16 +131,7 @@ class StatusMonitor:
         self.task: Optional[TaskState] = None
         self.outcomes: Dict[str, int] = {}
         self.node.create_subscription(TaskState, '/world/task_state', self._on_task, STATE_QOS)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # the context is shut down on exit
-            pass
+        self.spin()
 
     def _on_window(self, _raw: bytes) -> None:
         self.ticks.append(time.monotonic())
@@ -151,11 +174,6 @@ class StatusMonitor:
             parts.append('arm --')
         return ' | '.join(parts)
 
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.ctx.try_shutdown()
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fuse', description=__doc__.splitlines()[0])
@@ -178,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument('--record', metavar='DIR', help='also record the run to an MCAP bag in DIR')
     sim.add_argument('--view', action='store_true',
                      help='also start the Foxglove viewer (ws://127.0.0.1:8765; layout config/foxglove_layout.json)')
+    # `eval` has its own parser (fuse_bringup.evaluate); listed here for --help.
+    sub.add_parser('eval', add_help=False, help='evaluate a bundle or the scripted expert over N twin episodes '
+                                                 'and write a report (./run.sh eval --help)')
     for sp in (sim,):
         sp.add_argument('--duration', type=float, default=0.0, help='stop after N seconds (0 = until Ctrl-C)')
         sp.add_argument('--log-dir', default='log/fuse', help='per-node logs (default: log/fuse)')
@@ -188,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['eval']:
+        from fuse_bringup import evaluate
+        return evaluate.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         specs = graph.sim_graph(bag_path=args.bag, bundle_path=args.bundle, instruction=args.instruction,
@@ -200,10 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     env = dds_environment(domain_id=args.domain_id)
     env.setdefault('PYTHONUNBUFFERED', '1')
     # The status monitor in this process must use the same DDS transport as the nodes.
-    os.environ.update({k: v for k, v in env.items() if k.startswith(('FASTDDS_', 'RMW_', 'ROS_'))})
-    for key in ('FASTDDS_BUILTIN_TRANSPORTS', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
-        if key not in env:
-            os.environ.pop(key, None)
+    use_graph_environment(env)
     procs = GraphProcesses(specs, env, Path(args.log_dir) if args.log_dir else None)
     if args.print_commands:
         for spec in specs:

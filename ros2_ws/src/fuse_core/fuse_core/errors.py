@@ -31,3 +31,7 @@ class BagError(FuseError):
 
 class EpisodeError(FuseError):
     """An episode step was asked for in a state that does not allow it, or its data is unusable."""
+
+
+class EvaluationError(FuseError):
+    """An evaluation cannot start or continue: its report directory, its configuration or its graph."""
