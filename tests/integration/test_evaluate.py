@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,17 +26,45 @@ def _eval(args, timeout=240):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_expert_episodes_of_pick_cube_give_counts_interval_and_report(tmp_path):
+def _logs(out: Path) -> str:
+    logs = out / 'logs'
+    return '\n'.join(f'--- {f.name}\n{f.read_text(errors="replace")[-2000:]}'
+                     for f in sorted(logs.glob('*.log'))) if logs.is_dir() else ''
+
+
+def test_expert_pick_cube_interrupted_then_resumed_gives_counts_interval_and_report(tmp_path):
     out = tmp_path / 'report'
-    p = _eval(['--expert', '--task', 'pick_cube', '--episodes', '2', '--seed', '3', '--out', str(out)])
-    logs = '\n'.join(f'--- {f.name}\n{f.read_text(errors="replace")[-2000:]}'
-                     for f in sorted((out / 'logs').glob('*.log'))) if (out / 'logs').is_dir() else ''
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:] + logs
-    # Progress: one line per episode.
-    assert p.stdout.count('[eval] episode ') == 2, p.stdout
+    args = ['--expert', '--task', 'pick_cube', '--episodes', '2', '--seed', '3', '--out', str(out)]
+    # Ctrl-C once the first episode is in: it stays in the report, which says one is missing and why.
+    proc = subprocess.Popen([sys.executable, '-m', 'fuse_bringup.runner', 'eval'] + args,
+                            env=node_env(fresh_domain_id()), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith('[eval] episode 1/2'):
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = ''.join(lines) + rest
+    assert proc.returncode == 1, text + _logs(out)
     s = json.loads((out / 'summary.json').read_text())
-    assert (s['status'], s['episodes_planned'], s['episodes_finished'], s['episodes_missing']) == \
-        ('complete', 2, 2, 0)
+    assert (s['status'], s['episodes_finished'], s['episodes_missing']) == ('incomplete', 1, 1), text + _logs(out)
+    assert 'interrupted' in s['missing_reason'] and '1 missing: interrupted' in text
+    assert '1 of 2 episodes missing: interrupted' in (out / 'report.html').read_text()
+    # The same directory again: refused; with --resume only the missing episode (seed 4) is played.
+    again = _eval(args, 60)
+    assert again.returncode == 2 and 'exists: pass --resume' in again.stderr, again.stderr
+    p = _eval(args + ['--resume'])
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:] + _logs(out)
+    assert p.stdout.count('[eval] episode ') == 1 and '[eval] episode 2/2 seed 4' in p.stdout, p.stdout
+    s = json.loads((out / 'summary.json').read_text())
+    assert (s['status'], s['episodes_planned'], s['episodes_finished'], s['episodes_missing'], s['missing_reason']) \
+        == ('complete', 2, 2, 0, '')
     eps = s['episodes']
     assert [e['seed'] for e in eps] == [3, 4] and [e['index'] for e in eps] == [0, 1]
     k = sum(e['outcome'] == 'success' for e in eps)
@@ -46,13 +75,9 @@ def test_expert_episodes_of_pick_cube_give_counts_interval_and_report(tmp_path):
     for e in eps:
         assert e['task'] == 'pick_cube' and 0.0 < e['duration_s'] < 20.0 and e['commands'] > 5, e
     page = (out / 'report.html').read_text()
-    assert '2 of 2' in page and 'seed' in page and '<svg' in page and 'src="http' not in page
-    # The same directory again: refused; with --resume nothing is left to play (no graph started).
-    again = _eval(['--expert', '--task', 'pick_cube', '--episodes', '2', '--seed', '3', '--out', str(out)], 60)
-    assert again.returncode == 2 and 'exists: pass --resume' in again.stderr, again.stderr
-    resumed = _eval(['--expert', '--task', 'pick_cube', '--episodes', '2', '--seed', '3', '--out', str(out),
-                     '--resume'], 60)
-    assert resumed.returncode == 0 and 'nothing to play' in resumed.stdout, resumed.stdout + resumed.stderr
+    assert '2 of 2' in page and 'missing' not in page and '<svg' in page and 'src="http' not in page
+    done = _eval(args + ['--resume'], 60)
+    assert done.returncode == 0 and 'nothing to play' in done.stdout, done.stdout + done.stderr
 
 
 def test_bundle_reading_a_stream_the_twin_lacks_is_refused_before_any_episode(tmp_path):

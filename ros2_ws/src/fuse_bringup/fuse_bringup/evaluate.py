@@ -287,9 +287,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         reason = str(exc)
         print(f'\n[eval] stopped: {reason}', flush=True)
     finally:
+        codes = procs.stop()              # the nodes first: whatever happens next, none is left running
         if driver is not None:
             driver.close()
-        codes = procs.stop()
     summary = report.finish(reason)
     _write_html(report)
     lo, hi = summary['wilson_95']

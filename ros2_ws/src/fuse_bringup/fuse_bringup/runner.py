@@ -104,7 +104,7 @@ class GraphObserver:
             pass
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.executor.shutdown(timeout_sec=5.0)     # bounded: exiting never waits on a stuck callback
         self.node.destroy_node()
         self.ctx.try_shutdown()
 
