@@ -9,6 +9,7 @@
 #   ./setup.sh            # set up (or bring up to date)
 #   ./setup.sh --force    # redo every step
 #   ./setup.sh --train    # also the trainer's PyTorch, pyarrow, matplotlib (requirements/train.txt)
+#   ./setup.sh --datasets # also .venv-datasets/ for ./run.sh export (requirements/datasets.txt)
 #
 # On a ROS 2 Jazzy/Kilted installation use colcon instead (see README.md).
 set -euo pipefail
@@ -19,11 +20,13 @@ PY="${PYTHON:-python3}"
 STAMPS="$VENV/.fuse-stamps"
 FORCE=0
 TRAIN=0
+DATASETS=0
 for arg in "$@"; do
   case "$arg" in
     --force) FORCE=1 ;;
     --train) TRAIN=1 ;;
-    *) printf '[setup] ERROR: unknown option %s (use --force, --train)\n' "$arg" >&2; exit 2 ;;
+    --datasets) DATASETS=1 ;;
+    *) printf '[setup] ERROR: unknown option %s (use --force, --train, --datasets)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 
@@ -94,6 +97,23 @@ if ((TRAIN)); then
     "$VPY" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements/train.txt" \
       -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/test.txt"
     stamp_write train "$ROOT/requirements/train.txt"
+  fi
+fi
+
+# The dataset exporters' libraries (opt-in, ~8 GB): TensorFlow Datasets and lerobot in their own
+# venv, because lerobot pins numpy < 2.3 and OpenCV 4 below the nodes' versions. The export
+# runs each writer there in a subprocess (TensorFlow and PyTorch never share one process).
+if ((DATASETS)); then
+  DVENV="${FUSE_DATASETS_VENV:-$ROOT/.venv-datasets}"
+  if [[ -x "$DVENV/bin/python" ]] && stamp_ok datasets "$ROOT/requirements/datasets.txt"; then
+    say "dataset export libraries up to date ($DVENV)"
+  else
+    say "installing the dataset export libraries into $DVENV (requirements/datasets.txt; minutes, several GB)"
+    "$PY" -m venv "$DVENV"
+    "$DVENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$DVENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements/datasets.txt" \
+      || die "installing requirements/datasets.txt failed"
+    stamp_write datasets "$ROOT/requirements/datasets.txt"
   fi
 fi
 

@@ -4,7 +4,8 @@
         camera_primary_device:=/dev/video0 camera_wrist_device:=/dev/video2 \
         digit_left_serial:=D20001 digit_right_serial:=D20002 imu_port:=/dev/ttyUSB0 \
         [robot_model:=wx250s] [start_driver:=true] [dry_run:=false] [record:=/data/bags] \
-        [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE]
+        [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE] \
+        [collect:=keyboard|spacemouse|gamepad|scripted episodes:=N operator:=NAME record:=/data/episodes]
 
 The fuse-ros nodes and their parameter files come from fuse_bringup.graph (shared with
 sim.launch.py and `./run.sh`), so the robot and the simulation use the same YAML files.
@@ -14,6 +15,11 @@ motion_services:=true lets the arm serve reset_estop / move_to_start / move_to_p
 default: anyone on the DDS domain could call them). keystore:=DIR (an SROS2 keystore made by
 `python -m fuse_bringup.security --keystore DIR`) runs every node in its enclave /fuse/<node>
 with security enforced.
+collect:=<teleop device> runs demonstration collection instead of the policy: the teleop node
+commands the arm, the episode manager (node episodes) resets to the start pose and captures the
+DIGIT backgrounds, the recorder writes one bag per episode under record:= (default ./episodes).
+The keyboard device reads its terminal: run `ros2 run fuse_nodes teleop_node` in a terminal of
+its own for it (launch gives nodes no terminal).
 """
 
 from launch import LaunchDescription
@@ -56,7 +62,8 @@ def _nodes(context):
         bundle_path=bundle, instruction=arg('instruction'), robot_model=arg('robot_model'),
         dry_run=(arg('dry_run') or 'false').lower() == 'true', record=arg('record') is not None,
         record_dir=arg('record'), sensor_overrides=overrides,
-        motion_services=(arg('motion_services') or 'false').lower() == 'true')
+        motion_services=(arg('motion_services') or 'false').lower() == 'true',
+        collect=arg('collect'), episodes=int(arg('episodes') or 0), operator=arg('operator') or '')
     keystore = arg('keystore')
     actions = [SetEnvironmentVariable(k, v) for k, v in environment(keystore).items()] if keystore else []
     return actions + [to_launch_node(spec, f'{ENCLAVE_ROOT}/{spec.name}' if keystore else None)
@@ -92,6 +99,11 @@ def generate_launch_description():
         DeclareLaunchArgument('dry_run', default_value='false', choices=['true', 'false'],
                               description='run the policy but only log arm commands'),
         DeclareLaunchArgument('record', default_value='', description='record the run to this directory'),
+        DeclareLaunchArgument('collect', default_value='',
+                              choices=['', 'keyboard', 'spacemouse', 'gamepad', 'scripted'],
+                              description='collect demonstrations with this teleop device instead of the policy'),
+        DeclareLaunchArgument('episodes', default_value='0', description='collect: stop after N episodes'),
+        DeclareLaunchArgument('operator', default_value='', description='collect: who collects'),
         DeclareLaunchArgument('motion_services', default_value='false', choices=['true', 'false'],
                               description='arm serves reset_estop / move_to_start / move_to_pose'),
         DeclareLaunchArgument('keystore', default_value=EnvironmentVariable('ROS_SECURITY_KEYSTORE', default_value=''),

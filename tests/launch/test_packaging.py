@@ -33,13 +33,16 @@ IMPORT_TO_DEP = {
     'rosidl_runtime_py': 'rosidl_runtime_py',
     'interbotix_xs_modules': 'interbotix_xs_modules', 'interbotix_common_modules': 'interbotix_common_modules',
     'evdev': 'python3-evdev', 'hid': 'python3-hid-pip',
+    'tensorflow_datasets': 'tensorflow-datasets-pip', 'lerobot': 'lerobot-pip', 'torch': 'python3-torch-pip',
 }
 # Installed by pip in the docker image and by setup.sh (no rosdep key): documented in README.
 PIP_ONLY = {'python3-onnxruntime-pip', 'python3-sounddevice-pip', 'digit-interface-pip', 'python3-mcap-pip',
             'python3-mcap-ros2-pip', 'python3-tokenizers-pip', 'python3-mujoco-pip', 'python3-foxglove-sdk-pip'}
 # Imported only when the user selects the hardware that needs them, on the robot machine
-# (evdev, hidapi: requirements/teleop.txt).
-OPTIONAL = {'interbotix_xs_modules', 'interbotix_common_modules', 'evdev', 'hid'}
+# (evdev, hidapi: requirements/teleop.txt); the dataset writers run in .venv-datasets
+# (requirements/datasets.txt, ./setup.sh --datasets).
+OPTIONAL = {'interbotix_xs_modules', 'interbotix_common_modules', 'evdev', 'hid', 'tensorflow_datasets',
+            'lerobot', 'torch'}
 
 
 def _deps(pkg: str) -> set:

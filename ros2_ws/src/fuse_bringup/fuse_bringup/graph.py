@@ -189,18 +189,80 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
                 robot_model: str = 'wx250s', dry_run: bool = False, record: bool = False,
                 record_dir: Optional[str] = None,
                 sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None,
-                motion_services: bool = False) -> List[NodeSpec]:
-    """The real robot: every sensor, sync, policy and the arm through the Interbotix driver."""
+                motion_services: bool = False, collect: Optional[str] = None, episodes: int = 0,
+                operator: str = '') -> List[NodeSpec]:
+    """The real robot: every sensor, sync, policy and the arm through the Interbotix driver.
+
+    collect (a teleop device: keyboard, spacemouse, gamepad, scripted): demonstration collection
+    instead of the policy: the teleop node commands the arm, the episode manager resets to the
+    start pose and captures the DIGIT backgrounds, the recorder writes one bag per episode.
+    """
     bundle_path = bundle_path or default_bundle_path()
     sensor_overrides = sensor_overrides or {}
     nodes = [_with(s, (), **sensor_overrides.get(s.name, {})) for s in SENSOR_NODES]
     nodes += [_with(n, (), motion_services=True) if n.name == 'arm' and motion_services else n
               for n in control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())]
     nodes.append(robot_state_node(robot_model, publish_arm_links=False))
+    if collect:
+        nodes = [_with(n, (), commander='/teleop', motion_services=True) if n.name == 'arm' else n
+                 for n in nodes if n.name != 'policy']
+        return nodes + collection_nodes(collect, 'robot', episodes, record_dir, operator,
+                                        instruction=instruction)
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
                               {'output_dir': record_dir} if record_dir else {}))
     return nodes
+
+
+TELEOPS = ('keyboard', 'spacemouse', 'gamepad', 'expert', 'scripted', 'fake')
+
+
+def collection_nodes(teleop: str, world: str, episodes: int, out_dir: Optional[str],
+                     operator: str = '', task: Optional[str] = None, seed: Optional[int] = None,
+                     instruction: Optional[str] = None, overrides: Tuple[str, ...] = (),
+                     clock: Optional[Dict[str, object]] = None) -> List[NodeSpec]:
+    """Episode manager + per-episode recorder (+ the teleop node unless the expert drives)."""
+    if teleop not in TELEOPS:
+        raise ValueError(f'unknown teleop {teleop!r}; one of {list(TELEOPS)}')
+    clock = clock or {}
+    twin = world == 'twin'
+    expert = teleop == 'expert'
+    if expert and not twin:
+        raise ValueError('teleop expert is the twin\'s scripted expert: it needs world twin')
+    rec = {'mode': 'episodes', 'record_episode_topics': True}
+    if out_dir:
+        rec['output_dir'] = out_dir
+    epi = {'world': world, 'action_source': teleop, 'operator': operator, 'episodes': int(episodes),
+           'world_reset': twin and not expert, 'follow_world': expert, 'auto_outcome': twin,
+           'auto_reset': twin, 'task': task, 'seed': seed, 'instruction': instruction}
+    nodes = [NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides, dict(clock, **rec)),
+             NodeSpec('episodes', 'episodes_node', ('episodes.yaml',),
+                      dict(clock, **{k: v for k, v in epi.items() if v is not None}))]
+    if not expert:
+        nodes.append(NodeSpec('teleop', 'teleop_node', ('teleop.yaml',), dict(clock, device=teleop)))
+    return nodes
+
+
+def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: int = 0,
+                  world: str = 'twin', out_dir: Optional[str] = None, mode: Optional[str] = None,
+                  seed: Optional[int] = None, operator: str = '', bundle_path: Optional[str] = None,
+                  instruction: Optional[str] = None) -> List[NodeSpec]:
+    """Demonstration collection in the twin: world -> sync -> expert or teleop -> arm, recorded
+    one bag per episode by the recorder, episodes driven by the episode manager."""
+    if world != 'twin':
+        raise ValueError('world robot: collect with robot.launch.py collect:=<teleop> on the robot machine')
+    bundle_path = bundle_path or default_bundle_path()
+    expert = teleop == 'expert'
+    nodes = twin_graph(bundle_path, instruction, task, seed, expert=expert, mode=mode)
+    clock = {'use_sim_time': True} if mode == 'lockstep' else {}
+    if expert:
+        nodes = [_with(n, (), episodes=int(episodes)) if n.name == 'expert' and episodes else n for n in nodes]
+    else:
+        # The operator's device stands in for the policy.
+        nodes = [_with(n, (), commander='/teleop') if n.name == 'arm' else n for n in nodes if n.name != 'policy']
+    nodes = [_with(n, (), motion_services=True) if n.name == 'arm' else n for n in nodes]
+    return nodes + collection_nodes(teleop, 'twin', episodes, out_dir, operator, task, seed, instruction,
+                                    ('sim.yaml', 'twin.yaml'), clock)
 
 
 def ros_args(spec: NodeSpec, cfg_dir: Optional[Path] = None) -> List[str]:

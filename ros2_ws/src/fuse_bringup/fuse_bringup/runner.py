@@ -28,8 +28,10 @@ class GraphProcesses:
     """The processes of one graph: start all, watch them, stop all (SIGINT, then SIGKILL)."""
 
     def __init__(self, specs: List[graph.NodeSpec], env: Dict[str, str], log_dir: Optional[Path],
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, foreground: tuple = ()) -> None:
         self.specs = specs
+        # Nodes that read this terminal (the keyboard teleop): same process group, so they may read it.
+        self.foreground = set(foreground)
         self.env = env
         self.log_dir = log_dir
         self.python = python
@@ -50,8 +52,10 @@ class GraphProcesses:
                 stdout, stderr = None, None
             # Own process group: a terminal Ctrl-C reaches only the runner, which then stops
             # the nodes in order instead of all of them racing.
+            fg = spec.name in self.foreground
             self.procs[spec.name] = subprocess.Popen(self.command(spec), env=self.env, stdout=stdout,
-                                                     stderr=stderr, start_new_session=True)
+                                                     stderr=stderr, start_new_session=not fg,
+                                                     stdin=None if fg else subprocess.DEVNULL)
 
     def exited(self) -> Dict[str, int]:
         return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
@@ -199,7 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     # `eval` has its own parser (fuse_bringup.evaluate); listed here for --help.
     sub.add_parser('eval', add_help=False, help='evaluate a bundle or the scripted expert over N twin episodes '
                                                  'and write a report (./run.sh eval --help)')
-    for sp in (sim,):
+    col = sub.add_parser('collect', help='demonstration collection in the twin: episodes recorded one bag '
+                                         'each, with the scripted expert or a teleop device')
+    col.add_argument('--task', help='twin task (pick_cube, place_in_bowl, pick_soft, press_beep)')
+    col.add_argument('--teleop', choices=graph.TELEOPS, default='expert',
+                     help='expert (the twin\'s scripted expert, default), keyboard, spacemouse, gamepad, '
+                          'scripted, fake')
+    col.add_argument('--episodes', type=int, default=0, help='stop after N episodes with an outcome (0 = Ctrl-C)')
+    col.add_argument('--world', choices=('twin', 'robot'), default='twin',
+                     help='twin (here); robot: use robot.launch.py collect:=<teleop> on the robot machine')
+    col.add_argument('--out', default='episodes', help='directory of the episode bags (default: ./episodes)')
+    col.add_argument('--seed', type=int, help='seed of the first episode')
+    col.add_argument('--mode', choices=('realtime', 'lockstep'), help='twin time mode')
+    col.add_argument('--operator', default='', help='who collects (in every episode\'s metadata)')
+    col.add_argument('--instruction', help='instruction instead of the task\'s own')
+    for sp in (sim, col):
         sp.add_argument('--duration', type=float, default=0.0, help='stop after N seconds (0 = until Ctrl-C)')
         sp.add_argument('--log-dir', default='log/fuse', help='per-node logs (default: log/fuse)')
         sp.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID for every process')
@@ -213,7 +231,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ['eval']:
         from fuse_bringup import evaluate
         return evaluate.main(argv[1:])
+    if argv[:1] == ['export']:
+        from fuse_core.export.cli import main as export_main
+        return export_main(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.graph == 'collect':
+        try:
+            specs = graph.collect_graph(task=args.task, teleop=args.teleop, episodes=args.episodes,
+                                        world=args.world, out_dir=str(Path(args.out).resolve()), mode=args.mode,
+                                        seed=args.seed, operator=args.operator, instruction=args.instruction)
+        except ValueError as exc:
+            print(f'[fuse] {exc}', file=sys.stderr)
+            return 2
+        return run_graph(args, specs, foreground=('teleop',) if args.teleop == 'keyboard' else (),
+                         done_node='episodes')
     try:
         specs = graph.sim_graph(bag_path=args.bag, bundle_path=args.bundle, instruction=args.instruction,
                                 synthetic_sensors=args.synthetic_sensors, record=bool(args.record),
@@ -222,11 +253,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ValueError as exc:
         print(f'[fuse] {exc}', file=sys.stderr)
         return 2
+    return run_graph(args, specs)
+
+
+def run_graph(args, specs: List[graph.NodeSpec], foreground: tuple = (), done_node: str = '') -> int:
+    """Start the graph, show the status line, stop everything on Ctrl-C, a duration or a node's exit
+    (`done_node` exiting with 0 is the graph's normal end, e.g. the episode manager after N episodes)."""
     env = dds_environment(domain_id=args.domain_id)
     env.setdefault('PYTHONUNBUFFERED', '1')
     # The status monitor in this process must use the same DDS transport as the nodes.
     use_graph_environment(env)
-    procs = GraphProcesses(specs, env, Path(args.log_dir) if args.log_dir else None)
+    procs = GraphProcesses(specs, env, Path(args.log_dir) if args.log_dir else None, foreground=foreground)
     if args.print_commands:
         for spec in specs:
             print(' '.join(procs.command(spec)))
@@ -250,6 +287,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             dead = procs.exited()
             if dead:
                 name, rc = next(iter(dead.items()))
+                if name == done_node and rc == 0:
+                    print(f'\n[fuse] {name} finished; stopping the graph', flush=True)
+                    break
                 print(f'\n[fuse] node {name} exited with code {rc}; stopping the graph '
                       f'(see {args.log_dir}/{name}.log)', flush=True)
                 code = 1

@@ -268,6 +268,12 @@ class EpisodesNode(Node):
             if cfg.follow_world:
                 if m.state == IDLE and msg.state == 'running' and key != self._followed:
                     self._followed = key
+                    if msg.episode_time_s > 1.0 or (self.rec_start is not None
+                                                    and not self.rec_start.service_is_ready()):
+                        # Joined mid-episode, or nothing to record it: wait for the next one.
+                        self._say(f'world episode {msg.episode} already running or recorder not ready; '
+                                  'recording from the next one')
+                        return
                     if msg.instruction and not cfg.instruction:
                         m.instruction = msg.instruction
                     m.reset(msg.task, int(msg.seed))

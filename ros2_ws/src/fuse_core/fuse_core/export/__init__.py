@@ -1,0 +1,1 @@
+"""Dataset export: episode bags -> steps with the sync node's preprocessing -> RLDS / LeRobotDataset."""

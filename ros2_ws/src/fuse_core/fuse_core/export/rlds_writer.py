@@ -1,0 +1,115 @@
+"""RLDS writer (run in the datasets venv: TensorFlow Datasets only, never with torch).
+
+    python -m fuse_core.export.rlds_writer STAGED_DIR OUT_DIR [--name fuse_episodes]
+
+Writes a TFDS dataset OUT_DIR/<name>/1.0.0 that tfds.builder_from_directory opens, in the layout
+Octo/FuSe finetuning reads: steps with observation/{image_0, image_1, digit_0, digit_1,
+digit_0_background, digit_1_background, mel_spectro, state}, action, language_instruction,
+is_first/is_last/is_terminal, reward, discount; episode_metadata with has_mic, episode_id, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def build(staged: Path, out: Path, name: str) -> Path:
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    from fuse_core.export.steps import read_staged
+    files = sorted(staged.glob('*.npz'))
+    if not files:
+        raise SystemExit(f'rlds: no staged episodes in {staged}')
+    _, obs0, _ = read_staged(files[0])
+
+    def image(key):
+        shape = obs0[key].shape[1:]
+        return tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format='png')
+
+    observation = {k: image(k) for k in ('image_0', 'image_1', 'digit_0', 'digit_1',
+                                         'digit_0_background', 'digit_1_background')}
+    observation['mel_spectro'] = tfds.features.Tensor(shape=obs0['mel_spectro'].shape[1:], dtype=np.float32)
+    observation['state'] = tfds.features.Tensor(shape=(7,), dtype=np.float32,
+                                                doc='x, y, z, roll, pitch, yaw, gripper (1 open)')
+    features = tfds.features.FeaturesDict({
+        'steps': tfds.features.Dataset({
+            'observation': tfds.features.FeaturesDict(observation),
+            'action': tfds.features.Tensor(shape=(7,), dtype=np.float32,
+                                           doc='applied delta: dx dy dz droll dpitch dyaw, gripper'),
+            'language_instruction': tfds.features.Text(),
+            'reward': tfds.features.Scalar(dtype=np.float32),
+            'discount': tfds.features.Scalar(dtype=np.float32),
+            'is_first': tfds.features.Scalar(dtype=np.bool_),
+            'is_last': tfds.features.Scalar(dtype=np.bool_),
+            'is_terminal': tfds.features.Scalar(dtype=np.bool_),
+        }),
+        'episode_metadata': tfds.features.FeaturesDict({
+            'episode_id': tfds.features.Text(), 'file_path': tfds.features.Text(),
+            'task': tfds.features.Text(), 'outcome': tfds.features.Text(),
+            'action_source': tfds.features.Text(), 'has_mic': tfds.features.Scalar(dtype=np.bool_),
+            'seed': tfds.features.Scalar(dtype=np.int64),
+        }),
+    })
+
+    def examples():
+        for f in files:
+            meta, obs, action = read_staged(f)
+            n = action.shape[0]
+            steps = []
+            for i in range(n):
+                steps.append({
+                    'observation': {k: obs[k][i] for k in observation},
+                    'action': action[i], 'language_instruction': meta['instruction'],
+                    'reward': np.float32(1.0 if (i == n - 1 and meta['outcome'] == 'success') else 0.0),
+                    'discount': np.float32(1.0), 'is_first': i == 0, 'is_last': i == n - 1,
+                    'is_terminal': i == n - 1 and meta['outcome'] == 'success',
+                })
+            yield meta['episode_id'], {'steps': steps, 'episode_metadata': {
+                'episode_id': meta['episode_id'], 'file_path': str(f.name), 'task': meta['task'] or '',
+                'outcome': meta['outcome'], 'action_source': meta['action_source'] or '',
+                'has_mic': bool(meta['has_mic']), 'seed': int(meta['seed'] if meta['seed'] is not None else -1)}}
+
+    dataset_name = name
+
+    class FuseEpisodes(tfds.core.GeneratorBasedBuilder):
+        name = dataset_name
+        VERSION = tfds.core.Version('1.0.0')
+        RELEASE_NOTES = {'1.0.0': 'fuse-ros episode export'}
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=features,
+                                         description='fuse-ros demonstrations (FuSe layout)')
+
+        def _split_generators(self, dl_manager):
+            return {'train': self._generate_examples()}
+
+        def _generate_examples(self):
+            yield from examples()
+
+    builder = FuseEpisodes(data_dir=str(out))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    return Path(builder.data_dir)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('staged', type=Path)
+    ap.add_argument('out', type=Path)
+    ap.add_argument('--name', default='fuse_episodes')
+    a = ap.parse_args(argv)
+    # Through the module (not __main__), so TFDS sees the builder in a real package.
+    import json
+
+    from fuse_core.export import check, rlds_writer
+    built = rlds_writer.build(a.staged, a.out, a.name)
+    # Reload with tfds in the same process (one TensorFlow start-up) and report what it read.
+    print(json.dumps(dict(check.rlds(str(built)), path=str(built))))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

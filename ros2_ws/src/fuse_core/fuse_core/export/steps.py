@@ -1,0 +1,226 @@
+"""One episode bag -> FuSe training steps (5 Hz), with the same preprocessing code as the sync node.
+
+A step is one command the arm filtered (`/arm/applied_command`): its action is the delta the arm
+executed (an explicit hold is a zero motion with the gripper kept), its observation the latest
+sample of every stream at or before the command's stamp (the sync node's rule), preprocessed by
+fuse_core.sync.preprocess from the bundle manifest's inputs (resize, RGB order; the DIGIT frame
+and its background both resized, kept apart as FuSe's RLDS does; the model input is their int16
+difference, exactly TactileMinusBackground's). Anything that makes the episode unusable raises
+EpisodeError naming the episode and the problem.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from fuse_core.arm.kinematics import FINGER_MAX, FINGER_MIN, pose_to_bridge_state, quaternion_to_rotation
+from fuse_core.bag.reader import BagReader
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
+from fuse_core.episodes.metadata import EpisodeMetadata, load_episode
+from fuse_core.errors import BagError, EpisodeError, FuseError
+from fuse_core.images import image_to_array
+from fuse_core.sync.preprocess import make_preprocessor, rgb_resized
+
+#: Observation key -> (stream topic, manifest input name) for FuSe's RLDS layout.
+CAMERA_KEYS = {'image_0': ('/camera_primary/image_raw', 'image_primary'),
+               'image_1': ('/camera_wrist/image_raw', 'image_wrist')}
+DIGIT_KEYS = {'digit_0': ('/digit_left/image_raw', '/digit_left/background', 'image_digit_left'),
+              'digit_1': ('/digit_right/image_raw', '/digit_right/background', 'image_digit_right')}
+MEL_TOPIC, MIC_TOPIC = '/audio/mel_spectrogram', '/audio/chunk'
+APPLIED_TOPIC, POSE_TOPIC, JOINTS_TOPIC = '/arm/applied_command', '/arm/ee_pose', '/arm/joint_states'
+REQUIRED_TOPICS = ([t for t, _ in CAMERA_KEYS.values()] + [t for d in DIGIT_KEYS.values() for t in d[:2]]
+                   + [MEL_TOPIC, APPLIED_TOPIC, POSE_TOPIC, JOINTS_TOPIC])
+#: A gap between commands longer than this, or a stamp going back, is a clock jump.
+MAX_COMMAND_GAP_S = 2.0
+
+
+@dataclass
+class EpisodeSteps:
+    """Everything one episode contributes to a dataset (arrays have one row per step)."""
+
+    metadata: EpisodeMetadata
+    observations: Dict[str, np.ndarray]
+    action: np.ndarray                       # (N, 7) float32
+    stamps_ns: np.ndarray                    # (N,) int64, the commands' stamps
+    has_mic: bool
+    dropped_leading: int = 0                 # commands before every stream had a sample
+    model_inputs: Dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.action.shape[0])
+
+
+def _decoders(reader: BagReader, topics: Sequence[str]) -> Dict[str, Any]:
+    from mcap_ros2._dynamic import generate_dynamic
+    out = {}
+    for t in topics:
+        type_name = reader.topics[t].type
+        out[t] = generate_dynamic(type_name, reader.definition(t))[type_name]
+    return out
+
+
+def _stamp(msg) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+class _Stream:
+    """Messages of one topic sorted by header stamp; `at(t)` = latest at or before t."""
+
+    def __init__(self) -> None:
+        self.stamps: List[int] = []
+        self.msgs: List[Any] = []
+
+    def add(self, msg) -> None:
+        self.stamps.append(_stamp(msg))
+        self.msgs.append(msg)
+
+    def finish(self) -> None:
+        order = np.argsort(np.asarray(self.stamps, dtype=np.int64), kind='stable')
+        self.stamps = [self.stamps[i] for i in order]
+        self.msgs = [self.msgs[i] for i in order]
+
+    def at(self, t_ns: int):
+        i = bisect.bisect_right(self.stamps, t_ns) - 1
+        return self.msgs[i] if i >= 0 else None
+
+
+def _inputs(manifest_inputs) -> Dict[str, Any]:
+    return {(i['name'] if isinstance(i, dict) else i.name): i for i in manifest_inputs}
+
+
+def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('success',),
+               with_model_inputs: bool = False) -> EpisodeSteps:
+    """Read and check one episode bag; EpisodeError names the episode and what is wrong."""
+    bag_dir = Path(bag_dir)
+    name = bag_dir.name
+    try:
+        md = load_episode(bag_dir)
+    except EpisodeError as exc:
+        raise EpisodeError(f'{name}: {exc}') from exc
+    if not md.finished:
+        raise EpisodeError(f'{name}: status {md.status} (the recording was cut short); not exported')
+    if md.outcome not in outcomes:
+        raise EpisodeError(f'{name}: outcome {md.outcome!r} is not exported (exported: {list(outcomes)})')
+    if not md.instruction:
+        raise EpisodeError(f'{name}: no language instruction')
+    try:
+        reader = BagReader(bag_dir, required_topics=REQUIRED_TOPICS)
+    except BagError as exc:
+        raise EpisodeError(f'{name}: {exc}') from exc
+    topics = REQUIRED_TOPICS + ([MIC_TOPIC] if MIC_TOPIC in reader.topics else [])
+    dec = _decoders(reader, topics)
+    streams = {t: _Stream() for t in topics}
+    try:
+        for m in reader.messages(topics):
+            streams[m.topic].add(dec[m.topic](m.data))
+    except (BagError, FuseError, ValueError) as exc:
+        raise EpisodeError(f'{name}: bag unreadable: {exc}') from exc
+    for topic, s in streams.items():
+        if topic != APPLIED_TOPIC:  # commands stay in arrival order: a stamp going back is a clock jump
+            s.finish()
+    commands = streams[APPLIED_TOPIC]
+    # The recorder keeps arrival order; commands are stamped by their sender in tick order.
+    raw = [_stamp(c) for c in commands.msgs]
+    stamps = np.asarray(raw, dtype=np.int64)
+    if len(stamps) < 2:
+        raise EpisodeError(f'{name}: {len(stamps)} applied command(s): too short to export')
+    gaps = np.diff(stamps) / 1e9
+    if np.any(gaps <= 0) or np.any(gaps > MAX_COMMAND_GAP_S):
+        bad = int(np.argmax((gaps <= 0) | (gaps > MAX_COMMAND_GAP_S)))
+        raise EpisodeError(f'{name}: clock jump between commands {bad} and {bad + 1} '
+                           f'({gaps[bad]:+.3f} s; allowed 0..{MAX_COMMAND_GAP_S} s)')
+
+    specs = _inputs(manifest_inputs or FUSE_OBSERVATION_INPUTS)
+    cams = {k: make_preprocessor(specs[inp]) for k, (_, inp) in CAMERA_KEYS.items()}
+    digits = {k: make_preprocessor(specs[inp]) for k, (_, _, inp) in DIGIT_KEYS.items()}
+    mel = make_preprocessor(specs['mel_spectro'])
+    obs: Dict[str, List[np.ndarray]] = {k: [] for k in
+                                        list(cams) + [x for k in digits for x in (k, f'{k}_background')]
+                                        + ['mel_spectro', 'state']}
+    model: Dict[str, List[np.ndarray]] = {}
+    actions, kept = [], []
+    dropped = 0
+    cache: Dict[Tuple[str, int], np.ndarray] = {}
+
+    def prepared(key, topic, msg, fn):
+        k = (key, id(msg))
+        if k not in cache:
+            cache[k] = fn(image_to_array(msg), msg.encoding)
+        return cache[k]
+    gripper = 1.0
+    for cmd, t in zip(commands.msgs, stamps):
+        samples = {topic: streams[topic].at(int(t)) for topic in REQUIRED_TOPICS if topic != APPLIED_TOPIC}
+        if any(v is None for v in samples.values()):
+            if kept:
+                missing = [tp for tp, v in samples.items() if v is None]
+                raise EpisodeError(f'{name}: no {missing} sample before command {len(kept)}')
+            dropped += 1
+            continue
+        try:
+            for key, (topic, _) in CAMERA_KEYS.items():
+                obs[key].append(prepared(key, topic, samples[topic], cams[key].prepare))
+            for key, (topic, bg_topic, _) in DIGIT_KEYS.items():
+                p = digits[key]
+                obs[key].append(prepared(key, topic, samples[topic], p.prepare))
+                obs[f'{key}_background'].append(prepared(
+                    f'{key}_background', bg_topic, samples[bg_topic],
+                    lambda img, enc, p=p: rgb_resized(img, enc, p.size, p.interpolation, 'background')))
+                if with_model_inputs:
+                    model.setdefault(key, []).append(np.subtract(obs[key][-1], obs[f'{key}_background'][-1],
+                                                                 dtype=np.int16))
+            obs['mel_spectro'].append(prepared('mel', MEL_TOPIC, samples[MEL_TOPIC], mel.prepare))
+        except FuseError as exc:
+            raise EpisodeError(f'{name}: step {len(kept)}: {exc}') from exc
+        pose = samples[POSE_TOPIC].pose
+        tf = np.eye(4)
+        tf[:3, :3] = quaternion_to_rotation([pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                                             pose.orientation.w])
+        tf[:3, 3] = [pose.position.x, pose.position.y, pose.position.z]
+        js = samples[JOINTS_TOPIC]
+        finger = float(js.position[list(js.name).index('left_finger')]) if 'left_finger' in js.name else 0.0
+        lo, hi = FINGER_MIN, FINGER_MAX
+        obs['state'].append(np.concatenate([pose_to_bridge_state(tf),
+                                            [np.clip((finger - lo) / (hi - lo), 0.0, 1.0)]]).astype(np.float32))
+        if cmd.hold:
+            a = np.zeros(7)
+            a[6] = cmd.gripper if cmd.gripper in (0.0, 1.0) else gripper
+        else:
+            a = np.array(list(cmd.translation) + list(cmd.rotation) + [cmd.gripper], dtype=float)
+        gripper = float(a[6])
+        actions.append(a.astype(np.float32))
+        kept.append(int(t))
+    if len(kept) < 2:
+        raise EpisodeError(f'{name}: fewer than 2 steps with every stream present')
+    arrays = {k: np.stack(v) for k, v in obs.items()}
+    return EpisodeSteps(md, arrays, np.stack(actions), np.asarray(kept, dtype=np.int64),
+                        has_mic=MIC_TOPIC in reader.topics and reader.topics[MIC_TOPIC].message_count > 0,
+                        dropped_leading=dropped,
+                        model_inputs={k: np.stack(v) for k, v in model.items()})
+
+
+def save_staged(steps: EpisodeSteps, path) -> Path:
+    """One episode as an .npz the writer subprocesses read (numpy only on both sides)."""
+    import json
+    path = Path(path)
+    md = steps.metadata
+    meta = {'episode_id': md.episode_id, 'instruction': md.instruction, 'task': md.task,
+            'seed': md.seed, 'outcome': md.outcome, 'action_source': md.action_source,
+            'has_mic': steps.has_mic, 'modalities': md.modalities, 'world': md.world}
+    np.savez(path, action=steps.action, stamps_ns=steps.stamps_ns,
+             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+             **{f'obs_{k}': v for k, v in steps.observations.items()})
+    return path
+
+
+def read_staged(path) -> Tuple[dict, Dict[str, np.ndarray], np.ndarray]:
+    import json
+    z = np.load(path)
+    meta = json.loads(bytes(z['meta']).decode())
+    obs = {k[4:]: z[k] for k in z.files if k.startswith('obs_')}
+    return meta, obs, z['action']

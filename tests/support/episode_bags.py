@@ -1,0 +1,94 @@
+"""Small synthetic episode bags (real MCAP, real CDR from rclpy) for the export tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+TOPIC_TYPES = {
+    '/camera_primary/image_raw': 'sensor_msgs/msg/Image', '/camera_wrist/image_raw': 'sensor_msgs/msg/Image',
+    '/digit_left/image_raw': 'sensor_msgs/msg/Image', '/digit_right/image_raw': 'sensor_msgs/msg/Image',
+    '/digit_left/background': 'sensor_msgs/msg/Image', '/digit_right/background': 'sensor_msgs/msg/Image',
+    '/audio/mel_spectrogram': 'sensor_msgs/msg/Image', '/audio/chunk': 'fuse_interfaces/msg/AudioChunk',
+    '/arm/applied_command': 'fuse_interfaces/msg/DeltaEECommand',
+    '/policy/command': 'fuse_interfaces/msg/DeltaEECommand',
+    '/arm/ee_pose': 'geometry_msgs/msg/PoseStamped', '/arm/joint_states': 'sensor_msgs/msg/JointState',
+}
+T0 = 1_800_000_000_000_000_000
+
+
+def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int = 0,
+                     instruction: str = 'pick up the red cube', outcome: str = 'success',
+                     skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320)) -> Path:
+    """An episode recorded as the recorder writes it: sensors at 10 Hz, commands at 5 Hz."""
+    from fuse_interfaces.msg import AudioChunk, DeltaEECommand
+    from geometry_msgs.msg import PoseStamped
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    from fuse_core.bag import BagWriter
+    from fuse_core.episodes import COMPLETE, EpisodeMetadata, write_episode
+    from fuse_nodes.common import ns_to_time
+    from fuse_nodes.conversions import array_to_image
+    rng = np.random.default_rng(seed)
+    bag_dir = root / episode_id
+    md = EpisodeMetadata(episode_id=episode_id, task='pick_cube', instruction=instruction,
+                         action_source='expert', world='twin', seed=seed, status=COMPLETE, outcome=outcome)
+    w = BagWriter(bag_dir, custom_data={'fuse_episode': md.to_json()})
+    for t, ty in TOPIC_TYPES.items():
+        if t not in skip_topics:
+            w.add_topic(t, ty)
+
+    def put(topic, msg, t_ns):
+        if topic not in skip_topics:
+            w.write(topic, serialize_message(msg), t_ns)
+    for side in ('left', 'right'):
+        bg = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+        put(f'/digit_{side}/background', array_to_image(bg, 'bgr8', ns_to_time(T0 - 10**8)), T0)
+    dt_sensor, dt_cmd = 100_000_000, 200_000_000
+    for k in range(2 * steps + 2):
+        t = T0 + k * dt_sensor
+        stamp = ns_to_time(t)
+        put('/camera_primary/image_raw', array_to_image(rng.integers(0, 256, (*cam_size, 3), dtype=np.uint8),
+                                                        'bgr8', stamp), t)
+        put('/camera_wrist/image_raw', array_to_image(rng.integers(0, 256, (*cam_size, 3), dtype=np.uint8),
+                                                      'bgr8', stamp), t)
+        for side in ('left', 'right'):
+            put(f'/digit_{side}/image_raw', array_to_image(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8),
+                                                          'bgr8', stamp), t)
+        put('/audio/mel_spectrogram', array_to_image(rng.normal(-40, 10, (128, 128)).astype(np.float32),
+                                                     '32FC1', stamp), t)
+        chunk = AudioChunk()
+        chunk.header.stamp = stamp
+        chunk.sample_rate = 44100
+        chunk.samples = rng.normal(0, 0.01, 441).astype(np.float32).tolist()
+        put('/audio/chunk', chunk, t)
+        ps = PoseStamped()
+        ps.header.stamp = stamp
+        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = 0.2 + 0.001 * k, 0.0, 0.15
+        ps.pose.orientation.y, ps.pose.orientation.w = 0.7071067811865476, 0.7071067811865476
+        put('/arm/ee_pose', ps, t)
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = ['waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate',
+                   'left_finger', 'right_finger']
+        js.position = [0.0] * 6 + [0.037, -0.037]
+        put('/arm/joint_states', js, t)
+    for i in range(steps):
+        t = t_log = T0 + dt_sensor // 2 + i * dt_cmd
+        if i == clock_jump_at:  # the sender's clock jumps back; arrival (log) time does not
+            t -= 5 * dt_cmd
+        for topic, hold in (('/policy/command', False), ('/arm/applied_command', i == 3)):
+            c = DeltaEECommand()
+            c.header.stamp = ns_to_time(t)
+            c.tick_index = i
+            c.hold = hold
+            c.reason = 'dead-man released' if hold else ''
+            c.translation = [0.0, 0.0, 0.0] if hold else [0.01 * (i + 1), -0.002 * i, 0.001]
+            c.rotation = [0.0, 0.0, 0.0] if hold else [0.0, 0.0, 0.01 * i]
+            c.gripper = 1.0 if i < 6 else 0.0
+            put(topic, c, t_log + 1000)
+    w.close()
+    write_episode(bag_dir, md)
+    return bag_dir

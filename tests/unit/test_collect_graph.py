@@ -1,0 +1,45 @@
+"""The collection graphs (./run.sh collect, robot.launch.py collect:=): who commands, what records."""
+
+from __future__ import annotations
+
+import pytest
+
+from fuse_bringup import graph
+
+
+def by_name(specs):
+    return {s.name: s for s in specs}
+
+
+def test_twin_collection_with_a_teleop_device():
+    g = by_name(graph.collect_graph(task='pick_cube', teleop='gamepad', episodes=3, out_dir='/tmp/x'))
+    assert 'policy' not in g and 'expert' not in g
+    assert g['arm'].parameters['commander'] == '/teleop' and g['arm'].parameters['motion_services'] is True
+    assert g['teleop'].parameters['device'] == 'gamepad'
+    assert g['recorder'].parameters['mode'] == 'episodes' and g['recorder'].parameters['output_dir'] == '/tmp/x'
+    e = g['episodes'].parameters
+    assert (e['world'], e['world_reset'], e['follow_world'], e['episodes'], e['task']) == \
+        ('twin', True, False, 3, 'pick_cube')
+
+
+def test_twin_collection_with_the_expert_follows_the_world():
+    g = by_name(graph.collect_graph(teleop='expert', episodes=5, mode='lockstep'))
+    assert 'teleop' not in g and g['expert'].parameters['episodes'] == 5
+    assert g['arm'].parameters['commander'] == '/expert'
+    e = g['episodes'].parameters
+    assert e['follow_world'] is True and e['world_reset'] is False and e['use_sim_time'] is True
+    assert g['recorder'].parameters['use_sim_time'] is True
+
+
+def test_robot_collection_and_bad_choices():
+    g = by_name(graph.robot_graph(collect='spacemouse', episodes=2, record_dir='/data/eps', operator='ada'))
+    assert 'policy' not in g and g['teleop'].parameters['device'] == 'spacemouse'
+    assert g['episodes'].parameters['world'] == 'robot' and g['episodes'].parameters['world_reset'] is False
+    assert g['arm'].parameters['commander'] == '/teleop'
+    assert 'teleop' not in by_name(graph.robot_graph())
+    with pytest.raises(ValueError, match='needs world twin'):
+        graph.robot_graph(collect='expert')
+    with pytest.raises(ValueError, match='unknown teleop'):
+        graph.collect_graph(teleop='joystick')
+    with pytest.raises(ValueError, match='robot.launch.py'):
+        graph.collect_graph(world='robot')

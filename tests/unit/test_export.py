@@ -1,0 +1,150 @@
+"""Dataset export: steps from episode bags, the sync node's preprocessing, bad episodes named and
+skipped, and both formats reloaded with their own libraries (tensorflow_datasets, lerobot)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
+from fuse_core.errors import EpisodeError
+from fuse_core.export import cli
+from fuse_core.export.steps import load_steps
+from support.episode_bags import T0, make_episode_bag
+
+
+@pytest.fixture(scope='module')
+def bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp('episodes')
+    good = [make_episode_bag(root, f'ep_{i}', steps=8 + i, seed=i,
+                             instruction=['pick up the red cube', 'press the button'][i % 2]) for i in range(2)]
+    return root, good
+
+
+def test_steps_keys_shapes_dtypes_and_actions(bags):
+    _, good = bags
+    s = load_steps(good[0])
+    assert s.num_steps == 8 and s.dropped_leading == 0 and s.has_mic
+    shapes = {k: (v.shape[1:], v.dtype) for k, v in s.observations.items()}
+    assert shapes == {'image_0': ((256, 256, 3), np.uint8), 'image_1': ((128, 128, 3), np.uint8),
+                      'digit_0': ((224, 224, 3), np.uint8), 'digit_1': ((224, 224, 3), np.uint8),
+                      'digit_0_background': ((224, 224, 3), np.uint8),
+                      'digit_1_background': ((224, 224, 3), np.uint8),
+                      'mel_spectro': ((128, 128), np.float32), 'state': ((7,), np.float32)}
+    assert s.action.shape == (8, 7) and s.action.dtype == np.float32
+    np.testing.assert_allclose(s.action[0], [0.01, 0.0, 0.001, 0, 0, 0, 1.0], atol=1e-7)
+    np.testing.assert_allclose(s.action[3], [0, 0, 0, 0, 0, 0, 1.0])  # the hold: no motion
+    assert s.action[7, 6] == 0.0
+    assert s.observations['state'][0][6] == pytest.approx(1.0)  # fingers fully open
+    np.testing.assert_allclose(s.observations['state'][:, 3:6], 0.0, atol=1e-6)  # gripper down
+
+
+def test_export_observations_equal_the_sync_nodes_model_inputs(bags):
+    """Replay one episode through the sync core (WindowBuilder, what sync_node runs) and the exporter."""
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image
+
+    from fuse_core.bag import BagReader
+    from fuse_core.sync.window import WindowBuilder, stream_settings
+    from fuse_nodes.conversions import image_to_array
+    _, good = bags
+    s = load_steps(good[0], with_model_inputs=True)
+    streams = {'/camera_primary/image_raw': 'camera_primary', '/camera_wrist/image_raw': 'camera_wrist',
+               '/digit_left/image_raw': 'digit_left', '/digit_right/image_raw': 'digit_right',
+               '/audio/mel_spectrogram': 'audio'}
+    wb = WindowBuilder(FUSE_OBSERVATION_INPUTS, stream_settings({n: 10.0 for n in streams.values()}, 10.0),
+                       window_size=1, control_rate_hz=5.0)
+    r = BagReader(good[0])
+    msgs = list(r.messages(list(streams) + ['/digit_left/background', '/digit_right/background']))
+    for m in msgs:
+        if m.topic.endswith('/background'):
+            img = deserialize_message(m.data, Image)
+            wb.set_background(m.topic.split('/')[1], image_to_array(img), img.encoding)
+    feed = [m for m in msgs if m.topic in streams]
+    j = 0
+    for i, t in enumerate(s.stamps_ns):
+        while j < len(feed):
+            img = deserialize_message(feed[j].data, Image)
+            stamp = img.header.stamp.sec * 10**9 + img.header.stamp.nanosec
+            if stamp > t:
+                break
+            wb.add_sample(streams[feed[j].topic], stamp, image_to_array(img), img.encoding)
+            j += 1
+        win = wb.build(int(t))
+        np.testing.assert_array_equal(win.tensor('image_primary').array[-1], s.observations['image_0'][i])
+        np.testing.assert_array_equal(win.tensor('image_wrist').array[-1], s.observations['image_1'][i])
+        np.testing.assert_array_equal(win.tensor('image_digit_left').array[-1], s.model_inputs['digit_0'][i])
+        np.testing.assert_array_equal(win.tensor('image_digit_right').array[-1], s.model_inputs['digit_1'][i])
+        np.testing.assert_array_equal(win.tensor('mel_spectro').array[-1], s.observations['mel_spectro'][i])
+    assert s.stamps_ns[0] > T0
+
+
+def test_bad_episodes_are_named_and_skipped_or_refused(tmp_path, bags):
+    _, good = bags
+    missing = make_episode_bag(tmp_path, 'no_wrist', steps=4, skip_topics=('/camera_wrist/image_raw',))
+    jump = make_episode_bag(tmp_path, 'jumpy', steps=6, clock_jump_at=3)
+    cut = make_episode_bag(tmp_path, 'cut', steps=4)
+    (cut / 'metadata.yaml').unlink()  # a recording whose bag was never closed
+    discard = make_episode_bag(tmp_path, 'thrown', steps=4, outcome='discard')
+    with pytest.raises(EpisodeError, match='no_wrist: .*camera_wrist'):
+        load_steps(missing)
+    with pytest.raises(EpisodeError, match='jumpy: clock jump between commands 2 and 3'):
+        load_steps(jump)
+    with pytest.raises(EpisodeError, match='cut: status interrupted'):
+        load_steps(cut)
+    with pytest.raises(EpisodeError, match="thrown: outcome 'discard'"):
+        load_steps(discard)
+    # --strict refuses the whole export before anything is written.
+    out = tmp_path / 'ds'
+    with pytest.raises(EpisodeError, match='no_wrist'):
+        cli.export([good[0], missing], 'rlds', out, strict=True)
+    assert not out.exists()
+    # A non-empty output directory is refused unless asked to overwrite.
+    out.mkdir()
+    (out / 'keep.txt').write_text('x')
+    with pytest.raises(EpisodeError, match='refusing to overwrite'):
+        cli.export([good[0]], 'rlds', out)
+    with pytest.raises(EpisodeError, match='no episode to export'):
+        cli.export([missing, jump], 'rlds', tmp_path / 'ds2')
+    assert cli.find_episodes([tmp_path]) == sorted([missing, jump, cut, discard])
+
+
+needs_datasets = pytest.mark.skipif(cli.datasets_python() is None,
+                                    reason='the dataset libraries are not installed (./setup.sh --datasets)')
+
+
+@needs_datasets
+@pytest.mark.parametrize('fmt', ['rlds', 'lerobot'])
+def test_export_reloads_with_the_ecosystems_own_reader(tmp_path, bags, fmt):
+    root, good = bags
+    skipped = make_episode_bag(tmp_path, 'no_mel', steps=4, skip_topics=('/audio/mel_spectrogram',))
+    out = tmp_path / fmt
+    logs = []
+    summary = cli.export(cli.find_episodes([root]) + [skipped], fmt, out, log=logs.append)
+    assert summary['episodes'] == 2 and summary['steps'] == 17
+    assert len(summary['skipped']) == 1 and 'no_mel' in summary['skipped'][0]
+    # What the ecosystem's own reader read back (tfds.builder_from_directory / LeRobotDataset),
+    # in the writer's subprocess after the dataset was written.
+    check = summary['reloaded']
+    if fmt == 'rlds':
+        assert (out / 'fuse_episodes' / '1.0.0' / 'dataset_info.json').is_file() and \
+            summary['dataset'] == str(out / 'fuse_episodes' / '1.0.0')
+    eps = sorted(check['episodes'], key=lambda e: e['steps'])
+    assert [e['steps'] for e in eps] == [8, 9]
+    assert [e['instruction'] for e in eps] == ['pick up the red cube', 'press the button']
+    for e, bag in zip(eps, good):
+        s = load_steps(bag)
+        np.testing.assert_allclose(np.asarray(e['actions']), s.action, atol=1e-7)
+        first = s.observations['image_0'][0].reshape(-1)[:64].tolist()
+        assert e['image_0_first'] == first  # uint8 images arrive unchanged
+    if fmt == 'rlds':
+        obs = eps[0]['observation']
+        assert obs['image_0'] == [[256, 256, 3], 'uint8'] and obs['digit_1_background'] == [[224, 224, 3], 'uint8']
+        assert obs['mel_spectro'] == [[128, 128], 'float32'] and obs['state'] == [[7], 'float32']
+        assert eps[0]['is_first'] == 1 and eps[0]['is_last_at_end'] and eps[0]['has_mic']
+    else:
+        assert check['fps'] == 5 and check['codebase_version'].startswith('v3')
+        assert sorted(check['tasks']) == ['pick up the red cube', 'press the button']
+        obs = eps[0]['observation']
+        assert obs['observation.images.image_0'][0] == [3, 256, 256]
+        assert obs['observation.state'] == [[7], 'torch.float32']
