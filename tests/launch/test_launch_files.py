@@ -68,6 +68,9 @@ ALL_GRAPHS = {
     'sim_view': graph.sim_graph(view=True),
     'sim_synthetic_record': graph.sim_graph(synthetic_sensors=True, record=True),
     'robot': graph.robot_graph(record=True),
+    'collect_expert': graph.collect_graph(teleop='expert', mode='lockstep'),
+    'collect_teleop': graph.collect_graph(teleop='keyboard'),
+    'robot_collect': graph.robot_graph(collect='gamepad', episodes=3),
 }
 
 

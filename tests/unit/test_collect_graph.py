@@ -24,7 +24,8 @@ def test_twin_collection_with_a_teleop_device():
 
 def test_twin_collection_with_the_expert_follows_the_world():
     g = by_name(graph.collect_graph(teleop='expert', episodes=5, mode='lockstep'))
-    assert 'teleop' not in g and g['expert'].parameters['episodes'] == 5
+    assert 'teleop' not in g and 'episodes' not in g['expert'].parameters
+    assert g['episodes'].parameters['episodes'] == 5
     assert g['arm'].parameters['commander'] == '/expert'
     e = g['episodes'].parameters
     assert e['follow_world'] is True and e['world_reset'] is False and e['use_sim_time'] is True

@@ -248,16 +248,16 @@ def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: 
                   seed: Optional[int] = None, operator: str = '', bundle_path: Optional[str] = None,
                   instruction: Optional[str] = None) -> List[NodeSpec]:
     """Demonstration collection in the twin: world -> sync -> expert or teleop -> arm, recorded
-    one bag per episode by the recorder, episodes driven by the episode manager."""
+    one bag per episode by the recorder, episodes driven by the episode manager, which ends the
+    graph after `episodes` recorded ones (the expert runs until then: an episode it began before
+    the recorder was ready is not recorded and not counted)."""
     if world != 'twin':
         raise ValueError('world robot: collect with robot.launch.py collect:=<teleop> on the robot machine')
     bundle_path = bundle_path or default_bundle_path()
     expert = teleop == 'expert'
     nodes = twin_graph(bundle_path, instruction, task, seed, expert=expert, mode=mode)
     clock = {'use_sim_time': True} if mode == 'lockstep' else {}
-    if expert:
-        nodes = [_with(n, (), episodes=int(episodes)) if n.name == 'expert' and episodes else n for n in nodes]
-    else:
+    if not expert:
         # The operator's device stands in for the policy.
         nodes = [_with(n, (), commander='/teleop') if n.name == 'arm' else n for n in nodes if n.name != 'policy']
     nodes = [_with(n, (), motion_services=True) if n.name == 'arm' else n for n in nodes]

@@ -17,7 +17,7 @@ from std_srvs.srv import Trigger
 from fuse_core.episodes.config import EpisodesConfig
 from fuse_core.episodes.machine import IDLE, RECORDING, RESETTING, EpisodeContext, EpisodeMachine
 from fuse_core.errors import EpisodeError
-from fuse_nodes.common import ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config, run_node
+from fuse_nodes.common import ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config, log_at, run_node
 
 Step = Tuple[str, Callable[[], object], Callable[[object], str]]
 
@@ -60,6 +60,7 @@ class EpisodesNode(Node):
         self.bg_clients = [self.create_client(CaptureBackground, f'{d}/capture_background')
                            for d in cfg.digits]
         self.rec_start = self.rec_stop = None
+        self._stop_pending = None       # the recorder's ~/stop in flight (the next start waits for it)
         if cfg.recorder:
             self.rec_start = self.create_client(RecordEpisode, f'{cfg.recorder}/start')
             self.rec_stop = self.create_client(RecordEpisode, f'{cfg.recorder}/stop')
@@ -95,7 +96,7 @@ class EpisodesNode(Node):
 
     def _say(self, text: str, error: bool = False) -> None:
         self.message = text
-        (self.get_logger().error if error else self.get_logger().info)(text)
+        log_at(self.get_logger(), 'error' if error else 'info', text)
         self.publish_state()
 
     # --- reset procedure ---------------------------------------------------------------------
@@ -192,6 +193,8 @@ class EpisodesNode(Node):
 
     # --- recording -----------------------------------------------------------------------------
     def start_recording(self) -> str:
+        if self._stop_pending is not None and not self._stop_pending.done():
+            raise EpisodeError('start: the previous episode\'s bag is still closing; try again')
         ep = self.m.start()
         if self.rec_start is not None:
             if not self.rec_start.service_is_ready():
@@ -222,6 +225,7 @@ class EpisodesNode(Node):
             return
         fut = self.rec_stop.call_async(RecordEpisode.Request(episode_id=md.episode_id,
                                                              metadata_json=md.to_json()))
+        self._stop_pending = fut
         fut.add_done_callback(lambda f: self._after_rec_stop(f, md.episode_id))
 
     def _after_rec_stop(self, fut, episode_id: str) -> None:
@@ -267,6 +271,8 @@ class EpisodesNode(Node):
         try:
             if cfg.follow_world:
                 if m.state == IDLE and msg.state == 'running' and key != self._followed:
+                    if self._stop_pending is not None and not self._stop_pending.done():
+                        return  # the previous bag is still closing: the next task state retries
                     self._followed = key
                     if msg.episode_time_s > 1.0 or (self.rec_start is not None
                                                     and not self.rec_start.service_is_ready()):
@@ -279,7 +285,10 @@ class EpisodesNode(Node):
                     m.reset(msg.task, int(msg.seed))
                     m.reset_done(True, 'the world was reset by the expert')
                     self.start_recording()
-                elif m.state == RECORDING and msg.state in ('success', 'failure') and key == self._followed:
+                elif m.state == RECORDING and key != self._followed:
+                    # The world moved on to another episode before this one had an outcome.
+                    self.abort_episode(f'the world started episode {msg.episode} before an outcome')
+                elif m.state == RECORDING and msg.state in ('success', 'failure'):
                     self.end_episode(msg.state, msg.detail)
             elif cfg.auto_outcome and m.state == RECORDING and msg.state in ('success', 'failure'):
                 self.end_episode(msg.state, msg.detail)
