@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,13 +29,16 @@ def main() -> int:
     ap.add_argument('--episodes', type=int, default=50)
     ap.add_argument('--task', default='pick_cube')
     ap.add_argument('--keep', type=Path, help='keep the bags and datasets here')
+    ap.add_argument('--domain-id', type=int, default=100 + os.getpid() % 100,
+                    help='ROS_DOMAIN_ID of the collection graph (its own: another graph on the machine '
+                         'would mix its topics in)')
     a = ap.parse_args()
     work = a.keep or Path(tempfile.mkdtemp(prefix='bench_episodes_'))
     eps = work / 'episodes'
     t0 = time.monotonic()
     rc = subprocess.call([str(REPO / 'run.sh'), 'collect', '--task', a.task, '--teleop', 'expert',
                           '--episodes', str(a.episodes), '--mode', 'lockstep', '--out', str(eps),
-                          '--log-dir', str(work / 'log'), '--no-status'], cwd=REPO)
+                          '--log-dir', str(work / 'log'), '--no-status', '--domain-id', str(a.domain_id)], cwd=REPO)
     t_collect = time.monotonic() - t0
     if rc != 0:
         print(f'collect failed ({rc}); logs in {work / "log"}', file=sys.stderr)

@@ -71,6 +71,12 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     while time.monotonic() - t0 < 2.5:
         spin()
     assert any(not c.hold for c in commands), logs()
+    # The teleop reports a lost device: the episode is marked (the teleop itself holds that tick).
+    from std_msgs.msg import String
+    keys = node.create_publisher(String, '/teleop/episode_key', STATE_QOS)
+    assert wait_for(lambda: keys.get_subscription_count() > 0, 10, spin)
+    keys.publish(String(data='device_lost: fake: device unplugged'))
+    assert wait_for(lambda: 'device lost' in states[-1].message, 10, spin), logs()
     end = node.create_client(EndEpisode, '/episodes/end')
     assert end.wait_for_service(timeout_sec=10)
     fut = end.call_async(EndEpisode.Request(outcome='success', note='fake operator'))
@@ -82,6 +88,7 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     md = load_episode(root / episode_id)
     assert (md.status, md.outcome, md.task, md.seed, md.operator, md.action_source, md.world) == \
         (COMPLETE, 'success', 'pick_cube', 11, 'test', 'fake', 'twin')
+    assert [e['detail'] for e in md.events if e['event'] == 'teleop_lost'] == ['fake: device unplugged']
     r = BagReader(root / episode_id, verify=True)
     applied = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/arm/applied_command'])]
     sent = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/policy/command'])]
