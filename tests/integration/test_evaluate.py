@@ -91,3 +91,21 @@ def test_bundle_reading_a_stream_the_twin_lacks_is_refused_before_any_episode(tm
     assert p.returncode == 2, p.stdout + p.stderr
     assert "input 'image_wrist' reads stream 'thermal_camera'" in p.stderr, p.stderr
     assert not out.exists()           # refused before the report (and any node) was made
+
+
+def test_reference_bundle_episode_is_played_and_counted(tmp_path):
+    """The shipped reference bundle drives the twin through sync -> policy -> arm; its outcome is counted."""
+    out = tmp_path / 'report'
+    p = _eval(['--bundle', str(REPO / 'models' / 'reference'), '--task', 'pick_cube', '--episodes', '1',
+               '--seed', '5', '--out', str(out)])
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:] + _logs(out)
+    s = json.loads((out / 'summary.json').read_text())
+    assert s['config']['action_source'] == f'bundle:{REPO / "models" / "reference"}'
+    assert (s['status'], s['episodes_finished']) == ('complete', 1)
+    e = s['episodes'][0]
+    assert e['seed'] == 5 and e['outcome'] in ('success', 'failure') and e['detail'], e
+    k = int(e['outcome'] == 'success')
+    assert (s['successes'], s['failures']) == (k, 1 - k)
+    assert s['wilson_95'] == pytest.approx(list(wilson_interval(k, 1)))
+    # The policy commanded the arm (motions or explicit holds) during the episode.
+    assert e['commands'] + sum(e['holds'].values()) > 5, e
