@@ -129,3 +129,26 @@ def test_report_page_is_self_contained_and_shows_rate_interval_and_episodes(tmp_
     assert '2 of 4 episodes missing: node world exited with code 1' in page
     assert 'time limit &lt;20 s&gt; reached' in page and 'stale: 2' in page
     assert page.count('<rect') == 2 and 'http://' not in page.replace('http://www.w3.org/2000/svg', '')
+
+
+def test_compare_puts_reports_side_by_side_and_refuses_a_non_report(tmp_path):
+    from fuse_core.evaluation import compare
+    a = EvaluationReport.open(tmp_path / 'a', CONFIG)
+    for i in range(4):
+        a.record(_result(i))
+    a.finish()
+    b = EvaluationReport.open(tmp_path / 'b', dict(CONFIG, action_source='bundle:/m'))
+    b.record(_result(0, 'failure'))
+    b.finish('interrupted')
+    summaries = compare.read_summaries([tmp_path / 'a', tmp_path / 'b'])
+    table = compare.rows(summaries)
+    lo, hi = wilson_interval(4, 4)
+    assert table[0][1:] == ['expert', 'pick_cube', '10', '4', '0', '4', '100.0 %',
+                            f'{100 * lo:.1f} - {100 * hi:.1f} %', '4.50']
+    assert table[1][1] == 'bundle:/m' and table[1][4:8] == ['1', '3', '0', '0.0 %']
+    assert 'bundle:/m' in compare.text_table(summaries) and compare.html_page(summaries).count('<tr>') == 3
+    (tmp_path / 'c').mkdir()
+    with pytest.raises(EvaluationError, match='not an evaluation report'):
+        compare.read_summaries([tmp_path / 'a', tmp_path / 'c'])
+    with pytest.raises(EvaluationError, match='two or more'):
+        compare.read_summaries([tmp_path / 'a'])

@@ -304,6 +304,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0 if summary['status'] == 'complete' else 1
 
 
+def compare_main(argv: Optional[List[str]] = None) -> int:
+    """`./run.sh compare DIR DIR ... [--html FILE]`: the reports side by side."""
+    from fuse_core.evaluation import compare
+    p = argparse.ArgumentParser(prog='fuse compare', description='evaluation reports side by side')
+    p.add_argument('reports', nargs='+', help='two or more report directories (./run.sh eval --out)')
+    p.add_argument('--html', help='also write the table as a self-contained page to this file')
+    args = p.parse_args(argv)
+    try:
+        summaries = compare.read_summaries(args.reports)
+    except EvaluationError as exc:
+        print(f'[compare] refused: {exc}', file=sys.stderr)
+        return 2
+    print(compare.text_table(summaries))
+    if args.html:
+        Path(args.html).write_text(compare.html_page(summaries))
+    return 0
+
+
 def _write_html(report: EvaluationReport) -> None:
     from fuse_core.evaluation.html import write_html
     write_html(report.directory)

@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     # `eval` has its own parser (fuse_bringup.evaluate); listed here for --help.
     sub.add_parser('eval', add_help=False, help='evaluate a bundle or the scripted expert over N twin episodes '
                                                  'and write a report (./run.sh eval --help)')
+    sub.add_parser('compare', add_help=False, help='evaluation reports side by side (./run.sh compare DIR DIR ...)')
     col = sub.add_parser('collect', help='demonstration collection in the twin: episodes recorded one bag '
                                          'each, with the scripted expert or a teleop device')
     col.add_argument('--task', help='twin task (pick_cube, place_in_bowl, pick_soft, press_beep)')
@@ -231,6 +232,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ['eval']:
         from fuse_bringup import evaluate
         return evaluate.main(argv[1:])
+    if argv[:1] == ['compare']:
+        from fuse_bringup import evaluate
+        return evaluate.compare_main(argv[1:])
     if argv[:1] == ['export']:
         from fuse_core.export.cli import main as export_main
         return export_main(argv[1:])
