@@ -79,7 +79,8 @@ class RecorderNode(Node):
         self._episode: Optional[EpisodeMetadata] = None
         self._episode_dir: Optional[Path] = None
         self._declared: Dict[str, Tuple[str, list]] = {}   # topic -> (type, offered QoS)
-        self._latched: Dict[str, Tuple[bytes, int]] = {}   # transient-local topic -> last message
+        self._latched: Dict[str, Tuple[bytes, int]] = {}   # latched topic -> last message
+        self._latched_topics: set = set()
         self._episodes_done = 0
         if self.episodes:
             try:
@@ -128,6 +129,10 @@ class RecorderNode(Node):
                 self._errors.error(f'{topic} is published with several types {types}; not recorded')
                 self.get_logger().error(self._errors.last_error, throttle_duration_sec=10.0)
                 continue
+            if not self.get_publishers_info_by_topic(topic):
+                # Known by name before its publisher's QoS: subscribing now would pick volatile
+                # and miss a latched message (DIGIT backgrounds). Next round.
+                continue
             try:
                 self._subscribe(topic, types[0])
             except (BagError, ConfigError) as exc:
@@ -144,6 +149,10 @@ class RecorderNode(Node):
             self._writer.add_topic(topic, type_name, offered)
         self._declared[topic] = (type_name, offered)
         qos = qos_to_rclpy(adapted_profile(offered))
+        # Latched state (transient local, or a DIGIT background whose publisher was not yet
+        # fully discovered): every episode bag starts with its last value.
+        if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL or topic.endswith('/background'):
+            self._latched_topics.add(topic)
         # raw=True hands the callback the CDR bytes exactly as they arrived.
         self._subs[topic] = self.create_subscription(msg_cls, topic, partial(self._on_message, topic),
                                                      qos, raw=True)
@@ -156,7 +165,7 @@ class RecorderNode(Node):
             return
         now_ns = self.get_clock().now().nanoseconds
         publish_ns = info.get('source_timestamp') or now_ns
-        if self.episodes and any(q.durability == 'transient_local' for q in self._declared[topic][1]):
+        if self.episodes and topic in self._latched_topics:
             # Latched state (DIGIT backgrounds): every episode bag starts with its last value.
             self._latched[topic] = (bytes(data), publish_ns)
         if self._writer is None:
