@@ -110,10 +110,13 @@ def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_co
         assert wait_for(lambda: bool(new_episode()), 10, spin)
         t0 = min(_stamp(s) for s in new_episode())
         images = got['/camera_primary/image_raw']
-        assert wait_for(lambda: any(_stamp(m) >= t0 for m in images), 20, spin)
-        first = min((m for m in images if _stamp(m) >= t0), key=_stamp)
-        firsts.append(image_to_array(first).copy())
-    assert np.array_equal(firsts[0], firsts[1])
+        # Several frames after the reset, keyed by their offset from it: a best-effort frame lost on
+        # a busy machine must not make the two episodes be compared at different times.
+        assert wait_for(lambda: sum(_stamp(m) >= t0 for m in images) >= 8, 20, spin)
+        firsts.append({round(_stamp(m) - t0, 3): image_to_array(m).copy() for m in images if _stamp(m) >= t0})
+    common = sorted(set(firsts[0]) & set(firsts[1]))
+    assert common, (sorted(firsts[0]), sorted(firsts[1]))
+    assert np.array_equal(firsts[0][common[0]], firsts[1][common[0]]), common[0]
     ex.shutdown()
     node.destroy_node()
     assert world.stop() == 0, world.log()[-2000:]
