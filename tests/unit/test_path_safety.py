@@ -235,8 +235,15 @@ def _fuzz_commands(n, seed):
                               float(np.max(np.maximum(d.joints - WX250S.upper, 0.0))))
         if last_applied is not None:
             dt = (now - last_applied) / 1e9
-            step = np.linalg.norm(d.target[:3, 3] - last_target[:3, 3])
-            speed_violation = max(speed_violation, step - min(0.05, 0.25 * dt))
+            budget = min(0.05, 0.25 * dt)
+            if d.reason.startswith('path shortened'):
+                # The target becomes the end of the safe part of the move from the measured pose:
+                # never further from where the arm is than the budgeted target would have been.
+                here = WX250S.fk(q)[:3, 3]
+                step = np.linalg.norm(d.target[:3, 3] - here) - np.linalg.norm(last_target[:3, 3] - here)
+            else:
+                step = np.linalg.norm(d.target[:3, 3] - last_target[:3, 3])
+            speed_violation = max(speed_violation, step - budget)
         last_applied, last_target = now, d.target.copy()
         # The arm gets part of the way (lagging) or all the way.
         q = q + rng.choice([0.3, 1.0]) * (d.joints - q)
@@ -244,7 +251,7 @@ def _fuzz_commands(n, seed):
 
 
 def test_command_fuzz_keeps_every_invariant():
-    n = int(os.environ.get('FUSE_FUZZ_COMMANDS', '3000'))
+    n = int(os.environ.get('FUSE_FUZZ_COMMANDS', '100000'))
     applied, worst, speed, joints = _fuzz_commands(n, seed=4)
     assert applied > n // 10
     assert worst <= 1e-3, f'end effector {worst * 1e3:.3f} mm outside the box along a path'
