@@ -10,7 +10,9 @@ Prints one line: `sent N` or the service answers.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 
 
@@ -26,11 +28,15 @@ def main(argv=None) -> int:
     import rclpy
     from fuse_interfaces.msg import DeltaEECommand
     from fuse_interfaces.srv import MoveToPose
+    from rclpy.signals import SignalHandlerOptions
     from std_srvs.srv import Trigger
 
     from fuse_nodes.common import CONTROL_QOS, ns_to_time
 
-    rclpy.init()
+    # Ctrl-C / SIGINT ends a stream early and cleanly (the count is still printed, exit 0).
+    stop = threading.Event()
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     node = rclpy.create_node(args.name)
     try:
         if args.mode == 'services':
@@ -49,10 +55,7 @@ def main(argv=None) -> int:
             return 0
         pub = node.create_publisher(DeltaEECommand, '/policy/command', CONTROL_QOS)
         time.sleep(0.5)  # discovery
-        try:
-            sent = _stream(pub, args, DeltaEECommand, ns_to_time)
-        except KeyboardInterrupt:
-            sent = -1
+        sent = _stream(pub, args, DeltaEECommand, ns_to_time, stop)
         print(f'sent {sent}', flush=True)
         return 0
     finally:
@@ -60,14 +63,14 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
 
 
-def _stream(pub, args, DeltaEECommand, ns_to_time) -> int:
-    """Publish at args.rate for args.duration; returns how many were sent."""
+def _stream(pub, args, DeltaEECommand, ns_to_time, stop: threading.Event) -> int:
+    """Publish at args.rate for args.duration (or until `stop`); returns how many were sent."""
     period = 1.0 / args.rate
     sent = 0
     tick = 10_000_000 + int(time.time())  # far ahead of any commander's ticks
     end = time.monotonic() + args.duration
     next_t = time.monotonic()
-    while time.monotonic() < end:
+    while time.monotonic() < end and not stop.is_set():
         now = time.time_ns()
         msg = DeltaEECommand()
         if args.mode == 'forge':
@@ -87,7 +90,7 @@ def _stream(pub, args, DeltaEECommand, ns_to_time) -> int:
         next_t += period
         delay = next_t - time.monotonic()
         if delay > 0:
-            time.sleep(delay)
+            stop.wait(delay)
     return sent
 
 

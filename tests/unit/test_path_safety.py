@@ -288,6 +288,26 @@ def test_gate_keeps_the_newest_and_refuses_others():
     assert gate.offer('w', b'?', 30) and gate.counters.unknown == 1
 
 
+def test_gate_looks_an_unnamed_publisher_up_at_a_bounded_rate():
+    """A flood from an endpoint the graph does not name yet costs one graph query per 0.1 s."""
+    from fuse_core.arm.gate import RESOLVE_RETRY_NS, CommandGate
+    lookups = []
+    known = {}
+
+    def resolve(gid):
+        lookups.append(gid)
+        return known.get(gid)
+    gate = CommandGate('/policy', resolve)
+    step = RESOLVE_RETRY_NS // 50
+    for i in range(200):  # 1 kHz-like flood over 4 retry periods
+        assert 'does not list' in gate.offer(i, b'x', i * step)
+    assert gate.counters.unknown == 200 and len(lookups) == 4
+    known[b'x'] = '/policy'  # discovered: named at the next retry, then cached
+    t = 200 * step + RESOLVE_RETRY_NS
+    assert gate.offer('a', b'x', t) == '' and gate.offer('b', b'x', t + 1) == ''
+    assert len(lookups) == 5 and gate.take()[0] == 'b'
+
+
 def test_sliding_along_a_box_face_is_not_refused():
     """At the x-min face, small steps along it bow out by microns: within path_tolerance."""
     f = SafetyFilter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import signal
 import sys
 import threading
@@ -166,6 +167,10 @@ def _fmt(v: Any) -> str:
 
 
 # --- entry point ----------------------------------------------------------------------------
+#: Seconds a node may take to shut down before it reports where it is stuck.
+SHUTDOWN_REPORT_S = 5.0
+
+
 def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
              multithreaded: bool = False) -> int:
     """The one main() idiom of every node: init, build, spin, clean shutdown on Ctrl-C/SIGTERM.
@@ -201,6 +206,11 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
         pass
     finally:
         stop.set()
+        # A shutdown that hangs is a bug to find, not a process to kill blindly: after
+        # SHUTDOWN_REPORT_S every thread's stack goes to stderr (the node's log).
+        faulthandler.dump_traceback_later(SHUTDOWN_REPORT_S, exit=False)
+        # Callbacks still running on executor threads finish before close() touches what they use.
+        executor.shutdown(timeout_sec=SHUTDOWN_REPORT_S)
         if node is not None:
             code = code or int(getattr(node, 'exit_code', 0) or 0)
             close = getattr(node, 'close', None)
@@ -211,6 +221,6 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
                     print(f'[fuse] error while closing {node.get_name()}: {exc}',
                           file=sys.stderr, flush=True)
             node.destroy_node()
-        executor.shutdown()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
     return code

@@ -8,6 +8,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 #: Longest publisher name or reason copied into logs and status.
 MAX_REASON_CHARS = 200
+#: How often an endpoint the ROS graph does not name yet is looked up again.
+RESOLVE_RETRY_NS = 100_000_000
+#: Endpoints remembered (names and lookups); past it the memory starts over.
+MAX_TRACKED_ENDPOINTS = 256
 
 
 def bounded(text: str, limit: int = MAX_REASON_CHARS) -> str:
@@ -47,6 +51,7 @@ class CommandGate:
         self.foreign_hold_s = float(foreign_hold_s)
         self.counters = GateCounters()
         self._names: Dict[bytes, str] = {}
+        self._tried: Dict[bytes, int] = {}
         self._pending: Optional[Tuple[Any, int]] = None
         self._foreign_ns: Optional[int] = None
         self._commander_gid: Optional[bytes] = None
@@ -54,17 +59,32 @@ class CommandGate:
         self.restarted = False
         self._lock = threading.Lock()
 
-    def publisher_name(self, gid: bytes) -> Optional[str]:
+    def publisher_name(self, gid: bytes, now_ns: int = 0) -> Optional[str]:
+        """The node name behind endpoint `gid`, or None while the graph does not name it.
+
+        An unnamed endpoint is looked up in the ROS graph at most every RESOLVE_RETRY_NS, so a
+        flood from a publisher whose node name is not yet discovered costs a dict lookup per
+        message, not a graph query."""
         name = self._names.get(gid)
-        if name is None:
-            name = self._resolve(gid)
-            if name is not None:
-                self._names[gid] = name
+        if name is not None:
+            return name
+        last = self._tried.get(gid)
+        if last is not None and 0 <= now_ns - last < RESOLVE_RETRY_NS:
+            return None
+        if len(self._tried) >= MAX_TRACKED_ENDPOINTS:
+            self._tried.clear()
+        self._tried[gid] = now_ns
+        name = self._resolve(gid)
+        if name is not None:
+            if len(self._names) >= MAX_TRACKED_ENDPOINTS:
+                self._names.clear()
+            self._names[gid] = name
+            self._tried.pop(gid, None)
         return name
 
     def offer(self, msg: Any, gid: bytes, now_ns: int) -> str:
         """Take one message from publisher `gid`; returns '' or why it was refused."""
-        name = self.publisher_name(bytes(gid))
+        name = self.publisher_name(bytes(gid), now_ns)
         with self._lock:
             self.counters.offered += 1
             if name is None:
@@ -111,3 +131,4 @@ class CommandGate:
 
     def forget(self, gid: bytes) -> None:
         self._names.pop(bytes(gid), None)
+        self._tried.pop(bytes(gid), None)
