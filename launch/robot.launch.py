@@ -4,7 +4,7 @@
         camera_primary_device:=/dev/video0 camera_wrist_device:=/dev/video2 \
         digit_left_serial:=D20001 digit_right_serial:=D20002 imu_port:=/dev/ttyUSB0 \
         [robot_model:=wx250s] [start_driver:=true] [dry_run:=false] [record:=/data/bags] \
-        [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE] \
+        [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE] [view:=false] \
         [collect:=keyboard|spacemouse|gamepad|scripted episodes:=N operator:=NAME record:=/data/episodes]
 
 The fuse-ros nodes and their parameter files come from fuse_bringup.graph (shared with
@@ -20,6 +20,8 @@ commands the arm, the episode manager (node episodes) resets to the start pose a
 DIGIT backgrounds, the recorder writes one bag per episode under record:= (default ./episodes).
 The keyboard device reads its terminal: run `ros2 run fuse_nodes teleop_node` in a terminal of
 its own for it (launch gives nodes no terminal).
+view:=true also starts the Foxglove viewer (ws://127.0.0.1:8765, layout config/foxglove_layout.json),
+as in sim.launch.py.
 """
 
 from launch import LaunchDescription
@@ -63,7 +65,8 @@ def _nodes(context):
         dry_run=(arg('dry_run') or 'false').lower() == 'true', record=arg('record') is not None,
         record_dir=arg('record'), sensor_overrides=overrides,
         motion_services=(arg('motion_services') or 'false').lower() == 'true',
-        collect=arg('collect'), episodes=int(arg('episodes') or 0), operator=arg('operator') or '')
+        collect=arg('collect'), episodes=int(arg('episodes') or 0), operator=arg('operator') or '',
+        view=(arg('view') or 'false').lower() == 'true')
     keystore = arg('keystore')
     actions = [SetEnvironmentVariable(k, v) for k, v in environment(keystore).items()] if keystore else []
     return actions + [to_launch_node(spec, f'{ENCLAVE_ROOT}/{spec.name}' if keystore else None)
@@ -108,6 +111,9 @@ def generate_launch_description():
                               description='arm serves reset_estop / move_to_start / move_to_pose'),
         DeclareLaunchArgument('keystore', default_value=EnvironmentVariable('ROS_SECURITY_KEYSTORE', default_value=''),
                               description='SROS2 keystore (fuse_bringup.security); empty = no DDS security'),
+        DeclareLaunchArgument('view', default_value='false', choices=['true', 'false'],
+                              description='also start the Foxglove viewer (ws://127.0.0.1:8765, '
+                                          'layout config/foxglove_layout.json)'),
         *[DeclareLaunchArgument(name, default_value='', description=f'{node} {param}')
           for name, (node, param) in DEVICE_ARGUMENTS.items()],
         OpaqueFunction(function=_driver, args=[driver]),

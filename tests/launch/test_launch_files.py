@@ -42,6 +42,39 @@ def test_launch_file_builds_nodes_from_the_graph_description(name, builder):
     assert 'Node' not in calls, f'{name} creates a launch_ros Node directly'
 
 
+def _declared_arguments(tree: ast.AST):
+    out = {}
+    for fn, call in _calls(tree):
+        if fn == 'DeclareLaunchArgument' and call.args and isinstance(call.args[0], ast.Constant):
+            out[call.args[0].value] = {k.arg: ast.unparse(k.value) for k in call.keywords}
+    return out
+
+
+@pytest.mark.parametrize('name,builder', [('sim.launch.py', 'sim_graph'), ('robot.launch.py', 'robot_graph')])
+def test_view_argument_is_declared_and_passed_to_the_graph(name, builder):
+    """Both launch files take view:= (default false) and hand it to the graph builder as `view`."""
+    tree = _tree(name)
+    view = _declared_arguments(tree).get('view')
+    assert view is not None, f'{name} declares no view launch argument'
+    assert view['default_value'] == "'false'"
+    assert 'Foxglove viewer' in view['description']
+    build = dict(_calls(tree))[builder]
+    kw = {k.arg: ast.unparse(k.value) for k in build.keywords}
+    assert 'view' in kw and "arg('view')" in kw['view'], f'{name} does not pass view to {builder}'
+
+
+@pytest.mark.parametrize('builder,kwargs', [('sim_graph', {}), ('sim_graph', {'world': 'bag'}),
+                                            ('robot_graph', {}), ('robot_graph', {'collect': 'scripted'})])
+def test_view_adds_exactly_the_viewer_node(builder, kwargs):
+    build = getattr(graph, builder)
+    without = [s.name for s in build(**kwargs)]
+    with_view = build(view=True, **kwargs)
+    assert 'viewer' not in without
+    assert [s.name for s in with_view if s.name != 'viewer'] == without
+    viewer = [s for s in with_view if s.name == 'viewer']
+    assert len(viewer) == 1 and viewer[0].params_files == ('viewer.yaml',)
+
+
 def test_launch_nodes_come_from_nodespec_fields():
     tree = ast.parse((REPO / 'ros2_ws/src/fuse_bringup/fuse_bringup/launch_nodes.py').read_text())
     node_calls = [c for fn, c in _calls(tree) if fn == 'Node']
@@ -71,6 +104,8 @@ ALL_GRAPHS = {
     'collect_expert': graph.collect_graph(teleop='expert', mode='lockstep'),
     'collect_teleop': graph.collect_graph(teleop='keyboard'),
     'robot_collect': graph.robot_graph(collect='gamepad', episodes=3),
+    'robot_view': graph.robot_graph(view=True),
+    'robot_collect_view': graph.robot_graph(collect='scripted', view=True),
 }
 
 

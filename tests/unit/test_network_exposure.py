@@ -60,7 +60,7 @@ def test_docker_defaults_are_local_and_not_domain_zero():
 
 def test_sros2_policy_has_one_enclave_per_robot_node_and_one_commander():
     perms = node_permissions(record=True)
-    for spec in graph.robot_graph(record=True):
+    for spec in graph.robot_graph(record=True, view=True):
         assert spec.name in perms, f'no enclave for {spec.name}'
     root = ET.fromstring(policy_xml(perms))
     enclaves = {e.get('path'): e for e in root.iter('enclave')}

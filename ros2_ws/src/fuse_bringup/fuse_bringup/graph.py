@@ -190,8 +190,10 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
                 record_dir: Optional[str] = None,
                 sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None,
                 motion_services: bool = False, collect: Optional[str] = None, episodes: int = 0,
-                operator: str = '') -> List[NodeSpec]:
+                operator: str = '', view: bool = False) -> List[NodeSpec]:
     """The real robot: every sensor, sync, policy and the arm through the Interbotix driver.
+
+    view: also the Foxglove viewer (as in sim_graph).
 
     collect (a teleop device: keyboard, spacemouse, gamepad, scripted): demonstration collection
     instead of the policy: the teleop node commands the arm, the episode manager resets to the
@@ -203,15 +205,16 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
     nodes += [_with(n, (), motion_services=True) if n.name == 'arm' and motion_services else n
               for n in control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())]
     nodes.append(robot_state_node(robot_model, publish_arm_links=False))
+    viewer = [viewer_node()] if view else []
     if collect:
         nodes = [_with(n, (), commander='/teleop', motion_services=True) if n.name == 'arm' else n
                  for n in nodes if n.name != 'policy']
         return nodes + collection_nodes(collect, 'robot', episodes, record_dir, operator,
-                                        instruction=instruction)
+                                        instruction=instruction) + viewer
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
                               {'output_dir': record_dir} if record_dir else {}))
-    return nodes
+    return nodes + viewer
 
 
 TELEOPS = ('keyboard', 'spacemouse', 'gamepad', 'expert', 'scripted', 'fake')

@@ -107,6 +107,11 @@ def node_permissions(robot_model: str = 'wx250s', record: bool = False) -> Dict[
                                                                 'set_motor_pid_gains', 'set_motor_registers',
                                                                 'get_motor_registers', 'torque_enable',
                                                                 'reboot_motors'))),
+        # The Foxglove viewer (view:=true): reads what the layout shows, publishes nothing on DDS.
+        'viewer': Permissions(subscribe=tuple(_sensor_topics()) + (
+            '/camera_primary/camera_info', '/camera_wrist/camera_info', '/tf', '/tf_static',
+            '/policy/command', '/policy/action_chunk', '/arm/status', '/episodes/state', '/world/task_state'),
+            notes='view:=true; its WebSocket server is outside DDS (localhost unless host is changed)'),
         # Operator tools (ros2 CLI, rviz): read everything, and the e-stop; nothing that moves the arm.
         'operator': Permissions(subscribe=tuple(_sensor_topics()) + (
             '/sync/window', '/policy/command', '/policy/action_chunk', '/arm/joint_states', '/arm/ee_pose',
