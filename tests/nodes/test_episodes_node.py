@@ -1,6 +1,6 @@
 """Episode manager + teleop (fake device) + arm (mock) + recorder as processes: a reset with a
 (fake) twin world reset, a recorded episode whose bag holds the sent and the applied commands,
-the outcome, and a teleop hold when not recording."""
+the outcome and the world's modality-specific instructions, and a teleop hold when not recording."""
 
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
         resets.append((req.task, req.seed))
         res.success, res.message, res.task, res.seed = True, 'reset', req.task or 'pick_cube', 11
         res.instruction, res.tasks = 'pick up the red cube', ['pick_cube']
+        res.modality_combinations = ['visual', 'tactile']
+        res.modality_instructions = ['pick up the red cube', 'pick up the cube that feels hard']
         return res
     node.create_service(ResetTask, '/world/reset', world_reset)
     states, commands = [], []
@@ -89,6 +91,8 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     assert (md.status, md.outcome, md.task, md.seed, md.operator, md.action_source, md.world) == \
         (COMPLETE, 'success', 'pick_cube', 11, 'test', 'fake', 'twin')
     assert [e['detail'] for e in md.events if e['event'] == 'teleop_lost'] == ['fake: device unplugged']
+    # The world's modality-specific instructions are recorded with the episode.
+    assert md.modalities == {'visual': 'pick up the red cube', 'tactile': 'pick up the cube that feels hard'}
     r = BagReader(root / episode_id, verify=True)
     applied = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/arm/applied_command'])]
     sent = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/policy/command'])]

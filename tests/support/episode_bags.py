@@ -20,7 +20,7 @@ T0 = 1_800_000_000_000_000_000
 
 def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int = 0,
                      instruction: str = 'pick up the red cube', outcome: str = 'success',
-                     skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320)) -> Path:
+                     skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320), modalities=None) -> Path:
     """An episode recorded as the recorder writes it: sensors at 10 Hz, commands at 5 Hz."""
     from fuse_interfaces.msg import AudioChunk, DeltaEECommand
     from geometry_msgs.msg import PoseStamped
@@ -34,7 +34,8 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
     rng = np.random.default_rng(seed)
     bag_dir = root / episode_id
     md = EpisodeMetadata(episode_id=episode_id, task='pick_cube', instruction=instruction,
-                         action_source='expert', world='twin', seed=seed, status=COMPLETE, outcome=outcome)
+                         action_source='expert', world='twin', seed=seed, status=COMPLETE, outcome=outcome,
+                         modalities=dict(modalities or {}))
     w = BagWriter(bag_dir, custom_data={'fuse_episode': md.to_json()})
     for t, ty in TOPIC_TYPES.items():
         if t not in skip_topics:

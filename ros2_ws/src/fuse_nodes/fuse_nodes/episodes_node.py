@@ -16,6 +16,7 @@ from std_srvs.srv import Trigger
 
 from fuse_core.episodes.config import EpisodesConfig
 from fuse_core.episodes.machine import IDLE, RECORDING, RESETTING, EpisodeContext, EpisodeMachine
+from fuse_core.episodes.modalities import from_lists
 from fuse_core.errors import EpisodeError
 from fuse_nodes.common import ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config, log_at, run_node
 
@@ -132,7 +133,16 @@ class EpisodesNode(Node):
         self.m.task, self.m.seed = res.task, int(res.seed)
         if res.instruction and not self.cfg.instruction:
             self.m.instruction = res.instruction
+        self.m.set_modalities(self._modalities_of(res, 'world reset'))
         return ''
+
+    def _modalities_of(self, msg, what: str) -> dict:
+        """The twin's modality-specific instructions (TaskState / ResetTask); bad ones are logged, not used."""
+        try:
+            return from_lists(msg.modality_combinations, msg.modality_instructions, f'{what}: modalities')
+        except EpisodeError as exc:
+            self.get_logger().error(f'{exc}; the episode is recorded without them')
+            return {}
 
     def _after_move(self, res) -> str:
         if not res.success:
@@ -283,7 +293,8 @@ class EpisodesNode(Node):
                     if msg.instruction and not cfg.instruction:
                         m.instruction = msg.instruction
                     m.reset(msg.task, int(msg.seed))
-                    m.reset_done(True, 'the world was reset by the expert')
+                    m.reset_done(True, 'the world was reset by the expert',
+                                 modalities=self._modalities_of(msg, 'task state'))
                     self.start_recording()
                 elif m.state == RECORDING and key != self._followed:
                     # The world moved on to another episode before this one had an outcome.

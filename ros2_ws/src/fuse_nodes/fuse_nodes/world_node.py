@@ -15,6 +15,7 @@ from std_msgs.msg import String
 
 from fuse_core.arm.kinematics import FINGER_NAMES, JOINT_NAMES
 from fuse_core.audio.config import AudioConfig
+from fuse_core.episodes.modalities import to_lists
 from fuse_core.errors import ConfigError, DeviceError
 from fuse_core.timing import percentiles
 from fuse_interfaces.msg import AudioChunk, TaskState
@@ -291,6 +292,7 @@ class WorldNode(Node):
         msg.task, msg.seed, msg.episode = w.task.name, int(w.seed), int(w.counters.resets)
         msg.instruction = w.instruction
         msg.state, msg.detail = w.status.state, w.status.detail
+        msg.modality_combinations, msg.modality_instructions = to_lists(w.modality_instructions)
         msg.episode_time_s = float(w.episode_time_s)
         msg.time_left_s = float(w.status.time_left_s)
         msg.time_limit_s = float(w.task.time_limit_s)
@@ -343,6 +345,7 @@ class WorldNode(Node):
         for sched in self._sched.values():      # the first frames of every episode at the same offsets
             sched.next = w.time_s
         response.success, response.task, response.seed = True, w.task.name, int(w.seed)
+        response.modality_combinations, response.modality_instructions = to_lists(w.modality_instructions)
         response.message = f'episode {w.counters.resets}: {w.task.name} seed {w.seed}'
         self.get_logger().info(f'reset: {response.message}: {w.instruction!r}')
         self._publish_instruction()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Dict, List, Tuple
 
 import numpy as np
 
+from fuse_core.episodes.modalities import ObjectDescription
 from fuse_core.errors import ConfigError
 from fuse_sim.model import (CUBE_HALF, RIGID_SOLREF, SOFT_SOLREF, SceneObject, SceneSpec)
 
@@ -30,6 +31,10 @@ TABLE_X = (0.22, 0.36)
 TABLE_Y = (-0.13, 0.15)
 LIFT_HEIGHT = 0.05     # an object counts as lifted when its bottom is this far above the table
 PRESS_DEPTH = 0.007    # a button counts as pressed below this displacement
+#: How the twin's materials feel to a DIGIT and sound on contact (fuse_sim.audio's damped modes:
+#: the soft material's are low and short, the rigid one's higher and ringing).
+FEELS = {'hard': 'hard', 'soft': 'soft'}
+SOUNDS = {'hard': 'sounds sharp', 'soft': 'sounds dull'}
 
 
 @dataclass
@@ -91,6 +96,14 @@ class Task(abc.ABC):
     def material(self, world: 'World', g1: int, g2: int) -> str:
         return 'hard'
 
+    def describe(self, world: 'World') -> ObjectDescription:
+        """What this episode's target object looks, feels and sounds like (after reset)."""
+        return ObjectDescription('{}', 'object')
+
+    def modality_instructions(self, world: 'World') -> Dict[str, str]:
+        """FuSe's modality-specific instructions of this episode, from `describe`."""
+        return self.describe(world).instructions()
+
     # helpers
     def _time_left(self, world: 'World') -> float:
         return max(0.0, self.time_limit_s - world.episode_time_s)
@@ -151,6 +164,10 @@ class PickCube(Task):
     def colour_of(self, name: str) -> str:
         return self.colours[int(name.split('_')[1])]
 
+    def describe(self, world: 'World') -> ObjectDescription:
+        return ObjectDescription('pick up the {}', 'cube', self.colour_of(self.target), FEELS['hard'],
+                                 SOUNDS['hard'])
+
     def evaluate(self, world: 'World') -> TaskStatus:
         status = TaskStatus()
         if self._lifted(world, self.target):
@@ -184,6 +201,10 @@ class PlaceInBowl(Task):
 
     def colour_of(self, name: str) -> str:
         return 'white' if name == 'bowl' else self.colours[int(name.split('_')[1])]
+
+    def describe(self, world: 'World') -> ObjectDescription:
+        return ObjectDescription('put the {} in the bowl', 'cube', self.colour_of(self.target), FEELS['hard'],
+                                 SOUNDS['hard'])
 
     def evaluate(self, world: 'World') -> TaskStatus:
         from fuse_sim.model import BOWL_RADIUS, BOWL_WALL_HEIGHT
@@ -227,6 +248,9 @@ class PickSoft(Task):
 
     def colour_of(self, name: str) -> str:
         return self.colour
+
+    def describe(self, world: 'World') -> ObjectDescription:
+        return ObjectDescription('pick up the {}', 'cube', self.colour, FEELS['soft'], SOUNDS['soft'])
 
     def material(self, world: 'World', g1: int, g2: int) -> str:
         soft = world.geom_id(f'{self.soft}_geom')
@@ -286,6 +310,10 @@ class PressBeep(Task):
     def visible_objects(self, world: 'World') -> Dict[str, VisibleObject]:
         return {f'button_{i}': VisibleObject(f'button_{i}', world.body_position(f'button_{i}_cap'), 'red')
                 for i in range(2)}
+
+    def describe(self, world: 'World') -> ObjectDescription:
+        # Both buttons are red and spring back alike: only the sound tells the beeper apart.
+        return ObjectDescription('press the {}', 'button', 'red', 'springy', 'beeps')
 
     def evaluate(self, world: 'World') -> TaskStatus:
         status = TaskStatus()

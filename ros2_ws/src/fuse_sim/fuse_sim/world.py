@@ -70,6 +70,7 @@ class World:
         self.counters = WorldCounters()
         self.seed = self.cfg.seed
         self.instruction = ''
+        self.modality_instructions: Dict[str, str] = {}
         self.status = TaskStatus()
         self.events: List[ContactEvent] = []
         self._known_contacts: set = set()
@@ -120,6 +121,7 @@ class World:
         cam = mj.mj_name2id(m, mj.mjtObj.mjOBJ_CAMERA, 'primary')
         m.cam_pos[cam] = self._nominal['cam_pos'][cam] + rng.uniform(-0.01, 0.01, 3)
         self.instruction = self.task.reset(self, rng)
+        self.modality_instructions = self.task.modality_instructions(self)
         q0 = self.start_joints()
         d.qpos[self._arm_qadr] = q0
         d.qpos[self._finger_qadr] = FINGER_MAX

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 from fuse_core.episodes.metadata import COMPLETE, INTERRUPTED, EpisodeMetadata
+from fuse_core.episodes.modalities import check_modalities
 from fuse_core.errors import EpisodeError
 
 IDLE, RESETTING, READY, RECORDING = 'idle', 'resetting', 'ready', 'recording'
@@ -47,6 +48,7 @@ class EpisodeMachine:
     task: str = ''
     seed: Optional[int] = None
     instruction: str = ''
+    modalities: Dict[str, str] = field(default_factory=dict)  # this scene's modality-specific instructions
     episode: Optional[EpisodeMetadata] = None    # the one being recorded
     last: Optional[EpisodeMetadata] = None       # the previous one, with its outcome
     counter: int = 0
@@ -79,11 +81,13 @@ class EpisodeMachine:
             self.task = task
         self.seed = seed
         self.last_error = ''
+        self.modalities = {}                     # a new scene: its object is described anew
         self._go(RESETTING, f'task {self.task or "?"} seed {seed}')
 
     def reset_done(self, ok: bool, message: str = '', task: str = '', seed: Optional[int] = None,
-                   instruction: str = '') -> None:
-        """The node finished the reset steps; the twin may report its task, seed and instruction."""
+                   instruction: str = '', modalities: Optional[Dict[str, str]] = None) -> None:
+        """The node finished the reset steps; the twin may report its task, seed, instruction and
+        modality-specific instructions."""
         self._require('reset_done', RESETTING)
         if not ok:
             self.last_error = message or 'reset failed'
@@ -95,6 +99,8 @@ class EpisodeMachine:
             self.seed = seed
         if instruction and not self.instruction:
             self.instruction = instruction
+        if modalities:
+            self.modalities = check_modalities(modalities, 'reset_done: modalities')
         self._go(READY, message or 'reset done')
 
     def set_instruction(self, text: str) -> None:
@@ -105,6 +111,11 @@ class EpisodeMachine:
         if len(text) > MAX_INSTRUCTION_CHARS:
             raise EpisodeError(f'set_instruction: {len(text)} characters, at most {MAX_INSTRUCTION_CHARS}')
         self.instruction = text
+
+    def set_modalities(self, values: Dict[str, str]) -> None:
+        """The modality-specific instructions of the coming episode (replacing any)."""
+        self._require('set_modalities', IDLE, RESETTING, READY)
+        self.modalities = check_modalities(values, 'set_modalities')
 
     def start(self) -> EpisodeMetadata:
         """Start recording; returns the new episode's metadata (status recording)."""
@@ -118,7 +129,8 @@ class EpisodeMachine:
         self.episode = EpisodeMetadata(
             episode_id=f'{self.id_prefix}_{stamp}_{self.counter:04d}', task=self.task,
             instruction=self.instruction, operator=ctx.operator, action_source=ctx.action_source,
-            world=ctx.world, seed=self.seed, robot=dict(ctx.robot), start_time_ns=now)
+            world=ctx.world, seed=self.seed, robot=dict(ctx.robot), start_time_ns=now,
+            modalities=dict(self.modalities))
         self._go(RECORDING, f'episode {self.episode.episode_id}')
         return self.episode
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from fuse_core.episodes.modalities import check_modalities
 from fuse_core.errors import EpisodeError
 
 METADATA_FILE = 'episode.json'
@@ -47,7 +48,8 @@ class EpisodeMetadata:
     start_time_ns: int = 0
     end_time_ns: int = 0
     events: List[Dict[str, Any]] = field(default_factory=list)  # e.g. teleop device lost
-    # Optional modality descriptions (what the object looks, feels, sounds like), FuSe layout.
+    # Optional modality-specific instructions (what the object looks, feels, sounds like): FuSe
+    # combination ('visual', 'tactile', 'visual,tactile', ...) -> text; see episodes.modalities.
     modalities: Dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -57,6 +59,7 @@ class EpisodeMetadata:
         if self.status not in STATUSES:
             raise EpisodeError(f'episode {self.episode_id}: status {self.status!r} is not one of '
                                f'{list(STATUSES)}')
+        self.modalities = check_modalities(self.modalities, f'episode {self.episode_id}: modalities')
 
     @property
     def finished(self) -> bool:

@@ -20,6 +20,8 @@ def rlds(path: str) -> dict:
         episodes.append({
             'steps': len(steps),
             'instruction': first['language_instruction'].decode(),
+            'all_lang': [first[k].decode() for k in sorted(first) if k.startswith('all_lang_')],
+            'all_lang_info': (builder.info.metadata or {}).get('all_lang_info', ''),
             'has_mic': bool(ep['episode_metadata']['has_mic']),
             'episode_id': ep['episode_metadata']['episode_id'].decode(),
             'is_first': [bool(s['is_first']) for s in steps].count(True),

@@ -21,7 +21,8 @@ from typing import List, Optional
 
 from fuse_core.episodes.metadata import METADATA_FILE
 from fuse_core.errors import EpisodeError
-from fuse_core.export.steps import load_steps, save_staged
+from fuse_core.export.instructions import write_lerobot_instructions
+from fuse_core.export.steps import load_steps, save_staged, staged_meta
 
 FORMATS = ('rlds', 'lerobot')
 
@@ -82,6 +83,7 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
         staged = Path(tmp) / 'staged'
         staged.mkdir()
         n = 0
+        metas: list = []
         for ep in episodes:
             try:
                 steps = load_steps(ep, outcomes=outcomes)
@@ -92,6 +94,7 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
                 log(f'skipped: {exc}')
                 continue
             save_staged(steps, staged / f'{n:05d}_{steps.metadata.episode_id}.npz')
+            metas.append(staged_meta(steps))
             total += steps.num_steps
             n += 1
         if n == 0:
@@ -106,13 +109,17 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
         if len(check['episodes']) != n or got != total:
             raise EpisodeError(f'reload mismatch: wrote {n} episodes / {total} steps, read back '
                                f'{len(check["episodes"])} / {got}')
+        described = sum(1 for m in metas if m['modalities'])
+        if fmt == 'lerobot':
+            # The trainer's modality-specific instructions (models/trainer/dataset.py), by episode_index.
+            write_lerobot_instructions(target / relative, metas)
         if out.exists():
             shutil.rmtree(out)
         shutil.move(str(target), str(out))
     size = sum(f.stat().st_size for f in out.rglob('*') if f.is_file())
     dt = time.monotonic() - t0
     summary = {'format': fmt, 'out': str(out), 'dataset': str(out / relative), 'episodes': n, 'steps': total,
-               'skipped': skipped,
+               'skipped': skipped, 'with_modality_instructions': described,
                'seconds': round(dt, 2), 'read_seconds': round(t_read, 2),
                'steps_per_s': round(total / dt, 2) if dt > 0 else 0.0, 'bytes': size}
     log(json.dumps(summary))

@@ -5,7 +5,10 @@
 Writes a TFDS dataset OUT_DIR/<name>/1.0.0 that tfds.builder_from_directory opens, in the layout
 Octo/FuSe finetuning reads: steps with observation/{image_0, image_1, digit_0, digit_1,
 digit_0_background, digit_1_background, mel_spectro, state}, action, language_instruction,
-is_first/is_last/is_terminal, reward, discount; episode_metadata with has_mic, episode_id, ...
+is_first/is_last/is_terminal, reward, discount, and FuSe's modality-specific instructions
+all_lang_0..all_lang_8 (builder metadata all_lang_info names their combinations, '|'-separated;
+'' = not valid for the episode); episode_metadata with has_mic, episode_id, modality_instructions
+(JSON), ...
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from pathlib import Path
 
 
 def build(staged: Path, out: Path, name: str) -> Path:
+    import json
+
     import numpy as np
     import tensorflow_datasets as tfds
 
+    from fuse_core.export.instructions import ALL_LANG_INFO, ALL_LANG_KEYS, rlds_language_fields
     from fuse_core.export.steps import read_staged
     files = sorted(staged.glob('*.npz'))
     if not files:
@@ -40,6 +46,7 @@ def build(staged: Path, out: Path, name: str) -> Path:
             'action': tfds.features.Tensor(shape=(7,), dtype=np.float32,
                                            doc='applied delta: dx dy dz droll dpitch dyaw, gripper'),
             'language_instruction': tfds.features.Text(),
+            **{k: tfds.features.Text() for k in ALL_LANG_KEYS},
             'reward': tfds.features.Scalar(dtype=np.float32),
             'discount': tfds.features.Scalar(dtype=np.float32),
             'is_first': tfds.features.Scalar(dtype=np.bool_),
@@ -51,6 +58,7 @@ def build(staged: Path, out: Path, name: str) -> Path:
             'task': tfds.features.Text(), 'outcome': tfds.features.Text(),
             'action_source': tfds.features.Text(), 'has_mic': tfds.features.Scalar(dtype=np.bool_),
             'seed': tfds.features.Scalar(dtype=np.int64),
+            'modality_instructions': tfds.features.Text(doc='JSON: FuSe combination -> instruction'),
         }),
     })
 
@@ -58,11 +66,12 @@ def build(staged: Path, out: Path, name: str) -> Path:
         for f in files:
             meta, obs, action = read_staged(f)
             n = action.shape[0]
+            language = rlds_language_fields(meta)
             steps = []
             for i in range(n):
                 steps.append({
                     'observation': {k: obs[k][i] for k in observation},
-                    'action': action[i], 'language_instruction': meta['instruction'],
+                    'action': action[i], 'language_instruction': meta['instruction'], **language,
                     'reward': np.float32(1.0 if (i == n - 1 and meta['outcome'] == 'success') else 0.0),
                     'discount': np.float32(1.0), 'is_first': i == 0, 'is_last': i == n - 1,
                     'is_terminal': i == n - 1 and meta['outcome'] == 'success',
@@ -70,7 +79,8 @@ def build(staged: Path, out: Path, name: str) -> Path:
             yield meta['episode_id'], {'steps': steps, 'episode_metadata': {
                 'episode_id': meta['episode_id'], 'file_path': str(f.name), 'task': meta['task'] or '',
                 'outcome': meta['outcome'], 'action_source': meta['action_source'] or '',
-                'has_mic': bool(meta['has_mic']), 'seed': int(meta['seed'] if meta['seed'] is not None else -1)}}
+                'has_mic': bool(meta['has_mic']), 'seed': int(meta['seed'] if meta['seed'] is not None else -1),
+                'modality_instructions': json.dumps(meta.get('modalities') or {}, sort_keys=True)}}
 
     dataset_name = name
 
@@ -81,7 +91,8 @@ def build(staged: Path, out: Path, name: str) -> Path:
 
         def _info(self):
             return tfds.core.DatasetInfo(builder=self, features=features,
-                                         description='fuse-ros demonstrations (FuSe layout)')
+                                         description='fuse-ros demonstrations (FuSe layout)',
+                                         metadata=tfds.core.MetadataDict(all_lang_info=ALL_LANG_INFO))
 
         def _split_generators(self, dl_manager):
             return {'train': self._generate_examples()}

@@ -204,14 +204,19 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
                         model_inputs={k: np.stack(v) for k, v in model.items()})
 
 
+def staged_meta(steps: EpisodeSteps) -> dict:
+    """What the writers get of an episode's metadata (JSON-able)."""
+    md = steps.metadata
+    return {'episode_id': md.episode_id, 'instruction': md.instruction, 'task': md.task,
+            'seed': md.seed, 'outcome': md.outcome, 'action_source': md.action_source,
+            'has_mic': steps.has_mic, 'modalities': dict(md.modalities), 'world': md.world}
+
+
 def save_staged(steps: EpisodeSteps, path) -> Path:
     """One episode as an .npz the writer subprocesses read (numpy only on both sides)."""
     import json
     path = Path(path)
-    md = steps.metadata
-    meta = {'episode_id': md.episode_id, 'instruction': md.instruction, 'task': md.task,
-            'seed': md.seed, 'outcome': md.outcome, 'action_source': md.action_source,
-            'has_mic': steps.has_mic, 'modalities': md.modalities, 'world': md.world}
+    meta = staged_meta(steps)
     np.savez(path, action=steps.action, stamps_ns=steps.stamps_ns,
              meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
              **{f'obs_{k}': v for k, v in steps.observations.items()})
