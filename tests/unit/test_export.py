@@ -109,6 +109,38 @@ def test_bad_episodes_are_named_and_skipped_or_refused(tmp_path, bags):
     assert cli.find_episodes([tmp_path]) == sorted([missing, jump, cut, discard])
 
 
+def test_image_size_native_keeps_each_sensor_s_resolution(tmp_path):
+    bag = make_episode_bag(tmp_path, 'small_cams', steps=4, cam_size=(120, 160))
+    model = load_steps(bag)
+    native = load_steps(bag, image_size='native')
+    shapes = lambda s: {k: s.observations[k].shape[1:] for k in s.observations}  # noqa: E731
+    assert shapes(model)['image_0'] == (256, 256, 3) and shapes(model)['digit_0'] == (224, 224, 3)
+    assert shapes(native) == {'image_0': (120, 160, 3), 'image_1': (120, 160, 3),
+                              'digit_0': (240, 320, 3), 'digit_1': (240, 320, 3),
+                              'digit_0_background': (240, 320, 3), 'digit_1_background': (240, 320, 3),
+                              'mel_spectro': (128, 128), 'state': (7,)}
+    assert native.observations['image_0'].dtype == np.uint8
+    # Native is the recorded frame in RGB: resized as the sync node resizes, it is the model's image.
+    from fuse_core.sync.preprocess import make_preprocessor, resize
+    spec = {i['name']: i for i in FUSE_OBSERVATION_INPUTS}['image_primary']
+    pre = make_preprocessor(spec)
+    np.testing.assert_array_equal(resize(native.observations['image_0'][0], pre.size, pre.interpolation),
+                                  model.observations['image_0'][0])
+    np.testing.assert_array_equal(native.action, model.action)
+    np.testing.assert_array_equal(native.observations['state'], model.observations['state'])
+    with pytest.raises(EpisodeError, match="image size 'huge' is not one of"):
+        load_steps(bag, image_size='huge')
+    with pytest.raises(EpisodeError, match='model inputs need image_size model'):
+        load_steps(bag, image_size='native', with_model_inputs=True)
+    # One dataset has one size per key: an episode of another native size is named.
+    other = make_episode_bag(tmp_path, 'big_cams', steps=4, seed=1)
+    with pytest.raises(EpisodeError, match=r'big_cams: native image sizes differ.*image_0.*320x240 '
+                                           r'\(first episode 160x120\)'):
+        cli.export([bag, other], 'lerobot', tmp_path / 'ds', strict=True, image_size='native')
+    with pytest.raises(EpisodeError, match="unknown image size 'x'"):
+        cli.export([bag], 'lerobot', tmp_path / 'ds', image_size='x')
+
+
 needs_datasets = pytest.mark.skipif(cli.datasets_python() is None,
                                     reason='the dataset libraries are not installed (./setup.sh --datasets)')
 

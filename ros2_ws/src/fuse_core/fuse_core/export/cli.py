@@ -22,7 +22,7 @@ from typing import List, Optional
 from fuse_core.episodes.metadata import METADATA_FILE
 from fuse_core.errors import EpisodeError
 from fuse_core.export.instructions import write_lerobot_instructions
-from fuse_core.export.steps import load_steps, save_staged, staged_meta
+from fuse_core.export.steps import IMAGE_KEYS, IMAGE_SIZES, load_steps, save_staged, staged_meta
 
 FORMATS = ('rlds', 'lerobot')
 
@@ -69,10 +69,16 @@ def run_in_datasets_venv(module: str, *args: str) -> str:
 
 
 def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False, strict: bool = False,
-           outcomes=('success',), log=print) -> dict:
-    """Export; returns a summary (episodes, steps, skipped with reasons, seconds, bytes)."""
+           outcomes=('success',), image_size: str = 'model', log=print) -> dict:
+    """Export; returns a summary (episodes, steps, skipped with reasons, seconds, bytes).
+
+    image_size 'model' (the model's input sizes) or 'native' (each sensor's resolution; every
+    episode must then have the same sizes as the first one exported).
+    """
     if fmt not in FORMATS:
         raise EpisodeError(f'unknown format {fmt!r}; one of {list(FORMATS)}')
+    if image_size not in IMAGE_SIZES:
+        raise EpisodeError(f'unknown image size {image_size!r}; one of {list(IMAGE_SIZES)}')
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise EpisodeError(f'{out}: exists and is not empty; refusing to overwrite (--overwrite)')
@@ -84,9 +90,17 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
         staged.mkdir()
         n = 0
         metas: list = []
+        shapes: dict = {}
         for ep in episodes:
             try:
-                steps = load_steps(ep, outcomes=outcomes)
+                steps = load_steps(ep, outcomes=outcomes, image_size=image_size)
+                got = {k: tuple(steps.observations[k].shape[1:]) for k in IMAGE_KEYS}
+                shapes = shapes or got
+                if got != shapes:
+                    diff = {k: f'{got[k][1]}x{got[k][0]} (first episode {shapes[k][1]}x{shapes[k][0]})'
+                            for k in IMAGE_KEYS if got[k] != shapes[k]}
+                    raise EpisodeError(f'{ep.name}: native image sizes differ from the dataset\'s: {diff}; '
+                                       'one dataset has one size per key (export with --image-size model)')
             except EpisodeError as exc:
                 if strict:
                     raise
@@ -119,7 +133,8 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
     size = sum(f.stat().st_size for f in out.rglob('*') if f.is_file())
     dt = time.monotonic() - t0
     summary = {'format': fmt, 'out': str(out), 'dataset': str(out / relative), 'episodes': n, 'steps': total,
-               'skipped': skipped, 'with_modality_instructions': described,
+               'skipped': skipped, 'with_modality_instructions': described, 'image_size': image_size,
+               'image_shapes': {k: list(v) for k, v in shapes.items()},
                'seconds': round(dt, 2), 'read_seconds': round(t_read, 2),
                'steps_per_s': round(total / dt, 2) if dt > 0 else 0.0, 'bytes': size}
     log(json.dumps(summary))
@@ -136,10 +151,13 @@ def main(argv=None) -> int:
     ap.add_argument('--strict', action='store_true', help='refuse the export if any episode is unusable '
                     '(default: skip it, naming the problem)')
     ap.add_argument('--outcomes', default='success', help='comma-separated outcomes to export')
+    ap.add_argument('--image-size', default='model', choices=IMAGE_SIZES,
+                    help="model: the model's input sizes (image_0 256, image_1 128, DIGITs 224; what the "
+                    "sync node feeds it); native: each sensor's own resolution, RGB, not resampled")
     a = ap.parse_args(argv)
     try:
         export(find_episodes(a.episodes), a.format, a.out, overwrite=a.overwrite, strict=a.strict,
-               outcomes=tuple(a.outcomes.split(',')))
+               outcomes=tuple(a.outcomes.split(',')), image_size=a.image_size)
     except EpisodeError as exc:
         print(f'[export] error: {exc}', file=sys.stderr)
         return 2

@@ -37,6 +37,10 @@ REQUIRED_TOPICS = ([t for t, _ in CAMERA_KEYS.values()] + [t for d in DIGIT_KEYS
                    + [MEL_TOPIC, APPLIED_TOPIC, POSE_TOPIC, JOINTS_TOPIC])
 #: A gap between commands longer than this, or a stamp going back, is a clock jump.
 MAX_COMMAND_GAP_S = 2.0
+#: Image sizes of an export: the model's (the manifest inputs' sizes, what the sync node feeds the
+#: model) or native (each sensor's own resolution, only converted to RGB; the trainer resizes).
+IMAGE_SIZES = ('model', 'native')
+IMAGE_KEYS = tuple(CAMERA_KEYS) + tuple(x for k in DIGIT_KEYS for x in (k, f'{k}_background'))
 
 
 @dataclass
@@ -95,8 +99,17 @@ def _inputs(manifest_inputs) -> Dict[str, Any]:
 
 
 def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('success',),
-               with_model_inputs: bool = False) -> EpisodeSteps:
-    """Read and check one episode bag; EpisodeError names the episode and what is wrong."""
+               with_model_inputs: bool = False, image_size: str = 'model') -> EpisodeSteps:
+    """Read and check one episode bag; EpisodeError names the episode and what is wrong.
+
+    image_size 'model': images resized to the manifest inputs' sizes; 'native': kept at the
+    sensor's resolution (RGB, no resampling), which must then stay the same through the episode.
+    """
+    if image_size not in IMAGE_SIZES:
+        raise EpisodeError(f'image size {image_size!r} is not one of {list(IMAGE_SIZES)}')
+    native = image_size == 'native'
+    if native and with_model_inputs:
+        raise EpisodeError('model inputs need image_size model (the model\'s sizes)')
     bag_dir = Path(bag_dir)
     name = bag_dir.name
     try:
@@ -139,6 +152,9 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
     specs = _inputs(manifest_inputs or FUSE_OBSERVATION_INPUTS)
     cams = {k: make_preprocessor(specs[inp]) for k, (_, inp) in CAMERA_KEYS.items()}
     digits = {k: make_preprocessor(specs[inp]) for k, (_, _, inp) in DIGIT_KEYS.items()}
+
+    def own_size(img, enc, what):
+        return rgb_resized(img, enc, img.shape[:2], 'area', what)  # same size: RGB order only
     mel = make_preprocessor(specs['mel_spectro'])
     obs: Dict[str, List[np.ndarray]] = {k: [] for k in
                                         list(cams) + [x for k in digits for x in (k, f'{k}_background')]
@@ -164,13 +180,15 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
             continue
         try:
             for key, (topic, _) in CAMERA_KEYS.items():
-                obs[key].append(prepared(key, topic, samples[topic], cams[key].prepare))
+                fn = (lambda img, enc, t=topic: own_size(img, enc, t)) if native else cams[key].prepare
+                obs[key].append(prepared(key, topic, samples[topic], fn))
             for key, (topic, bg_topic, _) in DIGIT_KEYS.items():
                 p = digits[key]
-                obs[key].append(prepared(key, topic, samples[topic], p.prepare))
-                obs[f'{key}_background'].append(prepared(
-                    f'{key}_background', bg_topic, samples[bg_topic],
-                    lambda img, enc, p=p: rgb_resized(img, enc, p.size, p.interpolation, 'background')))
+                fn = (lambda img, enc, t=topic: own_size(img, enc, t)) if native else p.prepare
+                obs[key].append(prepared(key, topic, samples[topic], fn))
+                bg = ((lambda img, enc, t=bg_topic: own_size(img, enc, t)) if native else
+                      (lambda img, enc, p=p: rgb_resized(img, enc, p.size, p.interpolation, 'background')))
+                obs[f'{key}_background'].append(prepared(f'{key}_background', bg_topic, samples[bg_topic], bg))
                 if with_model_inputs:
                     model.setdefault(key, []).append(np.subtract(obs[key][-1], obs[f'{key}_background'][-1],
                                                                  dtype=np.int16))
@@ -197,6 +215,11 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
         kept.append(int(t))
     if len(kept) < 2:
         raise EpisodeError(f'{name}: fewer than 2 steps with every stream present')
+    for k in IMAGE_KEYS:
+        sizes = sorted({a.shape for a in obs[k]})
+        if len(sizes) > 1:
+            raise EpisodeError(f'{name}: {k} changes size within the episode {sizes}; export with '
+                               'image size model')
     arrays = {k: np.stack(v) for k, v in obs.items()}
     return EpisodeSteps(md, arrays, np.stack(actions), np.asarray(kept, dtype=np.int64),
                         has_mic=MIC_TOPIC in reader.topics and reader.topics[MIC_TOPIC].message_count > 0,
