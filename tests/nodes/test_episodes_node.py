@@ -1,4 +1,5 @@
-"""Episode manager + teleop (fake device) + arm (mock) + recorder as processes: a reset with a
+"""Episode manager + teleop (fake device) + arm (mock) + recorder as processes: nothing starts before
+the recorder is ready (the manager waits for its ~/ready, saying so), a reset with a
 (fake) twin world reset, a recorded episode whose bag holds the sent and the applied commands,
 the outcome and the world's modality-specific instructions, and a teleop hold when not recording."""
 
@@ -45,23 +46,31 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     node.create_subscription(DeltaEECommand, '/policy/command', commands.append, CONTROL_QOS)
 
     root = tmp_path / 'episodes'
-    rec = launch_node('fuse_nodes.recorder_node', 'recorder',
-                      params={'output_dir': str(root), 'mode': 'episodes',
-                              'topics': ['/arm/applied_command', '/policy/command', '/arm/ee_pose'],
-                              'record_episode_topics': False})
     arm = launch_node('fuse_nodes.arm_node', 'arm',
                       params={'backend': 'mock', 'commander': '/teleop', 'motion_services': True})
     tele = launch_node('fuse_nodes.teleop_node', 'teleop', params={'device': 'fake'})
     epi = launch_node('fuse_nodes.episodes_node', 'episodes',
                       params={'world': 'twin', 'world_reset': True, 'task': 'pick_cube', 'seed': 11,
                               'capture_backgrounds': False, 'action_source': 'fake', 'operator': 'test'})
-    procs = (rec, arm, tele, epi)
+    procs = [arm, tele, epi]
     logs = lambda: '\n'.join(p.log()[-3000:] for p in procs)  # noqa: E731
     assert wait_for(lambda: states and commands, 30, spin), logs()
-    # Not recording: the teleop holds, naming why.
-    assert wait_for(lambda: commands[-1].hold and 'not recording' in commands[-1].reason, 5, spin), logs()
+    # No recorder yet: the manager says it waits for it and refuses to reset (nothing would be recorded).
+    assert not states[-1].recorder_ready and 'waiting for the recorder /recorder' in states[-1].message
     client = node.create_client(ResetTask, '/episodes/reset')
     assert client.wait_for_service(timeout_sec=20)
+    fut = client.call_async(ResetTask.Request(task='', seed=-1))
+    assert wait_for(fut.done, 10, spin) and not fut.result().success
+    assert 'the recorder /recorder is not ready yet' in fut.result().message and resets == []
+    topics = ['/arm/applied_command', '/policy/command', '/arm/ee_pose']
+    rec = launch_node('fuse_nodes.recorder_node', 'recorder',
+                      params={'output_dir': str(root), 'mode': 'episodes', 'topics': topics,
+                              'ready_topics': topics, 'record_episode_topics': False})
+    procs.append(rec)
+    assert wait_for(lambda: states[-1].recorder_ready, 30, spin), logs()
+    assert 'recorder /recorder ready' in states[-1].message
+    # Not recording: the teleop holds, naming why.
+    assert wait_for(lambda: commands[-1].hold and 'not recording' in commands[-1].reason, 5, spin), logs()
     fut = client.call_async(ResetTask.Request(task='', seed=-1))
     assert wait_for(fut.done, 10, spin) and fut.result().success, fut.result().message
     assert wait_for(lambda: states[-1].state == 'recording', 40, spin), logs()

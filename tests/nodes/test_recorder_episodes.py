@@ -63,11 +63,30 @@ def test_episode_bags_with_metadata_and_interrupted_markers(rclpy_context, launc
     bg = Image(height=2, width=2, encoding='bgr8', step=6, data=bytes(range(12)))
     c.bg.publish(bg)
     root = tmp_path / 'eps'
+    topics = ['/imu/data', '/digit_left/background', '/imu/mag']
     params = {'output_dir': str(root), 'mode': 'episodes', 'record_episode_topics': False,
-              'topics': ['/imu/data', '/digit_left/background']}
+              'topics': topics, 'ready_topics': topics}
     rec = launch_node('fuse_nodes.recorder_node', 'recorder', params=params)
     assert wait_for(lambda: c.imu.get_subscription_count() > 0 and c.bg.get_subscription_count() > 0,
                     20, lambda: c.ex.spin_once(timeout_sec=0.05)), rec.log()
+    # ~/ready says no, naming the topic, until every ready topic is subscribed.
+    from sensor_msgs.msg import MagneticField
+    from std_srvs.srv import Trigger
+
+    from fuse_nodes.common import STATE_QOS
+    ready = c.node.create_client(Trigger, '/recorder/ready')
+    assert ready.wait_for_service(timeout_sec=20)
+
+    def ask():
+        fut = ready.call_async(Trigger.Request())
+        assert wait_for(fut.done, 10, lambda: c.ex.spin_once(timeout_sec=0.05))
+        return fut.result()
+    res = ask()
+    assert not res.success and '/imu/mag' in res.message and '/imu/data' not in res.message, res.message
+    mag = c.node.create_publisher(MagneticField, '/imu/mag', STATE_QOS)
+    assert wait_for(lambda: mag.get_subscription_count() > 0, 20, lambda: c.ex.spin_once(timeout_sec=0.05))
+    res = ask()
+    assert res.success and res.message.startswith('ready'), res.message
     c.spin_for(0.5)
     c.publish(10)  # between episodes: recorded nowhere
 

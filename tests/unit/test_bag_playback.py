@@ -153,3 +153,11 @@ def test_recorder_config_defaults_and_validation():
         from_mapping(RecorderConfig, {'topics': ['/a', '/a']})
     with pytest.raises(ConfigError, match="'compression'"):
         from_mapping(RecorderConfig, {'compression': 'gzip'})
+    # ~/ready waits for what the export needs; a ready topic that is not recorded is a clear error.
+    from fuse_core.bag.config import EXPORT_TOPICS
+    from fuse_core.export.steps import REQUIRED_TOPICS
+    assert sorted(EXPORT_TOPICS) == sorted(REQUIRED_TOPICS) == sorted(RecorderConfig().ready_topics)
+    from_mapping(RecorderConfig, {'mode': 'episodes'})
+    with pytest.raises(ConfigError, match=r"ready_topics \['/camera_primary/image_raw'\] are not recorded"):
+        from_mapping(RecorderConfig, {'mode': 'episodes', 'topics': [t for t in SENSOR_TOPICS
+                                                                     if t != '/camera_primary/image_raw']})

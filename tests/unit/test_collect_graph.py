@@ -27,6 +27,8 @@ def test_twin_collection_with_the_expert_follows_the_world():
     assert 'teleop' not in g and 'episodes' not in g['expert'].parameters
     assert g['episodes'].parameters['episodes'] == 5
     assert g['arm'].parameters['commander'] == '/expert'
+    # Its first reset waits for the episode manager, which waits for the recorder.
+    assert g['expert'].parameters['wait_for_episodes'] == '/episodes/state'
     e = g['episodes'].parameters
     assert e['follow_world'] is True and e['world_reset'] is False and e['use_sim_time'] is True
     assert g['recorder'].parameters['use_sim_time'] is True

@@ -252,8 +252,8 @@ def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: 
                   instruction: Optional[str] = None) -> List[NodeSpec]:
     """Demonstration collection in the twin: world -> sync -> expert or teleop -> arm, recorded
     one bag per episode by the recorder, episodes driven by the episode manager, which ends the
-    graph after `episodes` recorded ones (the expert runs until then: an episode it began before
-    the recorder was ready is not recorded and not counted)."""
+    graph after `episodes` recorded ones. Nothing starts before the recorder is ready: the episode
+    manager waits for its ~/ready, the expert for the manager's recorder_ready."""
     if world != 'twin':
         raise ValueError('world robot: collect with robot.launch.py collect:=<teleop> on the robot machine')
     bundle_path = bundle_path or default_bundle_path()
@@ -264,6 +264,8 @@ def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: 
         # The operator's device stands in for the policy.
         nodes = [_with(n, (), commander='/teleop') if n.name == 'arm' else n for n in nodes if n.name != 'policy']
     nodes = [_with(n, (), motion_services=True) if n.name == 'arm' else n for n in nodes]
+    # The expert's first reset waits for the episode manager, which waits for the recorder.
+    nodes = [_with(n, (), wait_for_episodes='/episodes/state') if n.name == 'expert' else n for n in nodes]
     return nodes + collection_nodes(teleop, 'twin', episodes, out_dir, operator, task, seed, instruction,
                                     ('sim.yaml', 'twin.yaml'), clock)
 

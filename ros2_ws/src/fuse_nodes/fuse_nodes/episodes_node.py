@@ -60,17 +60,55 @@ class EpisodesNode(Node):
         self.start_client = self.create_client(Trigger, f'{cfg.arm_name}/move_to_start')
         self.bg_clients = [self.create_client(CaptureBackground, f'{d}/capture_background')
                            for d in cfg.digits]
-        self.rec_start = self.rec_stop = None
+        self.rec_start = self.rec_stop = self.rec_ready = None
         self._stop_pending = None       # the recorder's ~/stop in flight (the next start waits for it)
+        # Nothing starts before the recorder answers ~/ready: an episode begun earlier would be lost
+        # (not recorded) or lack topics the export needs.
+        self.recorder_ready = not cfg.recorder
+        self.recorder_why = ''
+        self._ready_pending = None
         if cfg.recorder:
             self.rec_start = self.create_client(RecordEpisode, f'{cfg.recorder}/start')
             self.rec_stop = self.create_client(RecordEpisode, f'{cfg.recorder}/stop')
+            self.rec_ready = self.create_client(Trigger, f'{cfg.recorder}/ready')
+            self.recorder_why = f'its {cfg.recorder}/ready service is not up yet'
+            self.message = f'waiting for the recorder {cfg.recorder} ({self.recorder_why})'
+            self._ready_timer = self.create_timer(0.5, self._poll_recorder)
         self._diag = Diagnostics(self)
         self._diag.add('episodes', self._status)
         self.create_timer(0.05, self._advance)
         self.create_timer(1.0 / cfg.state_rate_hz, self.publish_state)
         self.get_logger().info(f'episodes: world {cfg.world}, source {cfg.action_source}, recorder '
                                f'{cfg.recorder or "none"}' + (', following the world' if cfg.follow_world else ''))
+
+    # --- waiting for the recorder ----------------------------------------------------------------
+    def _poll_recorder(self) -> None:
+        """Ask the recorder's ~/ready until it says yes (2 Hz); log why while waiting."""
+        if self.recorder_ready:
+            return
+        if self._ready_pending is not None:
+            if not self._ready_pending.done():
+                return
+            res, self._ready_pending = self._ready_pending.result(), None
+            if res is not None and res.success:
+                self.recorder_ready = True
+                self._ready_timer.cancel()
+                self._say(f'recorder {self.cfg.recorder} ready ({res.message}): '
+                          + ('following the world' if self.cfg.follow_world else 'call ~/reset'))
+                return
+            self.recorder_why = getattr(res, 'message', '') or 'no answer'
+        elif not self.rec_ready.service_is_ready():
+            self.recorder_why = f'its {self.cfg.recorder}/ready service is not up yet'
+        else:
+            self._ready_pending = self.rec_ready.call_async(Trigger.Request())
+        self.message = f'waiting for the recorder {self.cfg.recorder} ({self.recorder_why})'
+        self.get_logger().info(f'{self.message}; no episode starts before it is ready',
+                               throttle_duration_sec=5.0)
+
+    def _require_recorder(self, step: str) -> None:
+        if not self.recorder_ready:
+            raise EpisodeError(f'{step}: the recorder {self.cfg.recorder} is not ready yet '
+                               f'({self.recorder_why}); wait for it')
 
     def _robot_description(self) -> dict:
         return {'robot_model': 'wx250s', 'world': self.cfg.world, 'arm': self.cfg.arm_name,
@@ -93,6 +131,7 @@ class EpisodesNode(Node):
         msg.message = self.message
         msg.allowed = list(m.allowed)
         msg.elapsed_s = (time.time_ns() - ep.start_time_ns) / 1e9 if ep else 0.0
+        msg.recorder_ready = self.recorder_ready
         self.pub.publish(msg)
 
     def _say(self, text: str, error: bool = False) -> None:
@@ -102,6 +141,7 @@ class EpisodesNode(Node):
 
     # --- reset procedure ---------------------------------------------------------------------
     def begin_reset(self, task: str = '', seed: Optional[int] = None) -> str:
+        self._require_recorder('reset')
         if seed is None or seed < 0:
             seed, self._next_seed = self._next_seed, None
         self.m.reset(task, seed)
@@ -205,6 +245,7 @@ class EpisodesNode(Node):
     def start_recording(self) -> str:
         if self._stop_pending is not None and not self._stop_pending.done():
             raise EpisodeError('start: the previous episode\'s bag is still closing; try again')
+        self._require_recorder('start')
         ep = self.m.start()
         if self.rec_start is not None:
             if not self.rec_start.service_is_ready():
@@ -284,8 +325,7 @@ class EpisodesNode(Node):
                     if self._stop_pending is not None and not self._stop_pending.done():
                         return  # the previous bag is still closing: the next task state retries
                     self._followed = key
-                    if msg.episode_time_s > 1.0 or (self.rec_start is not None
-                                                    and not self.rec_start.service_is_ready()):
+                    if msg.episode_time_s > 1.0 or not self.recorder_ready:
                         # Joined mid-episode, or nothing to record it: wait for the next one.
                         self._say(f'world episode {msg.episode} already running or recorder not ready; '
                                   'recording from the next one')
@@ -375,6 +415,8 @@ class EpisodesNode(Node):
         values = {'state': self.m.state, 'episodes_recorded': self.recorded, 'task': self.m.task,
                   'seed': self.m.seed, 'message': self.message, 'last_error': self.m.last_error}
         if self.m.last_error:
+            return WARN, self.message, values
+        if not self.recorder_ready:
             return WARN, self.message, values
         if self.cfg.recorder and self.rec_start is not None and not self.rec_start.service_is_ready():
             return ERROR, f'recorder {self.cfg.recorder} not available', values

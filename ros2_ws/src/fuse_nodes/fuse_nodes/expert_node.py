@@ -11,7 +11,7 @@ from rclpy.node import Node
 from std_srvs.srv import Trigger
 
 from fuse_core.errors import ConfigError
-from fuse_interfaces.msg import ArmStatus, AudioChunk, DeltaEECommand, TaskState
+from fuse_interfaces.msg import ArmStatus, AudioChunk, DeltaEECommand, EpisodeState, TaskState
 from fuse_interfaces.srv import ResetTask
 from fuse_nodes.common import (CONTROL_QOS, OK, SENSOR_QOS, STATE_QOS, WARN, Diagnostics, declare_config,
                                ns_to_time, run_node)
@@ -36,6 +36,10 @@ class ExpertNode(Node):
         self.create_subscription(TaskState, '/world/task_state', self._on_task, STATE_QOS)
         self.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
         self.create_subscription(AudioChunk, '/audio/chunk', self._on_audio, SENSOR_QOS)
+        # Collection: the episode manager says when its recorder is ready (nothing is lost before).
+        self._collection_ready = not cfg.wait_for_episodes
+        if cfg.wait_for_episodes:
+            self.create_subscription(EpisodeState, cfg.wait_for_episodes, self._on_episodes, STATE_QOS)
         self._client_group = MutuallyExclusiveCallbackGroup()
         self.reset_client = self.create_client(ResetTask, '/world/reset', callback_group=self._client_group)
         self.start_client = self.create_client(Trigger, '/arm/move_to_start', callback_group=self._client_group)
@@ -71,6 +75,11 @@ class ExpertNode(Node):
     def _on_arm(self, msg: ArmStatus) -> None:
         self.arm = msg
 
+    def _on_episodes(self, msg: EpisodeState) -> None:
+        if msg.recorder_ready and not self._collection_ready:
+            self._collection_ready = True
+            self.get_logger().info(f'{self.cfg.wait_for_episodes}: the recorder is ready; starting episodes')
+
     def _on_audio(self, msg: AudioChunk) -> None:
         self._sample_rate = int(msg.sample_rate)
         keep = int(self.cfg.audio_window_s * self._sample_rate)
@@ -78,6 +87,10 @@ class ExpertNode(Node):
 
     # --- episode start ----------------------------------------------------------------------
     def _start_episode(self) -> None:
+        if not self._collection_ready:
+            self.get_logger().info(f'waiting for {self.cfg.wait_for_episodes} to report the recorder ready '
+                                   'before the first episode', throttle_duration_sec=5.0)
+            return
         if self._resetting or not self.reset_client.service_is_ready() or not self.start_client.service_is_ready():
             return
         arm = self.arm

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 
 import rclpy
 from fuse_interfaces.srv import RecordEpisode
+from std_srvs.srv import Trigger
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile,
@@ -99,6 +100,7 @@ class RecorderNode(Node):
         if self.episodes:
             self.create_service(RecordEpisode, '~/start', self._srv_start)
             self.create_service(RecordEpisode, '~/stop', self._srv_stop)
+            self.create_service(Trigger, '~/ready', self._srv_ready)
         self._diag = Diagnostics(self)
         self._diag.add('recording', self._status)
         what = ('one bag per episode (~/start, ~/stop) under' if self.episodes else 'to')
@@ -209,6 +211,19 @@ class RecorderNode(Node):
         except (EpisodeError, BagError) as exc:
             response.message = str(exc)
             self.get_logger().error(f'stop refused: {exc}')
+        return response
+
+    def readiness(self) -> Tuple[bool, str]:
+        """(ready, why): ready once every ready topic is subscribed (an episode then holds them all)."""
+        if self._stopped:
+            return False, 'the recorder is shutting down'
+        waiting = [t for t in self.cfg.ready_topics if t in self._pending]
+        if waiting:
+            return False, f'waiting for {len(waiting)} topic(s) to appear: {", ".join(waiting)}'
+        return True, f'ready: {len(self._subs)} of {len(self.topics)} topic(s) subscribed'
+
+    def _srv_ready(self, request, response):
+        response.success, response.message = self.readiness()
         return response
 
     def _episode_dir_of(self, md: EpisodeMetadata) -> Path:

@@ -71,3 +71,6 @@ class ExpertConfig(ValidatedConfig):
     pause_s: float = param(1.0, 'Pause between the end of an episode and the next reset (s)', min=0.0, max=60.0)
     audio_window_s: float = param(0.5, 'Microphone history the expert listens to (s)', min=0.1, max=5.0)
     frame_id: str = param('wx250s/base_link', 'header.frame_id of the commands')
+    wait_for_episodes: str = param('', 'episode manager state topic (fuse_interfaces/EpisodeState); when set, '
+                                   'the first reset waits until it reports recorder_ready, so that the '
+                                   'first episode is recorded ("" = start at once)')

@@ -29,6 +29,14 @@ EPISODE_EXTRA_TOPICS = [
     '/sync/window', '/world/task_state', '/episodes/state',
 ]
 
+#: What an episode bag must hold for the export (fuse_core.export.steps.REQUIRED_TOPICS): in mode
+#: episodes the recorder answers ~/ready only once every one of these is subscribed.
+EXPORT_TOPICS = [
+    '/camera_primary/image_raw', '/camera_wrist/image_raw',
+    '/digit_left/image_raw', '/digit_left/background', '/digit_right/image_raw', '/digit_right/background',
+    '/audio/mel_spectrogram', '/arm/applied_command', '/arm/ee_pose', '/arm/joint_states',
+]
+
 #: The recording that ships with the project (synthetic sensors), see recordings/README.md.
 SHIPPED_RECORDING = 'sim_synthetic'
 
@@ -60,12 +68,21 @@ class RecorderConfig(ValidatedConfig):
                                         'command, arm state, window, task and episode topics')
     discovery_period_s: float = param(0.5, 'how often to look for topics not yet subscribed',
                                       min=0.05, max=10.0)
+    ready_topics: List[str] = param(list(EXPORT_TOPICS), 'mode episodes: ~/ready (std_srvs/Trigger) '
+                                    'answers true once these recorded topics are subscribed (default: '
+                                    'what the export needs); an episode started earlier would lack them')
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.topics:
             raise ConfigError('RecorderConfig: parameter \'topics\' is empty: nothing to record')
         _check_topics('RecorderConfig', 'topics', self.topics)
+        _check_topics('RecorderConfig', 'ready_topics', self.ready_topics)
+        if self.mode == 'episodes':
+            unrecorded = [t for t in self.ready_topics if t not in self.recorded_topics()]
+            if unrecorded:
+                raise ConfigError(f'RecorderConfig: ready_topics {unrecorded} are not recorded (topics, '
+                                  'record_episode_topics): ~/ready would never answer true')
 
     def recorded_topics(self) -> List[str]:
         """The topics to subscribe: `topics`, plus the episode topics in mode episodes."""
