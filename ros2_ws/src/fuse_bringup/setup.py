@@ -15,6 +15,7 @@ setup(
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
         ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml') + glob('config/*.json')),
         ('share/' + package_name + '/config/calibration', glob('config/calibration/*.yaml')),
+        ('share/' + package_name + '/web', glob('web/*')),
         # The shipped reference bundle and recording (symlinks to models/ and recordings/),
         # so an installed simulation finds them without the source tree.
         ('share/' + package_name + '/models/reference', glob('reference_bundle/*')),
