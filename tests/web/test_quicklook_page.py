@@ -18,7 +18,8 @@ import pytest
 from fuse_bringup import quicklook
 
 foxglove = pytest.importorskip('foxglove')
-pytestmark = pytest.mark.skipif(quicklook.find_chromium() is None, reason='no Chromium (Debian: apt-get install chromium)')
+pytestmark = pytest.mark.skipif(quicklook.find_chromium() is None,
+                                reason='no Chromium (Debian: apt-get install chromium)')
 
 
 def _free_port() -> int:

@@ -113,7 +113,7 @@ class HeadlessChromium:
     def __init__(self, chromium: Optional[str] = None, size: str = '1280,860') -> None:
         chromium = chromium or find_chromium()
         if chromium is None:
-            raise QuickLookError(f'no Chromium found (looked for {", ".join(CHROMIUM_NAMES)})'
+            raise QuickLookError(f'no Chromium found (looked for {", ".join(CHROMIUM_NAMES)}); '
                                  'on Debian: apt-get install chromium')
         if not re.fullmatch(r'\d+,\d+', size):
             raise QuickLookError(f'window size must be W,H in pixels, not {size!r}')
