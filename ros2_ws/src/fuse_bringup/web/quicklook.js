@@ -47,7 +47,10 @@ function showImage(topic, bytes) {
     state.imagesShown[topic] = (state.imagesShown[topic] || 0) + 1;
     el.title = `${img.frameId} ${el.naturalWidth}x${el.naturalHeight}`;
   };
-  el.onerror = () => state.errors.push(`${topic}: the browser could not decode the ${img.format} image`);
+  el.onerror = () => {
+    // A frame replaced by the next one before it loaded is not an error.
+    if (el.dataset.url === next) state.errors.push(`${topic}: the browser could not decode the ${img.format} image`);
+  };
   el.dataset.url = next;
   el.src = next;
 }
