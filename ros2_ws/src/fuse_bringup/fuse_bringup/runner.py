@@ -238,6 +238,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ['export']:
         from fuse_core.export.cli import main as export_main
         return export_main(argv[1:])
+    if argv[:1] == ['replay-check']:
+        from fuse_core.evaluation.replay import main as replay_main
+        return replay_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.graph == 'collect':
         try:

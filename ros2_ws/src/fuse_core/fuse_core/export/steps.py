@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -98,18 +98,26 @@ def _inputs(manifest_inputs) -> Dict[str, Any]:
     return {(i['name'] if isinstance(i, dict) else i.name): i for i in manifest_inputs}
 
 
-def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('success',),
-               with_model_inputs: bool = False, image_size: str = 'model') -> EpisodeSteps:
-    """Read and check one episode bag; EpisodeError names the episode and what is wrong.
+@dataclass
+class RecordedEpisode:
+    """One checked episode bag, decoded: every stream's messages sorted by stamp, and the
+    applied commands in arrival order (their stamps strictly increasing)."""
 
-    image_size 'model': images resized to the manifest inputs' sizes; 'native': kept at the
-    sensor's resolution (RGB, no resampling), which must then stay the same through the episode.
+    name: str
+    metadata: EpisodeMetadata
+    streams: Dict[str, '_Stream']
+    commands: List[Any]
+    stamps_ns: np.ndarray
+    has_mic: bool
+
+
+def read_episode(bag_dir, *, outcomes: Optional[Sequence[str]] = ('success',),
+                 topics: Sequence[str] = REQUIRED_TOPICS) -> RecordedEpisode:
+    """Open, check and decode one episode bag; EpisodeError names the episode and the problem.
+
+    outcomes None: any outcome. Every topic of `topics` must be in the bag; the microphone
+    topic is read too when the bag has it.
     """
-    if image_size not in IMAGE_SIZES:
-        raise EpisodeError(f'image size {image_size!r} is not one of {list(IMAGE_SIZES)}')
-    native = image_size == 'native'
-    if native and with_model_inputs:
-        raise EpisodeError('model inputs need image_size model (the model\'s sizes)')
     bag_dir = Path(bag_dir)
     name = bag_dir.name
     try:
@@ -118,15 +126,16 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
         raise EpisodeError(f'{name}: {exc}') from exc
     if not md.finished:
         raise EpisodeError(f'{name}: status {md.status} (the recording was cut short); not exported')
-    if md.outcome not in outcomes:
+    if outcomes is not None and md.outcome not in outcomes:
         raise EpisodeError(f'{name}: outcome {md.outcome!r} is not exported (exported: {list(outcomes)})')
     if not md.instruction:
         raise EpisodeError(f'{name}: no language instruction')
+    topics = list(dict.fromkeys(list(topics) + [APPLIED_TOPIC]))
     try:
-        reader = BagReader(bag_dir, required_topics=REQUIRED_TOPICS)
+        reader = BagReader(bag_dir, required_topics=topics)
     except BagError as exc:
         raise EpisodeError(f'{name}: {exc}') from exc
-    topics = REQUIRED_TOPICS + ([MIC_TOPIC] if MIC_TOPIC in reader.topics else [])
+    topics = topics + ([MIC_TOPIC] if MIC_TOPIC in reader.topics and MIC_TOPIC not in topics else [])
     dec = _decoders(reader, topics)
     streams = {t: _Stream() for t in topics}
     try:
@@ -139,8 +148,7 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
             s.finish()
     commands = streams[APPLIED_TOPIC]
     # The recorder keeps arrival order; commands are stamped by their sender in tick order.
-    raw = [_stamp(c) for c in commands.msgs]
-    stamps = np.asarray(raw, dtype=np.int64)
+    stamps = np.asarray([_stamp(c) for c in commands.msgs], dtype=np.int64)
     if len(stamps) < 2:
         raise EpisodeError(f'{name}: {len(stamps)} applied command(s): too short to export')
     gaps = np.diff(stamps) / 1e9
@@ -148,6 +156,36 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
         bad = int(np.argmax((gaps <= 0) | (gaps > MAX_COMMAND_GAP_S)))
         raise EpisodeError(f'{name}: clock jump between commands {bad} and {bad + 1} '
                            f'({gaps[bad]:+.3f} s; allowed 0..{MAX_COMMAND_GAP_S} s)')
+    has_mic = MIC_TOPIC in reader.topics and reader.topics[MIC_TOPIC].message_count > 0
+    return RecordedEpisode(name, md, streams, list(commands.msgs), stamps, has_mic)
+
+
+def applied_action(cmd, gripper: float) -> np.ndarray:
+    """The 7-D training action of one applied command: a hold is a zero motion with the
+    gripper kept (`gripper`: the previous step's), unless the hold sets it to 0 or 1."""
+    if cmd.hold:
+        a = np.zeros(7)
+        a[6] = cmd.gripper if cmd.gripper in (0.0, 1.0) else gripper
+    else:
+        a = np.array(list(cmd.translation) + list(cmd.rotation) + [cmd.gripper], dtype=float)
+    return a.astype(np.float32)
+
+
+def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('success',),
+               with_model_inputs: bool = False, image_size: str = 'model') -> EpisodeSteps:
+    """Read and check one episode bag; EpisodeError names the episode and what is wrong.
+
+    image_size 'model': images resized to the manifest inputs' sizes; 'native': kept at the
+    sensor's resolution (RGB, no resampling), which must then stay the same through the episode.
+    """
+    if image_size not in IMAGE_SIZES:
+        raise EpisodeError(f'image size {image_size!r} is not one of {list(IMAGE_SIZES)}')
+    native = image_size == 'native'
+    if native and with_model_inputs:
+        raise EpisodeError('model inputs need image_size model (the model\'s sizes)')
+    rec = read_episode(bag_dir, outcomes=outcomes)
+    name, md, streams, stamps = rec.name, rec.metadata, rec.streams, rec.stamps_ns
+    commands = streams[APPLIED_TOPIC]
 
     specs = _inputs(manifest_inputs or FUSE_OBSERVATION_INPUTS)
     cams = {k: make_preprocessor(specs[inp]) for k, (_, inp) in CAMERA_KEYS.items()}
@@ -205,13 +243,9 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
         lo, hi = FINGER_MIN, FINGER_MAX
         obs['state'].append(np.concatenate([pose_to_bridge_state(tf),
                                             [np.clip((finger - lo) / (hi - lo), 0.0, 1.0)]]).astype(np.float32))
-        if cmd.hold:
-            a = np.zeros(7)
-            a[6] = cmd.gripper if cmd.gripper in (0.0, 1.0) else gripper
-        else:
-            a = np.array(list(cmd.translation) + list(cmd.rotation) + [cmd.gripper], dtype=float)
+        a = applied_action(cmd, gripper)
         gripper = float(a[6])
-        actions.append(a.astype(np.float32))
+        actions.append(a)
         kept.append(int(t))
     if len(kept) < 2:
         raise EpisodeError(f'{name}: fewer than 2 steps with every stream present')
@@ -222,7 +256,7 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
                                'image size model')
     arrays = {k: np.stack(v) for k, v in obs.items()}
     return EpisodeSteps(md, arrays, np.stack(actions), np.asarray(kept, dtype=np.int64),
-                        has_mic=MIC_TOPIC in reader.topics and reader.topics[MIC_TOPIC].message_count > 0,
+                        has_mic=rec.has_mic,
                         dropped_leading=dropped,
                         model_inputs={k: np.stack(v) for k, v in model.items()})
 

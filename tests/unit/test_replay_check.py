@@ -1,0 +1,104 @@
+"""The open-loop replay check: recorded episodes through the sync node's code into a bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fuse_core.bundle import load_bundle, resolve_bundle_path
+from fuse_core.bundle.runner import Observation, PolicyRunner
+from fuse_core.errors import EvaluationError
+from fuse_core.evaluation import replay
+from fuse_core.export.steps import load_steps, read_episode
+from support.episode_bags import make_episode_bag
+
+STEPS = 8
+
+
+@pytest.fixture(scope='module')
+def episode(tmp_path_factory):
+    return make_episode_bag(tmp_path_factory.mktemp('episodes'), 'ep_0', steps=STEPS, seed=3)
+
+
+@pytest.fixture(scope='module')
+def runner():
+    return PolicyRunner(load_bundle(resolve_bundle_path('models/reference')))
+
+
+def test_replayed_windows_give_the_chunks_of_the_exported_model_inputs(runner, episode):
+    """The builder-made windows (sync node code) and the exporter's model inputs are the same
+    observations: the replay's predictions equal a direct inference on the exported steps."""
+    rec = read_episode(episode)
+    result = replay.replay_episode(runner, rec, 'correct')
+    assert len(result.predicted) == STEPS and not result.skipped
+    np.testing.assert_allclose(result.recorded, load_steps(episode).action)
+    steps = load_steps(episode, with_model_inputs=True)
+    inputs = {'image_primary': steps.observations['image_0'], 'image_wrist': steps.observations['image_1'],
+              'image_digit_left': steps.model_inputs['digit_0'], 'image_digit_right': steps.model_inputs['digit_1'],
+              'mel_spectro': steps.observations['mel_spectro']}
+    runner.set_instruction(rec.metadata.instruction)
+    for k in range(STEPS):
+        idx = [max(k - 1, 0), k]
+        obs = Observation({n: v[idx] for n, v in inputs.items()}, np.array([k > 0, True]))
+        expected = runner.infer(obs, reuse_encodings=False).actions[0]
+        np.testing.assert_allclose(result.predicted[k], expected, atol=1e-5, err_msg=f'step {k}')
+
+
+def test_each_broken_preprocessing_changes_the_predictions(runner, episode):
+    rec = read_episode(episode)
+    correct = replay.replay_episode(runner, rec, 'correct').predicted
+    again = replay.replay_episode(runner, rec, 'correct').predicted
+    np.testing.assert_array_equal(correct, again)
+    for variant in ('bgr', 'unit_scale', 'no_background'):
+        broken = replay.replay_episode(runner, rec, variant).predicted
+        assert broken.shape == correct.shape
+        assert np.max(np.abs(broken - correct)) > 1e-4, variant
+
+
+def test_score_per_dimension_against_a_hand_computation():
+    rec = np.zeros((4, 7), np.float32)
+    rec[:, 0] = [0.0, 1.0, 2.0, 3.0]
+    rec[:, 6] = [1, 1, 0, 0]
+    pred = rec.copy()
+    pred[:, 0] += 0.5
+    pred[:, 1] = 0.2
+    r = replay.EpisodeReplay('e', 'correct', 'x', rec, pred, np.array([1, 0, 0, 0], np.float32),
+                             np.arange(4), {'stale': 2}, [1.0] * 4)
+    s = replay.score([r], [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert s['steps'] == 4 and s['skipped'] == {'stale': 2}
+    assert s['dims']['dx']['mae'] == pytest.approx(0.5)
+    assert s['dims']['dx']['pearson'] == pytest.approx(1.0)
+    assert s['dims']['dy']['rmse'] == pytest.approx(0.2)
+    assert s['dims']['dy']['pearson'] is None  # constant prediction: no correlation
+    assert s['nmse'] == pytest.approx((1.0 + 0.04) / 6)  # dx err 0.5/0.5 = 1, dy 0.2^2
+    assert s['gripper_agreement'] == pytest.approx(0.75)
+
+
+def test_a_bundle_input_the_recording_lacks_is_refused_naming_it(tmp_path):
+    bag = make_episode_bag(tmp_path, 'no_wrist', steps=4, skip_topics=('/camera_wrist/image_raw',))
+    with pytest.raises(EvaluationError, match="input 'image_wrist' reads .*/camera_wrist/image_raw"):
+        replay.run('models/reference', [bag], ['correct'], progress=lambda s: None)
+
+
+def test_unknown_variant_is_refused(episode):
+    with pytest.raises(EvaluationError, match="unknown variant 'grey'"):
+        replay.run('models/reference', [episode], ['correct', 'grey'], progress=lambda s: None)
+
+
+def test_command_writes_the_report_and_refuses_an_existing_directory(episode, tmp_path, capsys):
+    out = tmp_path / 'replay'
+    rc = replay.main([str(episode.parent), '--bundle', 'models/reference', '--variants', 'correct,bgr',
+                      '--out', str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert 'correct' in printed and 'bgr' in printed
+    report = json.loads((out / replay.REPORT_JSON).read_text())
+    assert report['variants'] == ['correct', 'bgr'] and report['episodes'] == ['ep_0']
+    assert report['scores']['correct']['steps'] == STEPS
+    assert report['scores']['correct']['nmse'] != report['scores']['bgr']['nmse']
+    page = (out / replay.REPORT_HTML).read_text()
+    assert page.count('<svg') == 7 and 'Replay check' in page and 'ep_0' in page
+    assert replay.main([str(episode), '--bundle', 'models/reference', '--out', str(out)]) == 2
+    assert 'exists and is not empty' in capsys.readouterr().err
