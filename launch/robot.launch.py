@@ -5,7 +5,8 @@
         digit_left_serial:=D20001 digit_right_serial:=D20002 imu_port:=/dev/ttyUSB0 \
         [robot_model:=wx250s] [start_driver:=true] [dry_run:=false] [record:=/data/bags] \
         [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE] [view:=false] \
-        [collect:=keyboard|spacemouse|gamepad|scripted episodes:=N operator:=NAME record:=/data/episodes]
+        [collect:=keyboard|spacemouse|gamepad|scripted episodes:=N operator:=NAME record:=/data/episodes
+         modalities:=/data/modalities.yaml]
 
 The fuse-ros nodes and their parameter files come from fuse_bringup.graph (shared with
 sim.launch.py and `./run.sh`), so the robot and the simulation use the same YAML files.
@@ -18,6 +19,9 @@ with security enforced.
 collect:=<teleop device> runs demonstration collection instead of the policy: the teleop node
 commands the arm, the episode manager (node episodes) resets to the start pose and captures the
 DIGIT backgrounds, the recorder writes one bag per episode under record:= (default ./episodes).
+modalities:=FILE (YAML/JSON: instruction or task -> {combination: text}, e.g. tactile: "pick up
+the sponge that feels soft") gives FuSe's modality-specific instructions of the episodes whose
+instruction (else task) it names; they are recorded in each episode's metadata.
 The keyboard device reads its terminal: run `ros2 run fuse_nodes teleop_node` in a terminal of
 its own for it (launch gives nodes no terminal).
 view:=true also starts the Foxglove viewer (ws://127.0.0.1:8765, layout config/foxglove_layout.json),
@@ -66,7 +70,7 @@ def _nodes(context):
         record_dir=arg('record'), sensor_overrides=overrides,
         motion_services=(arg('motion_services') or 'false').lower() == 'true',
         collect=arg('collect'), episodes=int(arg('episodes') or 0), operator=arg('operator') or '',
-        view=(arg('view') or 'false').lower() == 'true')
+        view=(arg('view') or 'false').lower() == 'true', modalities=arg('modalities'))
     keystore = arg('keystore')
     actions = [SetEnvironmentVariable(k, v) for k, v in environment(keystore).items()] if keystore else []
     return actions + [to_launch_node(spec, f'{ENCLAVE_ROOT}/{spec.name}' if keystore else None)
@@ -107,6 +111,9 @@ def generate_launch_description():
                               description='collect demonstrations with this teleop device instead of the policy'),
         DeclareLaunchArgument('episodes', default_value='0', description='collect: stop after N episodes'),
         DeclareLaunchArgument('operator', default_value='', description='collect: who collects'),
+        DeclareLaunchArgument('modalities', default_value='',
+                              description='collect: modality-specific instructions file (YAML/JSON: '
+                                          'instruction or task -> {combination: text})'),
         DeclareLaunchArgument('motion_services', default_value='false', choices=['true', 'false'],
                               description='arm serves reset_estop / move_to_start / move_to_pose'),
         DeclareLaunchArgument('keystore', default_value=EnvironmentVariable('ROS_SECURITY_KEYSTORE', default_value=''),

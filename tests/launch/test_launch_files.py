@@ -63,6 +63,15 @@ def test_view_argument_is_declared_and_passed_to_the_graph(name, builder):
     assert 'view' in kw and "arg('view')" in kw['view'], f'{name} does not pass view to {builder}'
 
 
+def test_robot_collection_takes_a_modalities_file():
+    """robot.launch.py modalities:=FILE reaches robot_graph (which checks it and hands it to episodes)."""
+    tree = _tree('robot.launch.py')
+    declared = _declared_arguments(tree).get('modalities')
+    assert declared is not None and declared['default_value'] == "''"
+    kw = {k.arg: ast.unparse(k.value) for k in dict(_calls(tree))['robot_graph'].keywords}
+    assert "arg('modalities')" in kw.get('modalities', '')
+
+
 @pytest.mark.parametrize('builder,kwargs', [('sim_graph', {}), ('sim_graph', {'world': 'bag'}),
                                             ('robot_graph', {}), ('robot_graph', {'collect': 'scripted'})])
 def test_view_adds_exactly_the_viewer_node(builder, kwargs):

@@ -1,7 +1,9 @@
 """Episode manager + teleop (fake device) + arm (mock) + recorder as processes: nothing starts before
 the recorder is ready (the manager waits for its ~/ready, saying so), a reset with a
 (fake) twin world reset, a recorded episode whose bag holds the sent and the applied commands,
-the outcome and the world's modality-specific instructions, and a teleop hold when not recording."""
+the outcome and the operator's modality-specific instructions (a modalities file naming its
+instruction, in place of the world's), and a teleop hold when not recording; a bad modalities
+file stops the manager at start, naming the problem."""
 
 from __future__ import annotations
 
@@ -46,12 +48,16 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     node.create_subscription(DeltaEECommand, '/policy/command', commands.append, CONTROL_QOS)
 
     root = tmp_path / 'episodes'
+    modalities = tmp_path / 'modalities.yaml'
+    modalities.write_text('pick up the red cube:\n  audio: pick up the cube that sounds dull\n'
+                          '  tactile, visual: pick up the red cube that feels hard\n')
     arm = launch_node('fuse_nodes.arm_node', 'arm',
                       params={'backend': 'mock', 'commander': '/teleop', 'motion_services': True})
     tele = launch_node('fuse_nodes.teleop_node', 'teleop', params={'device': 'fake'})
     epi = launch_node('fuse_nodes.episodes_node', 'episodes',
                       params={'world': 'twin', 'world_reset': True, 'task': 'pick_cube', 'seed': 11,
-                              'capture_backgrounds': False, 'action_source': 'fake', 'operator': 'test'})
+                              'capture_backgrounds': False, 'action_source': 'fake', 'operator': 'test',
+                              'modalities_file': str(modalities)})
     procs = [arm, tele, epi]
     logs = lambda: '\n'.join(p.log()[-3000:] for p in procs)  # noqa: E731
     assert wait_for(lambda: states and commands, 30, spin), logs()
@@ -77,6 +83,7 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     assert resets == [('pick_cube', 11)]
     st = states[-1]
     assert (st.task, st.seed, st.instruction) == ('pick_cube', 11, 'pick up the red cube')
+    assert f'modalities audio | visual,tactile (from modalities file {modalities})' in st.message, st.message
     episode_id = st.episode_id
     t0 = time.monotonic()
     while time.monotonic() - t0 < 2.5:
@@ -100,8 +107,10 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     assert (md.status, md.outcome, md.task, md.seed, md.operator, md.action_source, md.world) == \
         (COMPLETE, 'success', 'pick_cube', 11, 'test', 'fake', 'twin')
     assert [e['detail'] for e in md.events if e['event'] == 'teleop_lost'] == ['fake: device unplugged']
-    # The world's modality-specific instructions are recorded with the episode.
-    assert md.modalities == {'visual': 'pick up the red cube', 'tactile': 'pick up the cube that feels hard'}
+    # The operator's modality-specific instructions for this instruction are recorded with the
+    # episode, in place of the world's (visual, tactile).
+    assert md.modalities == {'audio': 'pick up the cube that sounds dull',
+                             'visual,tactile': 'pick up the red cube that feels hard'}
     r = BagReader(root / episode_id, verify=True)
     applied = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/arm/applied_command'])]
     sent = [deserialize_message(m.data, DeltaEECommand) for m in r.messages(['/policy/command'])]
@@ -115,3 +124,12 @@ def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_
     node.destroy_node()
     for p in procs:
         assert p.stop() == 0, p.log()
+
+
+def test_a_bad_modalities_file_is_named_at_start(launch_node, tmp_path):
+    bad = tmp_path / 'modalities.yaml'
+    bad.write_text('pick_cube:\n  smell: it stinks\n')
+    epi = launch_node('fuse_nodes.episodes_node', 'episodes', params={'modalities_file': str(bad)})
+    assert epi.proc.wait(30) == 2, epi.log()
+    assert f"parameter 'modalities_file': modalities file {bad}: 'pick_cube': unknown modality " \
+        "combination 'smell'" in epi.log()

@@ -46,3 +46,19 @@ def test_robot_collection_and_bad_choices():
         graph.collect_graph(teleop='joystick')
     with pytest.raises(ValueError, match='robot.launch.py'):
         graph.collect_graph(world='robot')
+
+
+def test_a_modalities_file_reaches_the_episode_manager_and_a_bad_one_is_named(tmp_path):
+    good = tmp_path / 'modalities.yaml'
+    good.write_text('pick_cube:\n  visual: pick up the red cube\n')
+    g = by_name(graph.collect_graph(task='pick_cube', teleop='keyboard', modalities=str(good)))
+    assert g['episodes'].parameters['modalities_file'] == str(good.resolve())
+    r = by_name(graph.robot_graph(collect='keyboard', modalities=str(good)))
+    assert r['episodes'].parameters['modalities_file'] == str(good.resolve())
+    assert 'modalities_file' not in by_name(graph.collect_graph(teleop='expert'))['episodes'].parameters
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('pick_cube:\n  smell: it stinks\n')
+    with pytest.raises(ValueError, match=f"modalities file {bad}: 'pick_cube': unknown modality combination 'smell'"):
+        graph.collect_graph(teleop='keyboard', modalities=str(bad))
+    with pytest.raises(ValueError, match='is for collection'):
+        graph.robot_graph(modalities=str(good))

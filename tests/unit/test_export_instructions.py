@@ -13,7 +13,7 @@ import pytest
 
 from fuse_core.episodes import EpisodeMachine, EpisodeMetadata
 from fuse_core.episodes.modalities import (FUSE_COMBINATIONS, ObjectDescription, check_modalities, from_lists,
-                                           to_lists)
+                                           load_modality_table, parse_modality_table, to_lists)
 from fuse_core.errors import EpisodeError
 from fuse_core.export import cli
 from fuse_core.export.instructions import (ALL_LANG_INFO, ALL_LANG_KEYS, LEROBOT_FILE, lerobot_instructions,
@@ -73,6 +73,82 @@ def test_the_machine_records_the_scene_s_descriptions_with_the_episode():
     m.reset()                       # a new scene: nothing carried over from the last one
     m.reset_done(True)
     assert m.start().modalities == {}
+
+
+MODALITIES_FILE = """\
+# instruction or task -> FuSe combination -> text
+pick up the sponge:
+  visual: pick up the yellow sponge
+  tactile: pick up the object that feels soft
+  "tactile, visual": pick up the yellow object that feels soft
+press_beep:
+  audio: press the button that beeps
+"""
+
+
+def test_a_modalities_file_is_parsed_and_its_bad_keys_named(tmp_path):
+    path = tmp_path / 'modalities.yaml'
+    path.write_text(MODALITIES_FILE)
+    table = load_modality_table(path)
+    # The combination's modalities in any order and spacing are FuSe's spelling.
+    assert table.entries['pick up the sponge'] == {
+        'visual': 'pick up the yellow sponge', 'tactile': 'pick up the object that feels soft',
+        'visual,tactile': 'pick up the yellow object that feels soft'}
+    # The instruction first (case and spaces aside), then the task; None when neither is named.
+    assert table.lookup('Pick up  the SPONGE', 'press_beep') == table.entries['pick up the sponge']
+    assert table.lookup('press it', 'press_beep') == {'audio': 'press the button that beeps'}
+    assert table.lookup('wave', 'pick_cube') is None
+    # JSON is YAML too.
+    as_json = tmp_path / 'm.json'
+    as_json.write_text(json.dumps({'pick_cube': {'visual': 'pick up the red cube'}}))
+    assert load_modality_table(as_json).lookup(task='pick_cube') == {'visual': 'pick up the red cube'}
+    bad = [({'x': {'smell': 'it stinks'}}, "'x': unknown modality combination 'smell'"),
+           ({'x': {'visual,visual': 'red'}}, "'x': unknown modality combination 'visual,visual'"),
+           ({'x': {'visual': 'a', ' visual ': 'b'}}, "'x': combination 'visual' is given twice"),
+           ({'x': {'tactile': 3}}, r"'x'\['tactile'\]: the text must be a string"),
+           ({'x': 'soft'}, "'x': expected a mapping combination -> text, got str"),
+           ({'x': {'visual': ' '}}, "'x': no text for any combination"),
+           ({'Pick it': {'visual': 'a'}, 'pick  it': {'visual': 'b'}}, 'name the same instruction or task'),
+           ({'': {'visual': 'a'}}, "entry '': the key must be an instruction or a task name"),
+           (['pick'], 'expected a mapping of instruction or task'),
+           (None, 'got nothing')]
+    for values, message in bad:
+        with pytest.raises(EpisodeError, match=message):
+            parse_modality_table(values, 'modalities file m.yaml')
+    with pytest.raises(EpisodeError, match='not found'):
+        load_modality_table(tmp_path / 'missing.yaml')
+    broken = tmp_path / 'broken.yaml'
+    broken.write_text('pick: [unclosed')
+    with pytest.raises(EpisodeError, match=f'modalities file {broken}: not valid YAML/JSON'):
+        load_modality_table(broken)
+
+
+def test_the_operator_s_file_gives_the_episode_s_modalities(tmp_path):
+    """The robot's (and keyboard-teleop's) way: the set instruction picks the file's texts."""
+    path = tmp_path / 'modalities.yaml'
+    path.write_text(MODALITIES_FILE)
+    m = EpisodeMachine(modality_table=load_modality_table(path))
+    m.reset('sponge_task')
+    m.reset_done(True)
+    m.set_instruction('pick up the sponge')
+    texts, source = m.episode_modalities()
+    assert source == f'modalities file {path}' and texts['tactile'] == 'pick up the object that feels soft'
+    ep = m.start()
+    assert ep.modalities == load_modality_table(path).entries['pick up the sponge']
+    assert EpisodeMetadata.from_json(ep.to_json()).modalities == ep.modalities
+    m.end('success')
+    # The file replaces the scene's own descriptions where it names the task ...
+    m.reset('press_beep')
+    m.reset_done(True, modalities={'visual': 'press the red button'})
+    m.set_instruction('press the button')
+    assert m.start().modalities == {'audio': 'press the button that beeps'}
+    m.end('success')
+    # ... and leaves them where it names neither instruction nor task.
+    m.reset('pick_soft')
+    m.reset_done(True, modalities=SOFT.instructions())
+    m.set_instruction('pick up the soft cube')
+    assert m.episode_modalities() == (SOFT.instructions(), 'the scene')
+    assert m.start().modalities == SOFT.instructions()
 
 
 def test_the_twin_s_tasks_describe_their_objects():

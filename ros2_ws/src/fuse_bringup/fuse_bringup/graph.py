@@ -190,7 +190,7 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
                 record_dir: Optional[str] = None,
                 sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None,
                 motion_services: bool = False, collect: Optional[str] = None, episodes: int = 0,
-                operator: str = '', view: bool = False) -> List[NodeSpec]:
+                operator: str = '', view: bool = False, modalities: Optional[str] = None) -> List[NodeSpec]:
     """The real robot: every sensor, sync, policy and the arm through the Interbotix driver.
 
     view: also the Foxglove viewer (as in sim_graph).
@@ -198,6 +198,7 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
     collect (a teleop device: keyboard, spacemouse, gamepad, scripted): demonstration collection
     instead of the policy: the teleop node commands the arm, the episode manager resets to the
     start pose and captures the DIGIT backgrounds, the recorder writes one bag per episode.
+    modalities: a modalities file (collect only; see collection_nodes).
     """
     bundle_path = bundle_path or default_bundle_path()
     sensor_overrides = sensor_overrides or {}
@@ -210,7 +211,9 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
         nodes = [_with(n, (), commander='/teleop', motion_services=True) if n.name == 'arm' else n
                  for n in nodes if n.name != 'policy']
         return nodes + collection_nodes(collect, 'robot', episodes, record_dir, operator,
-                                        instruction=instruction) + viewer
+                                        instruction=instruction, modalities=modalities) + viewer
+    if modalities:
+        raise ValueError('modalities: a modalities file is for collection (collect:=<teleop>)')
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
                               {'output_dir': record_dir} if record_dir else {}))
@@ -223,10 +226,24 @@ TELEOPS = ('keyboard', 'spacemouse', 'gamepad', 'expert', 'scripted', 'fake')
 def collection_nodes(teleop: str, world: str, episodes: int, out_dir: Optional[str],
                      operator: str = '', task: Optional[str] = None, seed: Optional[int] = None,
                      instruction: Optional[str] = None, overrides: Tuple[str, ...] = (),
-                     clock: Optional[Dict[str, object]] = None) -> List[NodeSpec]:
-    """Episode manager + per-episode recorder (+ the teleop node unless the expert drives)."""
+                     clock: Optional[Dict[str, object]] = None,
+                     modalities: Optional[str] = None) -> List[NodeSpec]:
+    """Episode manager + per-episode recorder (+ the teleop node unless the expert drives).
+
+    modalities: a modalities file (instruction or task -> {combination: text}), checked here so
+    that a bad one is named before anything starts; the episode manager records its texts with
+    every episode whose instruction or task it names.
+    """
     if teleop not in TELEOPS:
         raise ValueError(f'unknown teleop {teleop!r}; one of {list(TELEOPS)}')
+    if modalities:
+        from fuse_core.episodes.modalities import load_modality_table
+        from fuse_core.errors import EpisodeError
+        try:
+            load_modality_table(modalities)
+        except EpisodeError as exc:
+            raise ValueError(str(exc)) from exc
+        modalities = str(Path(modalities).expanduser().resolve())
     clock = clock or {}
     twin = world == 'twin'
     expert = teleop == 'expert'
@@ -237,7 +254,8 @@ def collection_nodes(teleop: str, world: str, episodes: int, out_dir: Optional[s
         rec['output_dir'] = out_dir
     epi = {'world': world, 'action_source': teleop, 'operator': operator, 'episodes': int(episodes),
            'world_reset': twin and not expert, 'follow_world': expert, 'auto_outcome': twin,
-           'auto_reset': twin, 'task': task, 'seed': seed, 'instruction': instruction}
+           'auto_reset': twin, 'task': task, 'seed': seed, 'instruction': instruction,
+           'modalities_file': modalities}
     nodes = [NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides, dict(clock, **rec)),
              NodeSpec('episodes', 'episodes_node', ('episodes.yaml',),
                       dict(clock, **{k: v for k, v in epi.items() if v is not None}))]
@@ -249,7 +267,7 @@ def collection_nodes(teleop: str, world: str, episodes: int, out_dir: Optional[s
 def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: int = 0,
                   world: str = 'twin', out_dir: Optional[str] = None, mode: Optional[str] = None,
                   seed: Optional[int] = None, operator: str = '', bundle_path: Optional[str] = None,
-                  instruction: Optional[str] = None) -> List[NodeSpec]:
+                  instruction: Optional[str] = None, modalities: Optional[str] = None) -> List[NodeSpec]:
     """Demonstration collection in the twin: world -> sync -> expert or teleop -> arm, recorded
     one bag per episode by the recorder, episodes driven by the episode manager, which ends the
     graph after `episodes` recorded ones. Nothing starts before the recorder is ready: the episode
@@ -267,7 +285,7 @@ def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: 
     # The expert's first reset waits for the episode manager, which waits for the recorder.
     nodes = [_with(n, (), wait_for_episodes='/episodes/state') if n.name == 'expert' else n for n in nodes]
     return nodes + collection_nodes(teleop, 'twin', episodes, out_dir, operator, task, seed, instruction,
-                                    ('sim.yaml', 'twin.yaml'), clock)
+                                    ('sim.yaml', 'twin.yaml'), clock, modalities)
 
 
 def ros_args(spec: NodeSpec, cfg_dir: Optional[Path] = None) -> List[str]:

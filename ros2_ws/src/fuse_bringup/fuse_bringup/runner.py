@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument('--mode', choices=('realtime', 'lockstep'), help='twin time mode')
     col.add_argument('--operator', default='', help='who collects (in every episode\'s metadata)')
     col.add_argument('--instruction', help='instruction instead of the task\'s own')
+    col.add_argument('--modalities', metavar='FILE',
+                     help='modality-specific instructions (YAML/JSON: instruction or task -> '
+                          '{combination: text}) recorded with every episode they name')
     for sp in (sim, col):
         sp.add_argument('--duration', type=float, default=0.0, help='stop after N seconds (0 = until Ctrl-C)')
         sp.add_argument('--log-dir', default='log/fuse', help='per-node logs (default: log/fuse)')
@@ -246,7 +249,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             specs = graph.collect_graph(task=args.task, teleop=args.teleop, episodes=args.episodes,
                                         world=args.world, out_dir=str(Path(args.out).resolve()), mode=args.mode,
-                                        seed=args.seed, operator=args.operator, instruction=args.instruction)
+                                        seed=args.seed, operator=args.operator, instruction=args.instruction,
+                                        modalities=args.modalities)
         except ValueError as exc:
             print(f'[fuse] {exc}', file=sys.stderr)
             return 2

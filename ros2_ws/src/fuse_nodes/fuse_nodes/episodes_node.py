@@ -16,8 +16,8 @@ from std_srvs.srv import Trigger
 
 from fuse_core.episodes.config import EpisodesConfig
 from fuse_core.episodes.machine import IDLE, RECORDING, RESETTING, EpisodeContext, EpisodeMachine
-from fuse_core.episodes.modalities import from_lists
-from fuse_core.errors import EpisodeError
+from fuse_core.episodes.modalities import from_lists, load_modality_table
+from fuse_core.errors import ConfigError, EpisodeError
 from fuse_nodes.common import ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config, log_at, run_node
 
 Step = Tuple[str, Callable[[], object], Callable[[object], str]]
@@ -34,6 +34,11 @@ class EpisodesNode(Node):
         ctx = EpisodeContext(operator=cfg.operator, action_source=cfg.action_source, world=cfg.world,
                              robot=self._robot_description())
         self.m = EpisodeMachine(ctx, id_prefix=cfg.id_prefix)
+        if cfg.modalities_file:
+            try:
+                self.m.modality_table = load_modality_table(cfg.modalities_file)
+            except EpisodeError as exc:
+                raise ConfigError(f'episodes: parameter \'modalities_file\': {exc}') from exc
         self.m.task = cfg.task
         if cfg.instruction:
             self.m.set_instruction(cfg.instruction)
@@ -184,6 +189,15 @@ class EpisodesNode(Node):
             self.get_logger().error(f'{exc}; the episode is recorded without them')
             return {}
 
+    def _modalities_note(self) -> str:
+        """'; modalities audio | visual,tactile (from FILE)' for the state message ('' when none)."""
+        texts, source = self.m.episode_modalities()
+        if texts:
+            return f'; modalities {" | ".join(texts)} (from {source})'
+        if self.m.modality_table is not None:
+            return f'; no modality instructions for it in {self.m.modality_table.source}'
+        return ''
+
     def _after_move(self, res) -> str:
         if not res.success:
             return res.message
@@ -217,7 +231,8 @@ class EpisodesNode(Node):
             return
         if not self._steps:
             self.m.reset_done(True, 'reset done')
-            self._say(f'ready: {self.m.task or "task"} seed {self.m.seed}, "{self.m.instruction}"')
+            self._say(f'ready: {self.m.task or "task"} seed {self.m.seed}, "{self.m.instruction}"'
+                      + self._modalities_note())
             if self.cfg.auto_start and self.m.instruction:
                 self.start_recording()
             return
@@ -255,7 +270,7 @@ class EpisodesNode(Node):
             fut = self.rec_start.call_async(RecordEpisode.Request(episode_id=ep.episode_id,
                                                                   metadata_json=ep.to_json()))
             fut.add_done_callback(lambda f, eid=ep.episode_id: self._after_rec_start(f, eid))
-        self._say(f'recording {ep.episode_id}: "{ep.instruction}"')
+        self._say(f'recording {ep.episode_id}: "{ep.instruction}"' + self._modalities_note())
         return ep.episode_id
 
     def _after_rec_start(self, fut, episode_id: str) -> None:
@@ -380,7 +395,7 @@ class EpisodesNode(Node):
     def _srv_instruction(self, req, res):
         try:
             self.m.set_instruction(req.instruction)
-            res.success, res.message = True, f'instruction: "{self.m.instruction}"'
+            res.success, res.message = True, f'instruction: "{self.m.instruction}"' + self._modalities_note()
             self._say(res.message)
         except EpisodeError as exc:
             res.success, res.message = False, str(exc)

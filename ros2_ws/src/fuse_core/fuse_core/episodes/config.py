@@ -17,6 +17,9 @@ class EpisodesConfig(ValidatedConfig):
     task: str = param('', 'task name (twin: one of the world\'s tasks; robot: free text)')
     seed: int = param(-1, 'twin: first reset seed (-1 = the world\'s next)', min=-1, max=2**31 - 1)
     instruction: str = param('', 'initial language instruction (twin: the task\'s own if empty)')
+    modalities_file: str = param('', 'YAML/JSON file: instruction or task -> {combination: text}, FuSe\'s '
+                                 'modality-specific instructions of the episodes with that instruction '
+                                 '(else task); they replace the twin\'s own. "" = none')
     id_prefix: str = param('episode', 'episode ids are <prefix>_<utc time>_<n>')
     world_reset: bool = param(False, 'reset the twin\'s task through reset_service at every reset')
     reset_service: str = param('/world/reset', 'the twin\'s reset (fuse_interfaces/ResetTask)')

@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fuse_core.episodes.metadata import COMPLETE, INTERRUPTED, EpisodeMetadata
-from fuse_core.episodes.modalities import check_modalities
+from fuse_core.episodes.modalities import ModalityTable, check_modalities
 from fuse_core.errors import EpisodeError
 
 IDLE, RESETTING, READY, RECORDING = 'idle', 'resetting', 'ready', 'recording'
@@ -49,6 +49,9 @@ class EpisodeMachine:
     seed: Optional[int] = None
     instruction: str = ''
     modalities: Dict[str, str] = field(default_factory=dict)  # this scene's modality-specific instructions
+    # The operator's modality-specific instructions by instruction or task (a modalities file):
+    # when it names the episode's instruction or task, its texts are the episode's.
+    modality_table: Optional[ModalityTable] = None
     episode: Optional[EpisodeMetadata] = None    # the one being recorded
     last: Optional[EpisodeMetadata] = None       # the previous one, with its outcome
     counter: int = 0
@@ -117,11 +120,22 @@ class EpisodeMachine:
         self._require('set_modalities', IDLE, RESETTING, READY)
         self.modalities = check_modalities(values, 'set_modalities')
 
+    def episode_modalities(self) -> Tuple[Dict[str, str], str]:
+        """The modality-specific instructions the coming episode gets, and where they come from:
+        the modalities file's entry for its instruction (else its task), else the scene's own
+        (the twin's task description); '' = none."""
+        if self.modality_table is not None:
+            given = self.modality_table.lookup(self.instruction, self.task)
+            if given is not None:
+                return given, self.modality_table.source
+        return dict(self.modalities), ('the scene' if self.modalities else '')
+
     def start(self) -> EpisodeMetadata:
         """Start recording; returns the new episode's metadata (status recording)."""
         self._require('start', READY)
         if not self.instruction:
             raise EpisodeError('start: no instruction set (set_instruction first)')
+        modalities, _ = self.episode_modalities()
         self.counter += 1
         now = self.clock_ns()
         stamp = time.strftime('%Y%m%d-%H%M%S', time.gmtime(now / 1e9))
@@ -130,7 +144,7 @@ class EpisodeMachine:
             episode_id=f'{self.id_prefix}_{stamp}_{self.counter:04d}', task=self.task,
             instruction=self.instruction, operator=ctx.operator, action_source=ctx.action_source,
             world=ctx.world, seed=self.seed, robot=dict(ctx.robot), start_time_ns=now,
-            modalities=dict(self.modalities))
+            modalities=modalities)
         self._go(RECORDING, f'episode {self.episode.episode_id}')
         return self.episode
 

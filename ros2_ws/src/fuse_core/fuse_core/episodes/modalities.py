@@ -99,3 +99,89 @@ class ObjectDescription:
             if phrase:
                 out[combo] = self.template.format(phrase)
         return check_modalities(out, 'object description')
+
+
+MODALITIES = ('visual', 'tactile', 'audio')
+
+
+def _combination_key(key, what: str) -> str:
+    """'tactile, visual' -> 'visual,tactile' (FuSe's spelling); unknown names are named."""
+    if not isinstance(key, str):
+        raise EpisodeError(f'{what}: combination {key!r} must be a string such as "visual,tactile"')
+    if key.strip() == 'simple':
+        return 'simple'
+    parts = [p.strip() for p in key.split(',')]
+    unknown = [p for p in parts if p not in MODALITIES]
+    if unknown or len(set(parts)) != len(parts):
+        raise EpisodeError(f'{what}: unknown modality combination {key!r}; combinations join '
+                           f'{list(MODALITIES)} with commas, e.g. {list(DESCRIBED_COMBINATIONS)}')
+    return ','.join(m for m in MODALITIES if m in parts)
+
+
+def _match_key(text: str) -> str:
+    return ' '.join(text.split()).casefold()
+
+
+@dataclass(frozen=True)
+class ModalityTable:
+    """The operator's modality-specific instructions, by instruction or task (a modalities file).
+
+    `lookup` matches the episode's instruction first, then its task (case and runs of spaces
+    do not matter); None when the file says nothing of either.
+    """
+
+    source: str
+    entries: Dict[str, Dict[str, str]]  # the file's key -> {combination: text}
+
+    def lookup(self, instruction: str = '', task: str = '') -> Optional[Dict[str, str]]:
+        by_match = {_match_key(k): v for k, v in self.entries.items()}
+        for wanted in (instruction, task):
+            if wanted and _match_key(wanted) in by_match:
+                return dict(by_match[_match_key(wanted)])
+        return None
+
+
+def parse_modality_table(values, source: str = 'modalities') -> ModalityTable:
+    """{instruction or task: {combination: text}} -> a validated table; EpisodeError names the
+    entry and key at fault."""
+    if not isinstance(values, Mapping) or not values:
+        raise EpisodeError(f'{source}: expected a mapping of instruction or task -> {{combination: text}}, '
+                           f'got {type(values).__name__ if values else "nothing"}')
+    entries: Dict[str, Dict[str, str]] = {}
+    seen: Dict[str, str] = {}
+    for key, texts in values.items():
+        if not isinstance(key, str) or not key.strip():
+            raise EpisodeError(f'{source}: entry {key!r}: the key must be an instruction or a task name')
+        what = f'{source}: {key!r}'
+        if not isinstance(texts, Mapping):
+            raise EpisodeError(f'{what}: expected a mapping combination -> text, got {type(texts).__name__}')
+        combos: Dict[str, str] = {}
+        for combo, text in texts.items():
+            name = _combination_key(combo, what)
+            if name in combos:
+                raise EpisodeError(f'{what}: combination {name!r} is given twice')
+            combos[name] = text
+        checked = check_modalities(combos, what)
+        if not checked:
+            raise EpisodeError(f'{what}: no text for any combination')
+        match = _match_key(key)
+        if match in seen:
+            raise EpisodeError(f'{source}: {key!r} and {seen[match]!r} name the same instruction or task')
+        seen[match] = key
+        entries[key] = {c: checked[c] for c in DESCRIBED_COMBINATIONS if c in checked}
+    return ModalityTable(source, entries)
+
+
+def load_modality_table(path) -> ModalityTable:
+    """Read a modalities file (YAML or JSON: instruction or task -> {combination: text})."""
+    from pathlib import Path
+
+    import yaml
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise EpisodeError(f'modalities file {path}: not found')
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise EpisodeError(f'modalities file {path}: not valid YAML/JSON: {exc}') from exc
+    return parse_modality_table(values, f'modalities file {path}')
