@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument('--model', default='{}', help='JSON overrides of the model config, e.g. {"layers": 4}')
     ap.add_argument('--resume', action='store_true', help="continue from the run's last checkpoint")
     ap.add_argument('--export', default='', help='write a bundle here after training (parity-checked)')
+    ap.add_argument('--export-checkpoint', default='', metavar='CHECKPOINT',
+                    help='with --export: write the bundle of this checkpoint of the run (e.g. '
+                         'checkpoints/step_000500.pt, the lowest held-out loss) instead of training')
     ap.add_argument('--name', default='fuse-trained', help='bundle name')
     ap.add_argument('--make-tiny-dataset', default='', metavar='DIR', help='write a small synthetic dataset and exit')
     return ap
@@ -72,9 +75,15 @@ def main(argv=None) -> int:
             model=json.loads(args.model),
         )
         trainer = Trainer(cfg)
-        if args.resume:
+        if args.export_checkpoint:
+            if not args.export:
+                raise TrainerError('--export-checkpoint needs --export DIR')
+            if not trainer.resume(args.export_checkpoint):
+                raise TrainerError(f'{args.export_checkpoint}: no such checkpoint')
+        elif args.resume:
             trainer.resume()
-        trainer.run()
+        if not args.export_checkpoint:
+            trainer.run()
         if args.export and trainer.rank == 0:
             export_run(trainer, args.export, name=args.name, overwrite=True)
         trainer.close()

@@ -102,3 +102,14 @@ def test_command_writes_the_report_and_refuses_an_existing_directory(episode, tm
     assert page.count('<svg') == 7 and 'Replay check' in page and 'ep_0' in page
     assert replay.main([str(episode), '--bundle', 'models/reference', '--out', str(out)]) == 2
     assert 'exists and is not empty' in capsys.readouterr().err
+
+
+def test_a_variant_that_changes_no_input_of_the_bundle_is_left_out():
+    """A vision-only bundle: no_background would replay the correct pipeline under another name."""
+    from types import SimpleNamespace as NS
+    vision = NS(inputs=[NS(preprocess=NS(op='rgb_image')), NS(preprocess=NS(op='passthrough'))])
+    kept, out = replay.applicable_variants(vision, ['correct', 'bgr', 'unit_scale', 'no_background'])
+    assert kept == ['correct', 'bgr', 'unit_scale'] and out == ['no_background']
+    touch = NS(inputs=[NS(preprocess=NS(op='tactile_minus_background'))])
+    assert replay.applicable_variants(touch, ['correct', 'bgr', 'no_background']) == (
+        ['correct', 'no_background'], ['bgr'])

@@ -38,6 +38,8 @@ VARIANTS: Dict[str, str] = {
     'no_background': 'DIGIT frames fed without their background subtracted',
 }
 DEFAULT_VARIANTS = ('correct', 'bgr', 'unit_scale', 'no_background')
+#: The preprocessing op a variant breaks; a bundle without an input of that op is unaffected.
+VARIANT_OP = {'bgr': 'rgb_image', 'unit_scale': 'rgb_image', 'no_background': 'tactile_minus_background'}
 REPORT_JSON, REPORT_HTML = 'replay.json', 'replay.html'
 DIM_NAMES = ('dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper')
 
@@ -83,6 +85,14 @@ def check_recording(manifest, bag_dir) -> None:
         if missing:
             raise EvaluationError(f'{Path(bag_dir).name}: input {name!r} reads {missing}, which this episode '
                                   'did not record; the bundle does not match the recording')
+
+
+def applicable_variants(manifest, variants: Sequence[str]):
+    """(kept, left out): a variant that breaks an op none of the bundle's inputs uses would
+    replay the correct pipeline under another name."""
+    ops = {spec.preprocess.op for spec in manifest.inputs}
+    out = [v for v in variants if v in VARIANT_OP and VARIANT_OP[v] not in ops]
+    return [v for v in variants if v not in out], out
 
 
 def _variant_transform(manifest, variant: str) -> Callable[[str, np.ndarray], np.ndarray]:
@@ -233,6 +243,10 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
     except (BundleError, ConfigError) as exc:
         raise EvaluationError(f'bundle {bundle_path!r}: {exc}') from exc
     manifest = bundle.manifest
+    variants, inapplicable = applicable_variants(manifest, variants)
+    if inapplicable:
+        progress(f'[replay] left out {inapplicable}: the bundle has no input they change '
+                 f'(its preprocessing ops: {sorted({spec.preprocess.op for spec in manifest.inputs})})')
     topics = sorted({t for ts in input_topics(manifest).values() for t in ts} | {APPLIED_TOPIC})
     for ep in episodes:  # all refusals before the first inference
         check_recording(manifest, ep)
@@ -255,7 +269,7 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
                  + f' ({time.monotonic() - t0:.0f} s)')
     std = manifest.action.normalization.std
     return {'bundle': str(path), 'bundle_name': manifest.name, 'variants': list(variants),
-            'variant_descriptions': {v: VARIANTS[v] for v in variants},
+            'variant_descriptions': {v: VARIANTS[v] for v in variants}, 'variants_left_out': inapplicable,
             'episodes': [r.episode for r in per_variant[variants[0]]] if variants else [],
             'unusable': unusable, 'action_std': [float(x) for x in std],
             'scores': {v: score(per_variant[v], std) for v in variants},
