@@ -56,6 +56,7 @@ class TrainConfig:
     binarize_gripper: bool = True
     threads: int = 0  # torch CPU threads (0 = torch's default)
     workers: int = 0  # threads decoding and resizing a batch's images (0 = in the training thread)
+    augment_shift: int = 0  # training batches: camera images shifted by up to this many pixels (0 = off)
     model: Dict[str, object] = field(default_factory=dict)  # ModelConfig overrides
 
     def __post_init__(self) -> None:
@@ -63,8 +64,8 @@ class TrainConfig:
         for name in ('steps', 'batch', 'checkpoint_every', 'log_every'):
             if int(getattr(self, name)) < 1:
                 problems.append(f'{name} must be >= 1')
-        if self.workers < 0 or self.threads < 0:
-            problems.append('workers and threads must be >= 0')
+        if self.workers < 0 or self.threads < 0 or self.augment_shift < 0:
+            problems.append('workers, threads and augment_shift must be >= 0')
         for name in ('lr', 'contrastive_weight', 'generative_weight', 'l2sp', 'spd', 'tpgm', 'weight_decay',
                      'grad_clip'):
             v = float(getattr(self, name))
@@ -106,6 +107,21 @@ def _device(choice: str, local_rank: int) -> torch.device:
 
 
 # --- batches -------------------------------------------------------------------------------------
+#: Inputs the shift augmentation moves (the cameras; tactile images and spectrograms stay as sensed).
+CAMERA_INPUTS = ('image_primary', 'image_wrist')
+
+
+def shifted(window: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
+    """(W, H, W, C) images moved by one random (dy, dx) in [-max_shift, max_shift], the same for
+    every step of the window, edges repeated (DrQ's random shift): the camera mount moving a
+    little, which the policy should not care about."""
+    dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, 2))
+    m = max_shift
+    padded = np.pad(window, ((0, 0), (m, m), (m, m), (0, 0)), mode='edge')
+    h, w = window.shape[1:3]
+    return np.ascontiguousarray(padded[:, m + dy: m + dy + h, m + dx: m + dx + w])
+
+
 class Batcher:
     """Samples -> tensors. Step s uses frames drawn by a generator seeded with (seed, s), so a
     resumed run sees exactly the batches the uninterrupted run would have; each rank takes its
@@ -129,7 +145,8 @@ class Batcher:
         idx = self.pool[rng.integers(0, len(self.pool), self.cfg.batch * self.world)]
         return idx[self.rank * self.cfg.batch: (self.rank + 1) * self.cfg.batch]
 
-    def make(self, indices, device) -> Dict[str, torch.Tensor]:
+    def make(self, indices, device, step: Optional[int] = None) -> Dict[str, torch.Tensor]:
+        """The batch of these frames; with `step` (training) camera images get the shift augmentation."""
         def one(i):
             return self.data.sample(int(i), self.stats, self.cfg.binarize_gripper)
 
@@ -141,6 +158,12 @@ class Batcher:
             samples = list(self._pool.map(one, indices))
         else:
             samples = [one(i) for i in indices]
+        if step is not None and self.cfg.augment_shift > 0:
+            rng = np.random.default_rng([self.cfg.seed, step, 1])
+            for s in samples:
+                for name in CAMERA_INPUTS:
+                    if name in s:
+                        s[name] = shifted(s[name], rng, self.cfg.augment_shift)
         batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0] if k != 'episode'}
         L = self.tok.max_length
         ids, mask = [], []
@@ -321,7 +344,7 @@ class Trainer:
 
     def train_step(self) -> dict:
         self.model.train()
-        batch = self.batcher.make(self.batcher.indices(self.step), self.device)
+        batch = self.batcher.make(self.batcher.indices(self.step), self.device, step=self.step)
         parts = self.losses(batch)
         self.opt.zero_grad(set_to_none=True)
         parts['loss'].backward()

@@ -174,3 +174,37 @@ def test_torchrun_trains_with_two_processes(tiny, tmp_path):
     assert 'world size 2' in res.stdout
     blob = torch.load(tmp_path / 'run' / 'checkpoints' / 'last.pt', weights_only=False)
     assert blob['step'] == 2
+
+
+def test_shift_moves_every_step_of_a_window_alike_with_edges_repeated():
+    from models.trainer.train import shifted
+    w = np.arange(2 * 4 * 5 * 1, dtype=np.uint8).reshape(2, 4, 5, 1)
+
+    class Fixed:
+        def integers(self, lo, hi, n):
+            return np.array([1, -2])  # dy +1 (content moves up), dx -2 (moves right)
+    out = shifted(w, Fixed(), 2)
+    assert out.shape == w.shape
+    np.testing.assert_array_equal(out[:, :3, 2:], w[:, 1:, :3])
+    np.testing.assert_array_equal(out[:, 3, 2:], w[:, 3, :3])  # the last row repeated
+    for c in (0, 1):
+        np.testing.assert_array_equal(out[:, :3, c], w[:, 1:, 0])  # the first column repeated
+
+
+def test_shift_augmentation_changes_camera_images_of_training_batches_only(tiny, tmp_path):
+    t = Trainer(_cfg(tiny, tmp_path / 'aug', augment_shift=3, batch=4))
+    idx = t.batcher.indices(0)
+    plain = t.batcher.make(idx, torch.device('cpu'))
+    aug = t.batcher.make(idx, torch.device('cpu'), step=0)
+    again = t.batcher.make(idx, torch.device('cpu'), step=0)  # a resumed run sees the same batch
+    cams = [k for k in plain if k in ('image_primary', 'image_wrist')]
+    assert cams
+    for k in cams:
+        assert not torch.equal(plain[k], aug[k]), k
+        assert torch.equal(aug[k], again[k]), k
+    for k in plain:
+        if k not in cams:
+            assert torch.equal(plain[k], aug[k]), k
+    with pytest.raises(TrainerError, match='augment_shift must be >= 0'):
+        _cfg(tiny, tmp_path / 'bad', augment_shift=-1)
+    t.close()
