@@ -18,10 +18,21 @@ TOPIC_TYPES = {
 T0 = 1_800_000_000_000_000_000
 
 
+def mic_ramp(index) -> np.ndarray:
+    """The synthetic microphone's sample at each running index (float32, tells every sample apart)."""
+    return (np.asarray(index, dtype=np.float64) / 1e5).astype(np.float32)
+
+
 def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int = 0,
                      instruction: str = 'pick up the red cube', outcome: str = 'success',
-                     skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320), modalities=None) -> Path:
-    """An episode recorded as the recorder writes it: sensors at 10 Hz, commands at 5 Hz."""
+                     skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320), modalities=None,
+                     mic_rate: int = 44100, mic_lost=(), mic_index_back_at: int = -1) -> Path:
+    """An episode recorded as the recorder writes it: sensors at 10 Hz, commands at 5 Hz.
+
+    The microphone sends a 0.1 s chunk at each sensor tick, contiguous from T0: sample i, captured
+    at T0 + i / mic_rate, is mic_ramp(i). mic_lost: chunk numbers never sent (lost input: a gap in
+    the indices); mic_index_back_at: that chunk's first_sample_index goes back one chunk.
+    """
     from fuse_interfaces.msg import AudioChunk, DeltaEECommand
     from geometry_msgs.msg import PoseStamped
     from rclpy.serialization import serialize_message
@@ -60,11 +71,14 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
                                                           'bgr8', stamp), t)
         put('/audio/mel_spectrogram', array_to_image(rng.normal(-40, 10, (128, 128)).astype(np.float32),
                                                      '32FC1', stamp), t)
-        chunk = AudioChunk()
-        chunk.header.stamp = stamp
-        chunk.sample_rate = 44100
-        chunk.samples = rng.normal(0, 0.01, 441).astype(np.float32).tolist()
-        put('/audio/chunk', chunk, t)
+        n = mic_rate // 10
+        if k not in mic_lost:
+            chunk = AudioChunk()
+            chunk.header.stamp = stamp
+            chunk.sample_rate, chunk.channels = mic_rate, 1
+            chunk.first_sample_index = k * n - (n if k == mic_index_back_at else 0)
+            chunk.samples = mic_ramp(np.arange(k * n, (k + 1) * n)).tolist()
+            put('/audio/chunk', chunk, t)
         ps = PoseStamped()
         ps.header.stamp = stamp
         ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = 0.2 + 0.001 * k, 0.0, 0.15

@@ -9,8 +9,8 @@ import pytest
 from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 from fuse_core.errors import EpisodeError
 from fuse_core.export import cli
-from fuse_core.export.steps import load_steps
-from support.episode_bags import T0, make_episode_bag
+from fuse_core.export.steps import MIC_RATE_HZ, MIC_SAMPLES, load_steps
+from support.episode_bags import T0, make_episode_bag, mic_ramp
 
 
 @pytest.fixture(scope='module')
@@ -30,13 +30,51 @@ def test_steps_keys_shapes_dtypes_and_actions(bags):
                       'digit_0': ((224, 224, 3), np.uint8), 'digit_1': ((224, 224, 3), np.uint8),
                       'digit_0_background': ((224, 224, 3), np.uint8),
                       'digit_1_background': ((224, 224, 3), np.uint8),
-                      'mel_spectro': ((128, 128), np.float32), 'state': ((7,), np.float32)}
+                      'mel_spectro': ((128, 128), np.float32), 'mic': ((13230,), np.float32),
+                      'state': ((7,), np.float32)}
     assert s.action.shape == (8, 7) and s.action.dtype == np.float32
     np.testing.assert_allclose(s.action[0], [0.01, 0.0, 0.001, 0, 0, 0, 1.0], atol=1e-7)
     np.testing.assert_allclose(s.action[3], [0, 0, 0, 0, 0, 0, 1.0])  # the hold: no motion
     assert s.action[7, 6] == 0.0
     assert s.observations['state'][0][6] == pytest.approx(1.0)  # fingers fully open
     np.testing.assert_allclose(s.observations['state'][:, 3:6], 0.0, atol=1e-6)  # gripper down
+
+
+def expected_mic(t_ns, lost=()):
+    """The synthetic microphone's window for a step at t_ns: the samples up to the newest one
+    captured at or before t_ns (sample i at T0 + i / 44.1 kHz), zeros before the first and where lost."""
+    newest = (int(t_ns) - T0) * MIC_RATE_HZ // 10**9
+    index = np.arange(newest - MIC_SAMPLES + 1, newest + 1)
+    chunk = index // (MIC_RATE_HZ // 10)
+    keep = (index >= 0) & ~np.isin(chunk, list(lost))
+    return np.where(keep, mic_ramp(np.maximum(index, 0)), 0).astype(np.float32)
+
+
+def test_mic_is_the_waveform_up_to_each_step(tmp_path, bags):
+    """FuSe's `mic`: 0.3 s at 44.1 kHz ending with the latest sample at or before the step."""
+    assert (MIC_RATE_HZ, MIC_SAMPLES) == (44100, 13230)
+    s = load_steps(bags[1][0])
+    for i, t in enumerate(s.stamps_ns):
+        np.testing.assert_array_equal(s.observations['mic'][i], expected_mic(t))
+    # The first step, 50 ms in, has 2206 samples (2205 / 44100 s after the first): zeros before them.
+    first = s.observations['mic'][0]
+    assert np.count_nonzero(first[:MIC_SAMPLES - 2206]) == 0 and first[-1] == mic_ramp(2205)
+    # Lost input (a chunk never sent: a gap in the sample indices) is zeros at its place.
+    lost = load_steps(make_episode_bag(tmp_path, 'lost_chunk', steps=8, mic_lost=(5,)))
+    for i, t in enumerate(lost.stamps_ns):
+        np.testing.assert_array_equal(lost.observations['mic'][i], expected_mic(t, lost=(5,)))
+    assert lost.has_mic and np.count_nonzero(lost.observations['mic'][3]) < np.count_nonzero(s.observations['mic'][3])
+    # Recorded without a microphone: zeros, and has_mic false (FuSe's mask).
+    quiet = load_steps(make_episode_bag(tmp_path, 'no_mic', steps=4, skip_topics=('/audio/chunk',)))
+    assert not quiet.has_mic and quiet.observations['mic'].shape == (4, MIC_SAMPLES)
+    assert np.count_nonzero(quiet.observations['mic']) == 0
+    # Audio the mic key cannot hold is named.
+    with pytest.raises(EpisodeError, match='mic_48k: audio chunk 0 is at 48000 Hz; the mic key is 13230 '
+                                           'samples at 44100 Hz'):
+        load_steps(make_episode_bag(tmp_path, 'mic_48k', steps=4, mic_rate=48000))
+    with pytest.raises(EpisodeError, match='mic_back: audio chunk 3 starts at sample 8820, before the end of '
+                                           'the one before \\(13230\\): the audio clock went back'):
+        load_steps(make_episode_bag(tmp_path, 'mic_back', steps=4, mic_index_back_at=3))
 
 
 def test_export_observations_equal_the_sync_nodes_model_inputs(bags):
@@ -118,7 +156,7 @@ def test_image_size_native_keeps_each_sensor_s_resolution(tmp_path):
     assert shapes(native) == {'image_0': (120, 160, 3), 'image_1': (120, 160, 3),
                               'digit_0': (240, 320, 3), 'digit_1': (240, 320, 3),
                               'digit_0_background': (240, 320, 3), 'digit_1_background': (240, 320, 3),
-                              'mel_spectro': (128, 128), 'state': (7,)}
+                              'mel_spectro': (128, 128), 'mic': (13230,), 'state': (7,)}
     assert native.observations['image_0'].dtype == np.uint8
     # Native is the recorded frame in RGB: resized as the sync node resizes, it is the model's image.
     from fuse_core.sync.preprocess import make_preprocessor, resize
@@ -150,10 +188,11 @@ needs_datasets = pytest.mark.skipif(cli.datasets_python() is None,
 def test_export_reloads_with_the_ecosystems_own_reader(tmp_path, bags, fmt):
     root, good = bags
     skipped = make_episode_bag(tmp_path, 'no_mel', steps=4, skip_topics=('/audio/mel_spectrogram',))
+    quiet = make_episode_bag(tmp_path, 'no_mic', steps=5, seed=5, skip_topics=('/audio/chunk',))
     out = tmp_path / fmt
     logs = []
-    summary = cli.export(cli.find_episodes([root]) + [skipped], fmt, out, log=logs.append)
-    assert summary['episodes'] == 2 and summary['steps'] == 17
+    summary = cli.export(cli.find_episodes([root]) + [skipped, quiet], fmt, out, log=logs.append)
+    assert summary['episodes'] == 3 and summary['steps'] == 22 and summary['with_mic'] == 2
     assert len(summary['skipped']) == 1 and 'no_mel' in summary['skipped'][0]
     # What the ecosystem's own reader read back (tfds.builder_from_directory / LeRobotDataset),
     # in the writer's subprocess after the dataset was written.
@@ -162,21 +201,26 @@ def test_export_reloads_with_the_ecosystems_own_reader(tmp_path, bags, fmt):
         assert (out / 'fuse_episodes' / '1.0.0' / 'dataset_info.json').is_file() and \
             summary['dataset'] == str(out / 'fuse_episodes' / '1.0.0')
     eps = sorted(check['episodes'], key=lambda e: e['steps'])
-    assert [e['steps'] for e in eps] == [8, 9]
-    assert [e['instruction'] for e in eps] == ['pick up the red cube', 'press the button']
-    for e, bag in zip(eps, good):
+    assert [e['steps'] for e in eps] == [5, 8, 9]
+    assert [e['instruction'] for e in eps] == ['pick up the red cube', 'pick up the red cube', 'press the button']
+    for e, bag in zip(eps, [quiet] + good):
         s = load_steps(bag)
         np.testing.assert_allclose(np.asarray(e['actions']), s.action, atol=1e-7)
         first = s.observations['image_0'][0].reshape(-1)[:64].tolist()
         assert e['image_0_first'] == first  # uint8 images arrive unchanged
+        assert e['mic_last'] == s.observations['mic'][-1][-64:].tolist()  # float32 samples unchanged
+    assert set(eps[0]['mic_last']) == {0.0} and len(set(eps[1]['mic_last'])) == 64
     if fmt == 'rlds':
         obs = eps[0]['observation']
         assert obs['image_0'] == [[256, 256, 3], 'uint8'] and obs['digit_1_background'] == [[224, 224, 3], 'uint8']
         assert obs['mel_spectro'] == [[128, 128], 'float32'] and obs['state'] == [[7], 'float32']
-        assert eps[0]['is_first'] == 1 and eps[0]['is_last_at_end'] and eps[0]['has_mic']
+        assert obs['mic'] == [[13230], 'float32']
+        assert eps[1]['is_first'] == 1 and eps[1]['is_last_at_end'] and eps[1]['has_mic']
+        assert not eps[0]['has_mic']
     else:
         assert check['fps'] == 5 and check['codebase_version'].startswith('v3')
         assert sorted(check['tasks']) == ['pick up the red cube', 'press the button']
         obs = eps[0]['observation']
         assert obs['observation.images.image_0'][0] == [3, 256, 256]
         assert obs['observation.state'] == [[7], 'torch.float32']
+        assert obs['observation.mic'] == [[13230], 'torch.float32']

@@ -211,8 +211,10 @@ from models.trainer.dataset import write_tiny_dataset
 staged, target = Path(sys.argv[3]), Path(sys.argv[4])
 files = sorted(staged.glob('*.npz'))
 write_tiny_dataset(target, episodes=len(files), length=4, instructions=False)
-steps = [int(np.load(f)['action'].shape[0]) for f in files]
-print(json.dumps({{'path': str(target), 'episodes': [{{'steps': n}} for n in steps]}}))
+staged = [np.load(f) for f in files]
+print(json.dumps({{'path': str(target), 'episodes': [
+    {{'steps': int(z['action'].shape[0]),
+      'observation': {{'observation.mic': [list(z['obs_mic'].shape[1:]), 'float32']}}}} for z in staged]}}))
 '''
 
 

@@ -30,6 +30,7 @@ def rlds(path: str) -> dict:
             'action': [list(first['action'].shape), str(first['action'].dtype)],
             'actions': [s['action'].tolist() for s in steps],
             'image_0_first': first['observation']['image_0'].reshape(-1)[:64].tolist(),
+            'mic_last': steps[-1]['observation']['mic'][-64:].tolist(),
         })
     return {'format': 'rlds', 'name': builder.info.name, 'episodes': episodes}
 
@@ -51,6 +52,7 @@ def lerobot(path: str) -> dict:
             'actions': actions,
             'image_0_first': (first['observation.images.image_0'] * 255).round().permute(1, 2, 0)
             .reshape(-1)[:64].to(dtype=__import__('torch').uint8).tolist(),
+            'mic_last': ds[index + n - 1]['observation.mic'][-64:].tolist(),
         })
         index += n
     return {'format': 'lerobot', 'fps': ds.fps, 'codebase_version': ds.meta.info.get('codebase_version'),

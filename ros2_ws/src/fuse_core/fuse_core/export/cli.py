@@ -22,7 +22,7 @@ from typing import List, Optional
 from fuse_core.episodes.metadata import METADATA_FILE
 from fuse_core.errors import EpisodeError
 from fuse_core.export.instructions import write_lerobot_instructions
-from fuse_core.export.steps import IMAGE_KEYS, IMAGE_SIZES, load_steps, save_staged, staged_meta
+from fuse_core.export.steps import IMAGE_KEYS, IMAGE_SIZES, MIC_SAMPLES, load_steps, save_staged, staged_meta
 
 FORMATS = ('rlds', 'lerobot')
 
@@ -123,6 +123,11 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
         if len(check['episodes']) != n or got != total:
             raise EpisodeError(f'reload mismatch: wrote {n} episodes / {total} steps, read back '
                                f'{len(check["episodes"])} / {got}')
+        mic_key = {'rlds': 'mic', 'lerobot': 'observation.mic'}[fmt]
+        for e in check['episodes']:
+            if e['observation'].get(mic_key, [None])[0] != [MIC_SAMPLES]:
+                raise EpisodeError(f'reload mismatch: {mic_key} read back as {e["observation"].get(mic_key)}, '
+                                   f'written as {MIC_SAMPLES} float32 samples')
         described = sum(1 for m in metas if m['modalities'])
         if fmt == 'lerobot':
             # The trainer's modality-specific instructions (models/trainer/dataset.py), by episode_index.
@@ -133,7 +138,8 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
     size = sum(f.stat().st_size for f in out.rglob('*') if f.is_file())
     dt = time.monotonic() - t0
     summary = {'format': fmt, 'out': str(out), 'dataset': str(out / relative), 'episodes': n, 'steps': total,
-               'skipped': skipped, 'with_modality_instructions': described, 'image_size': image_size,
+               'skipped': skipped, 'with_modality_instructions': described,
+               'with_mic': sum(1 for m in metas if m['has_mic']), 'image_size': image_size,
                'image_shapes': {k: list(v) for k, v in shapes.items()},
                'seconds': round(dt, 2), 'read_seconds': round(t_read, 2),
                'steps_per_s': round(total / dt, 2) if dt > 0 else 0.0, 'bytes': size}

@@ -3,7 +3,8 @@
     python -m fuse_core.export.lerobot_writer STAGED_DIR OUT_DIR [--repo-id local/fuse_episodes]
 
 Written with lerobot's own LeRobotDataset.create / add_frame / save_episode / finalize (v3 layout),
-fps 5, one task per instruction, images stored as images (no video encoding needed).
+fps 5, one task per instruction, images stored as images (no video encoding needed), the microphone
+waveform as observation.mic.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def build(staged: Path, out: Path, repo_id: str) -> Path:
                                             'names': ['height', 'width', 'channels']} for k in IMAGE_KEYS}
     features['observation.mel_spectro'] = {'dtype': 'float32', 'shape': tuple(obs0['mel_spectro'].shape[1:]),
                                            'names': ['mel', 'frame']}
+    features['observation.mic'] = {'dtype': 'float32', 'shape': tuple(obs0['mic'].shape[1:]), 'names': ['sample']}
     features['observation.state'] = {'dtype': 'float32', 'shape': (7,),
                                      'names': ['x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper']}
     features['action'] = {'dtype': 'float32', 'shape': (7,),
@@ -39,6 +41,7 @@ def build(staged: Path, out: Path, repo_id: str) -> Path:
         for i in range(action.shape[0]):
             frame = {f'observation.images.{k}': obs[k][i] for k in IMAGE_KEYS}
             frame['observation.mel_spectro'] = obs['mel_spectro'][i]
+            frame['observation.mic'] = obs['mic'][i]
             frame['observation.state'] = obs['state'][i]
             frame['action'] = action[i]
             frame['task'] = meta['instruction']

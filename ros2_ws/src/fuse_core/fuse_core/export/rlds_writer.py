@@ -4,7 +4,7 @@
 
 Writes a TFDS dataset OUT_DIR/<name>/1.0.0 that tfds.builder_from_directory opens, in the layout
 Octo/FuSe finetuning reads: steps with observation/{image_0, image_1, digit_0, digit_1,
-digit_0_background, digit_1_background, mel_spectro, state}, action, language_instruction,
+digit_0_background, digit_1_background, mel_spectro, mic, state}, action, language_instruction,
 is_first/is_last/is_terminal, reward, discount, and FuSe's modality-specific instructions
 all_lang_0..all_lang_8 (builder metadata all_lang_info names their combinations, '|'-separated;
 '' = not valid for the episode); episode_metadata with has_mic, episode_id, modality_instructions
@@ -38,6 +38,9 @@ def build(staged: Path, out: Path, name: str) -> Path:
     observation = {k: image(k) for k in ('image_0', 'image_1', 'digit_0', 'digit_1',
                                          'digit_0_background', 'digit_1_background')}
     observation['mel_spectro'] = tfds.features.Tensor(shape=obs0['mel_spectro'].shape[1:], dtype=np.float32)
+    observation['mic'] = tfds.features.Tensor(shape=obs0['mic'].shape[1:], dtype=np.float32,
+                                              doc='microphone, mono -1..1: the samples up to the step '
+                                                  '(44.1 kHz; zeros before the first, and when has_mic is false)')
     observation['state'] = tfds.features.Tensor(shape=(7,), dtype=np.float32,
                                                 doc='x, y, z, roll, pitch, yaw, gripper (1 open)')
     features = tfds.features.FeaturesDict({

@@ -5,8 +5,11 @@ executed (an explicit hold is a zero motion with the gripper kept), its observat
 sample of every stream at or before the command's stamp (the sync node's rule), preprocessed by
 fuse_core.sync.preprocess from the bundle manifest's inputs (resize, RGB order; the DIGIT frame
 and its background both resized, kept apart as FuSe's RLDS does; the model input is their int16
-difference, exactly TactileMinusBackground's). Anything that makes the episode unusable raises
-EpisodeError naming the episode and the problem.
+difference, exactly TactileMinusBackground's). The microphone waveform (`mic`) of a step is the
+MIC_SAMPLES samples ending with the latest one captured at or before the step's stamp (zeros
+before the episode's first sample, and for an episode recorded without a microphone, whose
+has_mic is false). Anything that makes the episode unusable raises EpisodeError naming the
+episode and the problem.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fuse_core.arm.kinematics import FINGER_MAX, FINGER_MIN, pose_to_bridge_state, quaternion_to_rotation
+from fuse_core.audio.config import AudioConfig
 from fuse_core.bag.reader import BagReader
 from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 from fuse_core.episodes.metadata import EpisodeMetadata, load_episode
@@ -41,6 +45,10 @@ MAX_COMMAND_GAP_S = 2.0
 #: model) or native (each sensor's own resolution, only converted to RGB; the trainer resizes).
 IMAGE_SIZES = ('model', 'native')
 IMAGE_KEYS = tuple(CAMERA_KEYS) + tuple(x for k in DIGIT_KEYS for x in (k, f'{k}_background'))
+#: The `mic` key: FuSe's robot-side audio window (0.3 s at 44.1 kHz, 13230 samples: the audio one
+#: spectrogram is made of), mono float32 in -1..1.
+_AUDIO = AudioConfig()
+MIC_RATE_HZ, MIC_SAMPLES = _AUDIO.sample_rate, _AUDIO.window_samples
 
 
 @dataclass
@@ -92,6 +100,60 @@ class _Stream:
     def at(self, t_ns: int):
         i = bisect.bisect_right(self.stamps, t_ns) - 1
         return self.msgs[i] if i >= 0 else None
+
+
+class MicStream:
+    """An episode's /audio/chunk messages as one mono waveform placed by running sample index
+    (a gap in the indices, lost input, is zeros); `window(t)` = the MIC_SAMPLES samples ending
+    with the latest one captured at or before t, zero-padded before the first."""
+
+    def __init__(self, chunks: Sequence[Any], name: str) -> None:
+        starts, stamps, blocks = [], [], []
+        end = None
+        for k, c in enumerate(chunks):
+            if int(c.sample_rate) != MIC_RATE_HZ:
+                raise EpisodeError(f'{name}: audio chunk {k} is at {c.sample_rate} Hz; the mic key is '
+                                   f'{MIC_SAMPLES} samples at {MIC_RATE_HZ} Hz')
+            channels = max(1, int(c.channels))
+            x = np.asarray(c.samples, dtype=np.float32)
+            if x.size % channels:
+                raise EpisodeError(f'{name}: audio chunk {k}: {x.size} samples are not whole frames of '
+                                   f'{channels} channels')
+            x = x.reshape(-1, channels).mean(axis=1, dtype=np.float32) if channels > 1 else x
+            index = int(c.first_sample_index)
+            if end is not None and index < end:
+                raise EpisodeError(f'{name}: audio chunk {k} starts at sample {index}, before the end of the '
+                                   f'one before ({end}): the audio clock went back')
+            starts.append(index)
+            stamps.append(_stamp(c))
+            blocks.append(x)
+            end = index + x.size
+        self.stamps = stamps
+        self.lengths = [b.size for b in blocks]
+        if not blocks:
+            self.samples, self.positions = np.zeros(0, np.float32), []
+            return
+        self.positions = [i - starts[0] for i in starts]
+        # Indices count time (a reopened microphone's index continues by the time it was away): a
+        # span far beyond the stamps' is a broken index, not seconds of lost input.
+        by_stamps = (stamps[-1] - stamps[0]) * MIC_RATE_HZ // 1_000_000_000 + blocks[-1].size
+        if end - starts[0] > by_stamps + MAX_COMMAND_GAP_S * MIC_RATE_HZ:
+            raise EpisodeError(f'{name}: audio sample indices span {end - starts[0]} samples but the chunks\' '
+                               f'stamps {by_stamps}: the audio clock jumped')
+        self.samples = np.zeros(end - starts[0], dtype=np.float32)
+        for pos, b in zip(self.positions, blocks):
+            self.samples[pos:pos + b.size] = b
+
+    def window(self, t_ns: int) -> np.ndarray:
+        out = np.zeros(MIC_SAMPLES, dtype=np.float32)
+        k = bisect.bisect_right(self.stamps, t_ns) - 1
+        if k < 0:
+            return out
+        newest = min(self.lengths[k] - 1, int((t_ns - self.stamps[k]) * MIC_RATE_HZ // 1_000_000_000))
+        stop = self.positions[k] + newest + 1
+        got = self.samples[max(0, stop - MIC_SAMPLES):stop]
+        out[MIC_SAMPLES - got.size:] = got
+        return out
 
 
 def _inputs(manifest_inputs) -> Dict[str, Any]:
@@ -194,9 +256,10 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
     def own_size(img, enc, what):
         return rgb_resized(img, enc, img.shape[:2], 'area', what)  # same size: RGB order only
     mel = make_preprocessor(specs['mel_spectro'])
+    mic = MicStream(streams[MIC_TOPIC].msgs if rec.has_mic else [], name)
     obs: Dict[str, List[np.ndarray]] = {k: [] for k in
                                         list(cams) + [x for k in digits for x in (k, f'{k}_background')]
-                                        + ['mel_spectro', 'state']}
+                                        + ['mel_spectro', 'mic', 'state']}
     model: Dict[str, List[np.ndarray]] = {}
     actions, kept = [], []
     dropped = 0
@@ -231,6 +294,7 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
                     model.setdefault(key, []).append(np.subtract(obs[key][-1], obs[f'{key}_background'][-1],
                                                                  dtype=np.int16))
             obs['mel_spectro'].append(prepared('mel', MEL_TOPIC, samples[MEL_TOPIC], mel.prepare))
+            obs['mic'].append(mic.window(int(t)))
         except FuseError as exc:
             raise EpisodeError(f'{name}: step {len(kept)}: {exc}') from exc
         pose = samples[POSE_TOPIC].pose
