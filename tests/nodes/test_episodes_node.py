@@ -133,3 +133,27 @@ def test_a_bad_modalities_file_is_named_at_start(launch_node, tmp_path):
     assert epi.proc.wait(30) == 2, epi.log()
     assert f"parameter 'modalities_file': modalities file {bad}: 'pick_cube': unknown modality " \
         "combination 'smell'" in epi.log()
+
+
+def test_auto_reset_makes_the_first_reset_without_a_key(rclpy_context, launch_node):
+    """The twin's teleop collection (auto_reset): the first episode resets once the recorder is
+    ready, as every later one does after the one before, with no key pressed."""
+    from fuse_interfaces.msg import EpisodeState
+    from rclpy.executors import SingleThreadedExecutor
+
+    import rclpy
+    from fuse_nodes.common import STATE_QOS
+    node = rclpy.create_node('episodes_auto_test', context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    states = []
+    node.create_subscription(EpisodeState, '/episodes/state', states.append, STATE_QOS)
+    epi = launch_node('fuse_nodes.episodes_node', 'episodes',
+                      params={'recorder': '', 'auto_reset': True, 'auto_start': False, 'move_to_start': False,
+                              'capture_backgrounds': False, 'instruction': 'press the button'})
+    assert wait_for(lambda: states and states[-1].state == 'ready', 30,
+                    lambda: ex.spin_once(timeout_sec=0.02)), epi.log()
+    assert states[-1].instruction == 'press the button' and states[-1].message.startswith('ready:')
+    ex.shutdown()
+    node.destroy_node()
+    assert epi.stop() == 0, epi.log()

@@ -51,6 +51,8 @@ class EpisodesNode(Node):
         self.arm: Optional[ArmStatus] = None
         self.task_state: Optional[TaskState] = None
         self._followed: Optional[tuple] = None
+        # auto_reset: the first episode's reset needs no key either (once the recorder is ready).
+        self._first_reset = cfg.auto_reset and not cfg.follow_world
         self.recorded = 0
         self.pub = self.create_publisher(EpisodeState, '~/state', STATE_QOS)
         self.create_service(ResetTask, '~/reset', self._srv_reset)
@@ -147,6 +149,7 @@ class EpisodesNode(Node):
     # --- reset procedure ---------------------------------------------------------------------
     def begin_reset(self, task: str = '', seed: Optional[int] = None) -> str:
         self._require_recorder('reset')
+        self._first_reset = False
         if seed is None or seed < 0:
             seed, self._next_seed = self._next_seed, None
         self.m.reset(task, seed)
@@ -206,6 +209,12 @@ class EpisodesNode(Node):
 
     def _advance(self) -> None:
         """Drive the reset steps (20 Hz)."""
+        if self._first_reset and self.recorder_ready and self.m.state == IDLE:
+            try:
+                self.begin_reset()
+            except EpisodeError as exc:
+                self._first_reset = False
+                self._say(f'first reset: {exc}', error=True)
         if self.m.state != RESETTING:
             self._steps, self._pending = [], None
             return

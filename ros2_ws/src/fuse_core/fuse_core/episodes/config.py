@@ -34,7 +34,8 @@ class EpisodesConfig(ValidatedConfig):
     follow_world: bool = param(False, 'twin with the expert: every episode of /world/task_state is '
                                'recorded and ends with the task\'s outcome')
     auto_start: bool = param(True, 'start recording as soon as a reset is done')
-    auto_reset: bool = param(False, 'reset for the next episode as soon as one ended')
+    auto_reset: bool = param(False, 'reset for the first episode as soon as the recorder is ready, and for '
+                             'the next as soon as one ended (not with follow_world)')
     auto_outcome: bool = param(False, 'twin: end the episode with the task\'s success/failure')
     episodes: int = param(0, 'stop the node after this many episodes with an outcome (0 = never)',
                           min=0, max=1_000_000)
