@@ -50,13 +50,29 @@ command -v g++ >/dev/null || missing_pkgs+=(g++)
 command -v gcc >/dev/null || missing_pkgs+=(gcc)
 "$PY" -c 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null \
   || missing_pkgs+=(python3-dev)
-if ((${#missing_pkgs[@]})); then
+# Chromium for the browser tests (report page, quick-look page) and screenshots: best effort,
+# those tests skip without it.
+want_chromium=1
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null && want_chromium=0
+if ((${#missing_pkgs[@]} || want_chromium)); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    say "installing Debian packages: ${missing_pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
-  else
+    if ((${#missing_pkgs[@]})); then
+      say "installing Debian packages: ${missing_pkgs[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
+    elif ! apt_log=$(apt-get update -qq 2>&1); then
+      say "WARNING: apt-get update failed: $(tail -n 2 <<<"$apt_log")"
+    fi
+    if ((want_chromium)); then
+      say "installing chromium (best effort; the browser tests skip without it)"
+      if ! apt_log=$(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium 2>&1); then
+        say "WARNING: chromium not installed, the browser tests will skip; apt-get said: $(tail -n 3 <<<"$apt_log")"
+      fi
+    fi
+  elif ((${#missing_pkgs[@]})); then
     die "missing system packages; run: sudo apt-get install -y ${missing_pkgs[*]}"
+  else
+    say "no chromium: the browser tests will skip (to add it: sudo apt-get install -y chromium)"
   fi
 fi
 

@@ -32,7 +32,6 @@ import collections
 import dataclasses
 import json
 import os
-import re
 import signal
 import sys
 import threading
@@ -46,9 +45,9 @@ import psutil
 from fuse_bringup import graph
 from fuse_bringup.dds import dds_environment
 from fuse_bringup.runner import GraphProcesses
+from fuse_core.evaluation.report import reason_kind
 
 DEFAULT_INSTRUCTION = 'pick up the blue cube'
-_NUMBER = re.compile(r'(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?')
 #: A received_timestamp this far from the callback's wall clock is not wall-clock time.
 _CLOCK_SANITY_NS = 1_000_000_000
 
@@ -74,11 +73,6 @@ def counter_deltas(first: Optional[Dict[str, str]], last: Optional[Dict[str, str
         except (KeyError, ValueError):
             pass
     return out
-
-
-def reason_kind(reason: str) -> str:
-    """A reason with its numbers masked, so that reasons of one kind count together."""
-    return _NUMBER.sub('#', reason)
 
 
 def stamp_ns(t) -> int:

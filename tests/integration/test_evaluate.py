@@ -1,4 +1,4 @@
-"""./run.sh eval end to end in the twin (lockstep): the expert's episodes, the report, resume and refusals."""
+"""./run.sh eval end to end in the twin (lockstep): expert episodes, report, bags, videos, timing, resume, refusals."""
 
 from __future__ import annotations
 
@@ -76,8 +76,31 @@ def test_expert_pick_cube_interrupted_then_resumed_gives_counts_interval_and_rep
         assert e['task'] == 'pick_cube' and 0.0 < e['duration_s'] < 20.0 and e['commands'] > 5, e
     page = (out / 'report.html').read_text()
     assert '2 of 2' in page and 'missing' not in page and '<svg' in page and 'src="http' not in page
+    # The expert has no windows nor model: no latency or inference time, and the summary says why.
+    assert s['latency_ms'] is None and s['inference_ms'] is None and 'scripted expert' in s['latency_measure']
+    # Every episode's bag (the interrupted one replayed from scratch), its trace and its video, linked.
+    for e in eps:
+        d = out / 'episodes' / e['episode_id']
+        md = json.loads((d / 'episode.json').read_text())
+        assert (md['status'], md['outcome'], md['seed'], e['bag']) == ('complete', 'success', e['seed'], True), md
+        assert (d / 'metadata.yaml').is_file() and e['latency_ms'] is None
+        trace = json.loads((d / 'trace.json').read_text())
+        assert len(trace['ee']) > 10 and len(trace['actions']) >= e['commands'], e
+        frames = _video_frames(d / 'video.webm')
+        assert frames > 10, (d, frames)
+        assert f'<video src="episodes/{e["episode_id"]}/video.webm"' in page
+        assert f'href="episodes/{e["episode_id"]}/"' in page
     done = _eval(args + ['--resume'], 60)
     assert done.returncode == 0 and 'nothing to play' in done.stdout, done.stdout + done.stderr
+
+
+def _video_frames(path: Path) -> int:
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
 
 
 def test_bundle_reading_a_stream_the_twin_lacks_is_refused_before_any_episode(tmp_path):
@@ -97,7 +120,7 @@ def test_reference_bundle_episode_is_played_and_counted(tmp_path):
     """The shipped reference bundle drives the twin through sync -> policy -> arm; its outcome is counted."""
     out = tmp_path / 'report'
     p = _eval(['--bundle', str(REPO / 'models' / 'reference'), '--task', 'pick_cube', '--episodes', '1',
-               '--seed', '5', '--out', str(out)])
+               '--seed', '5', '--out', str(out), '--no-bags'])
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:] + _logs(out)
     s = json.loads((out / 'summary.json').read_text())
     assert s['config']['action_source'] == f'bundle:{REPO / "models" / "reference"}'
@@ -109,3 +132,11 @@ def test_reference_bundle_episode_is_played_and_counted(tmp_path):
     assert s['wilson_95'] == pytest.approx(list(wilson_interval(k, 1)))
     # The policy commanded the arm (motions or explicit holds) during the episode.
     assert e['commands'] + sum(e['holds'].values()) > 5, e
+    # Window -> command latency and the model's inference time, per episode and pooled.
+    for stats in (e['latency_ms'], e['inference_ms'], s['latency_ms'], s['inference_ms']):
+        assert stats['count'] > 5 and 0.0 < stats['p50'] <= stats['p95'] <= stats['p99'] <= stats['max'], e
+    # --no-bags: no bag and no video, but the path and the commands are plotted.
+    d = out / 'episodes' / e['episode_id']
+    assert not e['bag'] and not (d / 'metadata.yaml').exists() and not (d / 'video.webm').exists()
+    assert len(json.loads((d / 'trace.json').read_text())['ee']) > 10
+    assert 'no bag recorded (--no-bags)' in (out / 'report.html').read_text()

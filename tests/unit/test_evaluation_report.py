@@ -152,3 +152,112 @@ def test_compare_puts_reports_side_by_side_and_refuses_a_non_report(tmp_path):
         compare.read_summaries([tmp_path / 'a', tmp_path / 'c'])
     with pytest.raises(EvaluationError, match='two or more'):
         compare.read_summaries([tmp_path / 'a'])
+
+
+def test_timing_percentiles_per_episode_and_pooled_and_the_expert_has_none(tmp_path):
+    import numpy as np
+    from fuse_core.evaluation.report import EXPERT_TIMING, LATENCY_MEASURE
+    cfg = dict(CONFIG, action_source='bundle:/m', episodes=2)
+    r = EvaluationReport.open(tmp_path / 'bundle', cfg)
+    lat0, lat1 = [float(x) for x in range(1, 101)], [200.0, 400.0]
+    r.record(_result(0, latency_samples_ms=lat0, inference_samples_ms=[5.0, 7.0, 9.0]))
+    r.record(_result(1, latency_samples_ms=lat1, inference_samples_ms=[]))
+    s = r.finish()
+    e0 = s['episodes'][0]
+    assert 'latency_samples_ms' not in e0 and 'inference_samples_ms' not in e0
+    for q in (50, 95, 99):
+        assert e0['latency_ms'][f'p{q}'] == pytest.approx(np.percentile(lat0, q), abs=1e-3)
+        assert s['latency_ms'][f'p{q}'] == pytest.approx(np.percentile(lat0 + lat1, q), abs=1e-3)
+    assert (e0['latency_ms']['count'], e0['latency_ms']['max'], e0['inference_ms']['p50']) == (100, 100.0, 7.0)
+    assert s['episodes'][1]['inference_ms'] == {'count': 0, 'p50': None, 'p95': None, 'p99': None,
+                                                'mean': None, 'max': None}
+    assert s['latency_ms']['count'] == 102 and s['inference_ms']['count'] == 3
+    assert s['latency_measure'] == LATENCY_MEASURE
+    # The raw samples stay in episodes.jsonl, so a resumed run pools them again.
+    again = EvaluationReport.open(tmp_path / 'bundle', dict(cfg, episodes=3), resume=True)
+    assert again.summary()['latency_ms']['count'] == 102
+    expert = EvaluationReport.open(tmp_path / 'expert', CONFIG)
+    expert.record(_result(0))
+    s = expert.finish()
+    assert s['latency_ms'] is None and s['inference_ms'] is None and s['episodes'][0]['latency_ms'] is None
+    assert s['latency_measure'] == s['inference_measure'] == EXPERT_TIMING
+
+
+def test_trace_keeps_one_pose_per_period_marks_holds_and_round_trips(tmp_path):
+    from fuse_core.evaluation.trace import EpisodeTrace
+    t0 = 10_000_000_000
+    ee = [[t0 + k * 10_000_000, 0.1 + 0.001 * k, 0.0, 0.2] for k in range(101)]          # 100 Hz for 1 s
+    cmds = [[t0 + 200_000_000, 0.01, 0.0, -0.01, 0.0, 0.0, 0.02, 1.0], [t0 + 400_000_000] + [None] * 7]
+    tr = EpisodeTrace.from_stamps(ee, cmds)
+    assert len(tr.ee) == 21 and tr.ee[0] == [0.0, 0.1, 0.0, 0.2] and tr.ee[-1][0] == pytest.approx(1.0)
+    assert tr.times() == [0.2, 0.4] and tr.action_series()['dyaw'] == [0.02, None]
+    tr.write(tmp_path)
+    back = EpisodeTrace.read(tmp_path)
+    assert (back.ee, back.actions) == (tr.ee, tr.actions)
+    assert EpisodeTrace.read(tmp_path / 'nothing') is None
+    (tmp_path / 'trace.json').write_text('{"ee": [[0, 1]], "actions": []}')
+    with pytest.raises(EvaluationError, match='rows of the wrong length'):
+        EpisodeTrace.read(tmp_path)
+
+
+def _points(polyline: str):
+    import re
+    pts = re.search(r'points="([^"]*)"', polyline).group(1).split()
+    return [tuple(float(v) for v in p.split(',')) for p in pts]
+
+
+def test_line_svg_breaks_at_missing_values_and_keeps_equal_scale():
+    import re
+    from fuse_core.evaluation.html import line_svg
+    page = line_svg({'a': [0.0, 1.0, None, 2.0, 3.0, float('nan'), 1.0]}, 'gap')
+    lines = re.findall(r'<polyline[^>]*>', page)
+    assert len(lines) == 2 and page.count('<circle') == 1          # the last point stands alone
+    # A top view: x spans 2 m, y 1 m; the same pixels per metre on both axes.
+    page = line_svg({'path': ([0.0, 2.0, 2.0], [0.0, 0.0, 1.0])}, 'top', width=400, height=400, equal_scale=True)
+    (x0, y0), (x1, _), (_, y2) = _points(re.findall(r'<polyline[^>]*>', page)[0])
+    assert (x1 - x0) == pytest.approx(2 * (y0 - y2), rel=1e-3)
+    assert 'no data' in line_svg({'a': [1.0]}, 'one point')
+
+
+def test_report_page_plots_paths_and_actions_and_links_bag_and_video(tmp_path):
+    import re
+    from fuse_core.evaluation.html import write_html
+    from fuse_core.evaluation.trace import EpisodeTrace
+    from fuse_core.evaluation.video import VIDEO_ERROR_FILE, VIDEO_FILE
+    out = tmp_path / 'report'
+    r = EvaluationReport.open(out, dict(CONFIG, action_source='bundle:/m', episodes=3))
+    t0 = 10**9
+    for i, outcome in enumerate(('success', 'failure')):
+        d = r.episode_dir(i)
+        EpisodeTrace.from_stamps([[t0 + k * 10**8, 0.2 + 0.01 * k, 0.01 * i * k, 0.1] for k in range(10)],
+                                 [[t0 + k * 2 * 10**8, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0] if k != 2
+                                  else [t0 + k * 2 * 10**8] + [None] * 7 for k in range(5)]).write(d)
+        (d / 'metadata.yaml').write_text('rosbag2_bagfile_information: {}\n')
+        r.record(_result(i, outcome, episode_id=f'episode_{i:04d}', bag=True,
+                         latency_samples_ms=[10.0, 12.0, 30.0], inference_samples_ms=[4.0, 6.0]))
+    (r.episode_dir(0) / VIDEO_FILE).write_bytes(b'not really a video')
+    (r.episode_dir(1) / VIDEO_ERROR_FILE).write_text('OpenCV cannot write VP8\n')
+    r.finish('interrupted')
+    page = write_html(out).read_text()
+    # Links relative to the report directory: the page works wherever the directory is copied.
+    assert '<video src="episodes/episode_0000/video.webm"' in page and '<a href="episodes/episode_0000/">bag' in page
+    assert '<a href="episodes/episode_0001/">bag' in page and 'no video: OpenCV cannot write VP8' in page
+    assert 'file://' not in page and str(tmp_path) not in page
+    svgs = re.findall(r'<svg.*?</svg>', page, re.S)
+    top = next(s for s in svgs if 'top view' in s)
+    assert top.count('<polyline') == 2 and 'stroke="#3a3"' in top and 'stroke="#c33"' in top
+    action_plots = [s for s in svgs if re.search(r'aria-label="(dx|dy|dz|droll|dpitch|dyaw|gripper) \(', s)]
+    assert len(action_plots) == 2 * 7
+    # The hold in the middle of the commands breaks each line in two.
+    assert all(s.count('<polyline') == 2 for s in action_plots)
+    assert '10.0 / 29.6' not in page and '12.0 / 29.6' in page      # latency p50 / p99 per episode
+    assert 'window → command' in page and 'DDS source timestamps' in page
+
+
+def test_hold_reasons_of_one_kind_count_together():
+    from fuse_core.evaluation.report import reason_kind
+    a = reason_kind('late: window 10 arrived 280 ms after its tick (limit 200 ms)')
+    assert a == reason_kind('late: window 11 arrived 335 ms after its tick (limit 200 ms)')
+    assert a == 'late: window # arrived # ms after its tick (limit # ms)'
+    assert reason_kind('stale: camera_wrist silent for 0.52 s') == 'stale: camera_wrist silent for # s'
+    assert reason_kind('watchdog_s 0.5') == 'watchdog_s #' and reason_kind('') == ''

@@ -3,11 +3,15 @@
 The twin graph (fuse_bringup.graph.twin_graph, lockstep: every node on the world's /clock) is
 started as processes, as `./run.sh sim` starts it. This process then plays each episode: reset
 the world (/world/reset, task and the episode's seed), move the arm to the start pose
-(/arm/move_to_start), and wait for the task's outcome on /world/task_state. Holds and motion
-commands on /policy/command are counted per episode. Each finished episode is written to the
-report directory at once (fuse_core.evaluation), so an interrupted run (Ctrl-C, a node that
-exits, an episode without an outcome) keeps them, says how many are missing and why, and
-`--resume` plays only the missing ones.
+(/arm/move_to_start), have the recorder open the episode's bag (OUT/episodes/<id>, unless
+--no-bags), and wait for the task's outcome on /world/task_state. Per episode it counts holds
+and motion commands on /policy/command, keeps the end-effector path (/arm/ee_pose) and the
+commands for the report's plots, and, for a bundle, the window -> command latency (the DDS
+source stamps of /sync/window and /policy/command) and the inference time (/policy/action_chunk).
+Each finished episode is written to the report directory at once (fuse_core.evaluation), so an
+interrupted run (Ctrl-C, a node that exits, an episode without an outcome) keeps them, says how
+many are missing and why, and `--resume` plays only the missing ones. Each episode's video is
+made from its bag in a child process at low priority while the next episode runs.
 
 A bundle is checked before anything starts: the bundle loader's own checks (files, graphs
 against the manifest), then every manifest input's stream against the streams the twin
@@ -17,19 +21,26 @@ publishes; a mismatch is refused naming the input.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
+import json
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional
 
 from fuse_bringup import graph
 from fuse_bringup.dds import dds_environment
 from fuse_bringup.runner import GraphObserver, GraphProcesses, use_graph_environment
 from fuse_core.errors import BundleError, ConfigError, EvaluationError
 from fuse_core.evaluation import EpisodeResult, EvaluationReport, wilson_interval
+from fuse_core.evaluation.report import EPISODES_DIR, episode_name, reason_kind, sample_stats
+from fuse_core.evaluation.trace import EpisodeTrace
 
 #: Streams the twin world publishes, on the drivers' topics (fuse_nodes.world_node).
 TWIN_STREAMS = ('camera_primary', 'camera_wrist', 'digit_left', 'digit_right', 'audio')
@@ -56,30 +67,63 @@ def check_bundle_for_twin(bundle_path: str) -> str:
     return str(path)
 
 
+#: Windows remembered for matching commands to them (tick stamp -> publish time).
+_WINDOW_MEMORY = 64
+#: A window -> command time outside 0 .. this is not a measurement (clocks of different hosts).
+_MAX_LATENCY_MS = 10_000.0
+
+
+@dataclasses.dataclass
+class EpisodeData:
+    """What the driver saw between two take_episode() calls."""
+
+    commands: int = 0
+    holds: Dict[str, int] = dataclasses.field(default_factory=dict)
+    ee: List[list] = dataclasses.field(default_factory=list)          # [stamp_ns, x, y, z]
+    actions: List[list] = dataclasses.field(default_factory=list)     # [stamp_ns, dx .. gripper] (None x 7: hold)
+    latency_ms: List[float] = dataclasses.field(default_factory=list)
+    inference_ms: List[float] = dataclasses.field(default_factory=list)
+
+
 class EpisodeDriver(GraphObserver):
-    """The runner's ROS side: reset, move to start, outcome, command counts."""
+    """The runner's ROS side: reset, move to start, the recorder, outcome, counts, path and timing.
 
-    def __init__(self, domain_id: int) -> None:
+    policy: also match each command to its window (latency) and read the chunks' inference time.
+    """
+
+    def __init__(self, domain_id: int, policy: bool = False, recorder: bool = False) -> None:
+        from geometry_msgs.msg import PoseStamped
         from std_srvs.srv import Trigger
-        from fuse_interfaces.msg import ArmStatus, DeltaEECommand, TaskState
-        from fuse_interfaces.srv import ResetTask
-        from fuse_nodes.common import CONTROL_QOS, STATE_QOS
+        from fuse_interfaces.msg import ActionChunk, ArmStatus, DeltaEECommand, ObservationWindow, TaskState
+        from fuse_interfaces.srv import RecordEpisode, ResetTask
+        from fuse_nodes.common import CONTROL_QOS, STATE_QOS, time_to_ns
 
-        self._Trigger, self._ResetTask = Trigger, ResetTask
+        self._Trigger, self._ResetTask, self._RecordEpisode = Trigger, ResetTask, RecordEpisode
+        self._time_to_ns = time_to_ns
         super().__init__(domain_id, 'fuse_eval')
         self.lock = threading.Lock()
         self.task: Optional[TaskState] = None
         self.task_updates = 0
         self.arm: Optional[ArmStatus] = None
         self.arm_updates = 0
-        self.commands = 0
-        self.holds: Dict[str, int] = {}
+        self.data = EpisodeData()
         self._arm_hold = ''
+        self._windows: 'collections.OrderedDict[int, int]' = collections.OrderedDict()
         self.node.create_subscription(TaskState, '/world/task_state', self._on_task, STATE_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
         self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
+        self.node.create_subscription(PoseStamped, '/arm/ee_pose', self._on_pose, STATE_QOS)
+        if policy:
+            # raw: only the header stamp is read, so the ~1 MB window is never deserialised here.
+            self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS,
+                                          raw=True)
+            self.node.create_subscription(ActionChunk, '/policy/action_chunk', self._on_chunk, CONTROL_QOS)
         self.reset_client = self.node.create_client(ResetTask, '/world/reset')
         self.start_client = self.node.create_client(Trigger, '/arm/move_to_start')
+        if recorder:
+            self.rec_start = self.node.create_client(RecordEpisode, '/recorder/start')
+            self.rec_stop = self.node.create_client(RecordEpisode, '/recorder/stop')
+            self.rec_ready = self.node.create_client(Trigger, '/recorder/ready')
         self.spin()
 
     def _on_task(self, msg) -> None:
@@ -93,16 +137,46 @@ class EpisodeDriver(GraphObserver):
             self.arm_updates += 1
             # Arm-side holds (safety filter, watchdog) counted once per onset, by reason.
             if msg.hold_reason and msg.hold_reason != self._arm_hold and msg.state == 'holding':
-                key = f'arm: {msg.hold_reason}'
-                self.holds[key] = self.holds.get(key, 0) + 1
+                key = f'arm: {reason_kind(msg.hold_reason)}'
+                self.data.holds[key] = self.data.holds.get(key, 0) + 1
             self._arm_hold = msg.hold_reason
 
-    def _on_command(self, msg) -> None:
+    def _on_window(self, raw: bytes, info) -> None:
+        from fuse_core.bag.cdr import header_stamp_ns
+        sent = int(info.get('source_timestamp') or 0) if info else 0
+        if not sent:
+            return
         with self.lock:
+            self._windows[header_stamp_ns(raw)] = sent
+            while len(self._windows) > _WINDOW_MEMORY:
+                self._windows.popitem(last=False)
+
+    def _on_chunk(self, msg) -> None:
+        with self.lock:
+            self.data.inference_ms.append(round(float(msg.inference_ms), 3))
+
+    def _on_pose(self, msg) -> None:
+        p = msg.pose.position
+        with self.lock:
+            self.data.ee.append([self._time_to_ns(msg.header.stamp), p.x, p.y, p.z])
+
+    def _on_command(self, msg, info) -> None:
+        stamp = self._time_to_ns(msg.header.stamp)
+        sent = int(info.get('source_timestamp') or 0) if info else 0
+        with self.lock:
+            d = self.data
             if msg.hold:
-                self.holds[msg.reason or 'hold'] = self.holds.get(msg.reason or 'hold', 0) + 1
+                key = reason_kind(msg.reason) or 'hold'
+                d.holds[key] = d.holds.get(key, 0) + 1
+                d.actions.append([stamp] + [None] * 7)
             else:
-                self.commands += 1
+                d.commands += 1
+                d.actions.append([stamp] + list(msg.translation) + list(msg.rotation) + [msg.gripper])
+            window_sent = self._windows.get(stamp)
+            if window_sent and sent:
+                ms = (sent - window_sent) / 1e6
+                if 0.0 <= ms <= _MAX_LATENCY_MS:
+                    d.latency_ms.append(round(ms, 3))
 
     def wait_ready(self, timeout: float, alive: Callable[[], None]) -> None:
         """Until the arm sees the world (its status not 'not connected') and the task state arrives."""
@@ -119,11 +193,34 @@ class EpisodeDriver(GraphObserver):
                 raise EvaluationError(f'the graph was not ready in {timeout:.0f} s ({why})')
             time.sleep(0.05)
 
-    def take_counts(self):
+    def take_episode(self) -> EpisodeData:
+        """What came since the last call; starts afresh."""
         with self.lock:
-            counts = (self.commands, dict(self.holds))
-            self.commands, self.holds = 0, {}
-            return counts
+            data, self.data = self.data, EpisodeData()
+            return data
+
+    def wait_recorder(self, timeout: float, alive: Callable[[], None]) -> None:
+        """Until the recorder answers ~/ready (every topic an episode bag needs subscribed)."""
+        deadline = time.monotonic() + timeout
+        why = 'its /recorder/ready service is not up'
+        while True:
+            alive()
+            if self.rec_ready.service_is_ready():
+                res = self.call(self.rec_ready, self._Trigger.Request(), max(1.0, deadline - time.monotonic()), alive)
+                if res is not None and res.success:
+                    return
+                why = getattr(res, 'message', '') or 'no answer'
+            if time.monotonic() > deadline:
+                raise EvaluationError(f'the recorder was not ready in {timeout:.0f} s ({why})')
+            time.sleep(0.5)
+
+    def record(self, client, md, what: str, timeout: float, alive: Callable[[], None]) -> None:
+        """/recorder/start or /recorder/stop with the episode's metadata; EvaluationError if refused."""
+        res = self.call(client, self._RecordEpisode.Request(episode_id=md.episode_id, metadata_json=md.to_json()),
+                        timeout, alive)
+        if res is None or not res.success:
+            raise EvaluationError(f'{md.episode_id}: the recorder did not {what}: '
+                                  f'{getattr(res, "message", "no answer")}')
 
     def call(self, client, request, timeout: float, alive: Callable[[], None]):
         deadline = time.monotonic() + timeout
@@ -145,15 +242,31 @@ class Interrupted(Exception):
     """The run stops early; the message says why (written into the report)."""
 
 
+def _episode_metadata(report: EvaluationReport, index: int, reset):
+    """The bag's episode.json (fuse_core.episodes), from the world's answer to the reset."""
+    from fuse_core.episodes.metadata import EpisodeMetadata
+    from fuse_core.episodes.modalities import from_lists
+    from fuse_core.errors import EpisodeError
+    try:
+        modalities = from_lists(reset.modality_combinations, reset.modality_instructions, 'world reset')
+    except EpisodeError:
+        modalities = {}
+    return EpisodeMetadata(episode_id=episode_name(index), task=reset.task, seed=int(reset.seed), world='twin',
+                           instruction=report.config.get('instruction') or reset.instruction,
+                           action_source=report.config['action_source'], modalities=modalities,
+                           start_time_ns=time.time_ns())
+
+
 def play_episode(driver: EpisodeDriver, report: EvaluationReport, index: int, task: str,
-                 alive: Callable[[], None], service_timeout: float, episode_timeout: float) -> EpisodeResult:
+                 alive: Callable[[], None], service_timeout: float, episode_timeout: float,
+                 record: bool = False) -> EpisodeResult:
     seed = report.seed_of(index)
     t0 = time.monotonic()
     with driver.lock:
         before = driver.task.episode if driver.task is not None else -1
-    res = driver.call(driver.reset_client, driver._ResetTask.Request(task=task, seed=seed), service_timeout, alive)
-    if res is None or not res.success:
-        raise EvaluationError(f'episode {index}: world reset refused: {getattr(res, "message", "no answer")}')
+    reset = driver.call(driver.reset_client, driver._ResetTask.Request(task=task, seed=seed), service_timeout, alive)
+    if reset is None or not reset.success:
+        raise EvaluationError(f'episode {index}: world reset refused: {getattr(reset, "message", "no answer")}')
     res = driver.call(driver.start_client, driver._Trigger.Request(), service_timeout, alive)
     if res is None or not res.success:
         raise EvaluationError(f'episode {index}: move to start refused: {getattr(res, "message", "no answer")}')
@@ -169,7 +282,14 @@ def play_episode(driver: EpisodeDriver, report: EvaluationReport, index: int, ta
         if time.monotonic() - t0 > service_timeout:
             raise EvaluationError(f'episode {index}: the arm did not reach the start pose in {service_timeout:.0f} s')
         time.sleep(0.02)
-    driver.take_counts()                   # what came before the start belongs to no episode
+    md = None
+    if record:
+        stale = report.episode_dir(index)
+        if stale.exists():
+            shutil.rmtree(stale)           # an earlier run's unfinished episode: it is not in the report
+        md = _episode_metadata(report, index, reset)
+        driver.record(driver.rec_start, md, 'start the bag', service_timeout, alive)
+    driver.take_episode()                  # what came before the start belongs to no episode
     episode = None
     while True:
         alive()
@@ -183,20 +303,110 @@ def play_episode(driver: EpisodeDriver, report: EvaluationReport, index: int, ta
             raise EvaluationError(f'episode {index} (seed {seed}): no outcome on /world/task_state in '
                                   f'{episode_timeout:.0f} s')
         time.sleep(0.02)
-    commands, holds = driver.take_counts()
-    return EpisodeResult(index=index, seed=seed, task=st.task, outcome=st.state if st.state == 'success' else 'failure',
+    data = driver.take_episode()
+    outcome = st.state if st.state == 'success' else 'failure'
+    if md is not None:
+        md.outcome, md.note, md.end_time_ns = outcome, st.detail, time.time_ns()
+        driver.record(driver.rec_stop, md, 'close the bag', service_timeout, alive)
+    EpisodeTrace.from_stamps(data.ee, data.actions).write(report.episode_dir(index))
+    policy = report.config.get('action_source') != 'expert'
+    return EpisodeResult(index=index, seed=seed, task=st.task, outcome=outcome,
                          detail=st.detail, duration_s=round(float(st.episode_time_s), 3),
-                         wall_s=round(time.monotonic() - t0, 3), commands=commands, holds=holds,
-                         instruction=st.instruction)
+                         wall_s=round(time.monotonic() - t0, 3), commands=data.commands, holds=data.holds,
+                         instruction=st.instruction, episode_id=episode_name(index), bag=record,
+                         latency_samples_ms=data.latency_ms if policy else None,
+                         inference_samples_ms=data.inference_ms if policy else None)
+
+
+class VideoQueue:
+    """Makes each episode's video from its bag (fuse_core.evaluation.video) in a child process at
+    nice 10, one at a time, while the next episodes play; a failure is written beside the bag."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.jobs: Deque[Path] = collections.deque()
+        self.proc: Optional[subprocess.Popen] = None
+        self.current: Optional[Path] = None
+        self.seconds: List[float] = []      # wall time of each video made
+        self.cpu_s: List[float] = []        # and its CPU time
+        self.failed = 0
+
+    def submit(self, bag_dir: Path) -> None:
+        self.jobs.append(Path(bag_dir))
+        self.poll()
+
+    def poll(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                return
+            self._finish()
+        if self.jobs:
+            self._start(self.jobs.popleft())
+
+    def _log(self, bag_dir: Path) -> Path:
+        return self.log_dir / f'video_{bag_dir.name}.log'
+
+    def _start(self, bag_dir: Path) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self._log(bag_dir), 'w') as log:
+            self.proc = subprocess.Popen([sys.executable, '-m', 'fuse_core.evaluation.video', str(bag_dir)],
+                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.current = bag_dir
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, 10)
+        except OSError:
+            pass                           # it runs at normal priority
+
+    def _finish(self) -> None:
+        from fuse_core.evaluation.video import VIDEO_ERROR_FILE
+        rc, bag_dir = self.proc.returncode, self.current
+        self.proc, self.current = None, None
+        lines = self._log(bag_dir).read_text(errors='replace').splitlines()
+        if rc == 0:
+            try:
+                info = json.loads(lines[-1])
+                self.seconds.append(float(info['seconds']))
+                self.cpu_s.append(float(info['cpu_s']))
+            except (IndexError, ValueError, KeyError):
+                pass
+            return
+        self.failed += 1
+        why = next((ln[len('[video] '):] for ln in reversed(lines) if ln.startswith('[video] ')),
+                   f'the video maker exited with code {rc} (see {self._log(bag_dir)})')
+        (bag_dir / VIDEO_ERROR_FILE).write_text(why + '\n')
+
+    def pending(self) -> int:
+        return len(self.jobs) + (self.proc is not None)
+
+    def drain(self, skip: threading.Event) -> None:
+        """Until every video is made, or `skip` is set: then the rest are marked as not made."""
+        from fuse_core.evaluation.video import VIDEO_ERROR_FILE
+        while self.pending() and not skip.is_set():
+            self.poll()
+            time.sleep(0.1)
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.jobs.appendleft(self.current)
+            self.proc, self.current = None, None
+        for bag_dir in self.jobs:
+            (bag_dir / VIDEO_ERROR_FILE).write_text('not made: the run was stopped before its video\n')
+        self.jobs.clear()
 
 
 def progress_line(report: EvaluationReport, r: EpisodeResult) -> str:
     done = list(report.results.values())
     k = sum(1 for e in done if e.outcome == 'success')
     lo, hi = wilson_interval(k, len(done))
+    timing = ''
+    lat, inf = sample_stats(r.latency_samples_ms), sample_stats(r.inference_samples_ms)
+    if lat and lat['count']:
+        timing += f' | window -> command p50 {lat["p50"]:.0f} ms, p99 {lat["p99"]:.0f} ms'
+    if inf and inf['count']:
+        timing += f', inference p50 {inf["p50"]:.1f} ms'
     return (f'[eval] episode {r.index + 1}/{report.planned} seed {r.seed}: {r.outcome} ({r.detail}) '
             f'{r.duration_s:.1f} s sim, {r.wall_s:.1f} s wall | {k}/{len(done)} success, '
-            f'{100 * k / len(done):.0f} % [{100 * lo:.0f} %, {100 * hi:.0f} %]')
+            f'{100 * k / len(done):.0f} % [{100 * lo:.0f} %, {100 * hi:.0f} %]' + timing)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='wall seconds an episode may take before the run stops (default 600)')
     p.add_argument('--service-timeout', type=float, default=60.0,
                    help='wall seconds to wait for the graph\'s services and the move to start (default 60)')
+    p.add_argument('--no-bags', action='store_true',
+                   help='record no episode bags (so no videos either): for long runs; the plots and timing stay')
+    p.add_argument('--no-videos', action='store_true', help='keep the bags but make no videos from them')
     p.add_argument('--log-dir', help='per-node logs (default: OUT/logs)')
     p.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID for every process')
     return p
@@ -243,8 +456,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     pending = report.pending()
     print(f'[eval] {config["action_source"]} on {args.task}, {report.planned} episodes from seed {args.seed} '
           f'-> {report.directory}' + (f' (resuming: {len(pending)} to play)' if args.resume else ''), flush=True)
+    log_dir = Path(args.log_dir) if args.log_dir else report.directory / 'logs'
+    record = not args.no_bags
+    videos = VideoQueue(log_dir) if record and not args.no_videos else None
+    if videos is not None:
+        # Finished episodes of an earlier run whose video was never made (the run was killed).
+        from fuse_core.evaluation.video import VIDEO_ERROR_FILE, VIDEO_FILE
+        for r in report.results.values():
+            d = report.episode_dir(r.index)
+            if r.bag and (d / 'metadata.yaml').is_file() and not (d / VIDEO_FILE).exists() \
+                    and not (d / VIDEO_ERROR_FILE).exists():
+                videos.submit(d)
+    stop, skip = threading.Event(), threading.Event()
+
+    def on_signal(*_) -> None:
+        (skip if stop.is_set() else stop).set()     # a second Ctrl-C also skips the videos left to make
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     if not pending:
         report.finish()
+        _finish_videos(videos, skip, report.directory)
         _write_html(report)
         print('[eval] nothing to play: every episode is in the report', flush=True)
         return 0
@@ -255,16 +486,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The runner resets the world for every episode; the expert only acts.
         specs = [dataclasses.replace(s, parameters={**s.parameters, 'reset_on_start': False})
                  if s.name == 'expert' else s for s in specs]
+    if record:
+        specs.append(graph.episode_recorder(str(report.directory / EPISODES_DIR), ('sim.yaml', 'twin.yaml'),
+                                            {'use_sim_time': True}))
     env = dds_environment(domain_id=args.domain_id)
     env.setdefault('PYTHONUNBUFFERED', '1')
     use_graph_environment(env)
-    log_dir = Path(args.log_dir) if args.log_dir else report.directory / 'logs'
     procs = GraphProcesses(specs, env, log_dir)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def alive() -> None:
+        if videos is not None:
+            videos.poll()
         if stop.is_set():
             raise Interrupted('interrupted (Ctrl-C or SIGTERM)')
         dead = procs.exited()
@@ -274,14 +506,25 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     reason = ''
     driver = None
+    report_ms: List[float] = []         # episodes.jsonl and summary.json (each fsynced) after an episode
+    page_ms: List[float] = []           # report.html after an episode
     procs.start()
     try:
-        driver = EpisodeDriver(int(env['ROS_DOMAIN_ID']))
+        driver = EpisodeDriver(int(env['ROS_DOMAIN_ID']), policy=not args.expert, recorder=record)
         driver.wait_ready(args.service_timeout, alive)
+        if record:
+            driver.wait_recorder(args.service_timeout, alive)
         for index in pending:
             result = play_episode(driver, report, index, args.task, alive, args.service_timeout,
-                                  args.episode_timeout)
+                                  args.episode_timeout, record)
+            t_report = time.monotonic()
             report.record(result)
+            t_page = time.monotonic()
+            if videos is not None:
+                videos.submit(report.episode_dir(index))
+            _write_html(report)
+            report_ms.append((t_page - t_report) * 1e3)
+            page_ms.append((time.monotonic() - t_page) * 1e3)
             print(progress_line(report, result), flush=True)
     except (Interrupted, EvaluationError) as exc:
         reason = str(exc)
@@ -291,7 +534,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         if driver is not None:
             driver.close()
     summary = report.finish(reason)
+    _finish_videos(videos, skip, report.directory)
     _write_html(report)
+    if report_ms:
+        r, pg = sample_stats(report_ms), sample_stats(page_ms)
+        line = (f'[eval] after each episode: episodes.jsonl + summary.json p50 {r["p50"]:.0f} ms, max {r["max"]:.0f} '
+                f'ms; report.html p50 {pg["p50"]:.0f} ms, max {pg["max"]:.0f} ms')
+        if videos is not None:
+            line += (f'; videos: {len(videos.seconds)} made, wall {_seconds(videos.seconds)}, '
+                     f'CPU {_seconds(videos.cpu_s)} each (child process, nice 10)')
+        print(line, flush=True)
     lo, hi = summary['wilson_95']
     rate = summary['success_rate']
     print(f'[eval] {summary["successes"]}/{summary["episodes_finished"]} success'
@@ -325,6 +577,22 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
 def _write_html(report: EvaluationReport) -> None:
     from fuse_core.evaluation.html import write_html
     write_html(report.directory)
+
+
+def _finish_videos(videos: Optional[VideoQueue], skip: threading.Event, directory: Path) -> None:
+    from fuse_core.evaluation.video import VIDEO_ERROR_FILE
+    if videos is None or not videos.pending():
+        return
+    print(f'[eval] making {videos.pending()} episode video(s) from the bags (Ctrl-C skips them)', flush=True)
+    videos.drain(skip)
+    if videos.failed:
+        print(f'[eval] {videos.failed} video(s) could not be made: see {directory / EPISODES_DIR}/<id>/'
+              f'{VIDEO_ERROR_FILE}', flush=True)
+
+
+def _seconds(values: List[float]) -> str:
+    s = sample_stats(values)
+    return f'p50 {s["p50"]:.1f} s, max {s["max"]:.1f} s' if s and s['count'] else 'none timed'
 
 
 if __name__ == '__main__':

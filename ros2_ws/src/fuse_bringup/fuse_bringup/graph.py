@@ -220,6 +220,15 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
     return nodes + viewer
 
 
+def episode_recorder(out_dir: Optional[str], overrides: Tuple[str, ...] = (),
+                     clock: Optional[Dict[str, object]] = None) -> NodeSpec:
+    """The recorder in mode episodes: one bag per episode under out_dir (~/start, ~/stop, ~/ready)."""
+    rec = {'mode': 'episodes', 'record_episode_topics': True}
+    if out_dir:
+        rec['output_dir'] = out_dir
+    return NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides, dict(clock or {}, **rec))
+
+
 TELEOPS = ('keyboard', 'spacemouse', 'gamepad', 'expert', 'scripted', 'fake')
 
 
@@ -249,14 +258,11 @@ def collection_nodes(teleop: str, world: str, episodes: int, out_dir: Optional[s
     expert = teleop == 'expert'
     if expert and not twin:
         raise ValueError('teleop expert is the twin\'s scripted expert: it needs world twin')
-    rec = {'mode': 'episodes', 'record_episode_topics': True}
-    if out_dir:
-        rec['output_dir'] = out_dir
     epi = {'world': world, 'action_source': teleop, 'operator': operator, 'episodes': int(episodes),
            'world_reset': twin and not expert, 'follow_world': expert, 'auto_outcome': twin,
            'auto_reset': twin, 'task': task, 'seed': seed, 'instruction': instruction,
            'modalities_file': modalities}
-    nodes = [NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides, dict(clock, **rec)),
+    nodes = [episode_recorder(out_dir, overrides, clock),
              NodeSpec('episodes', 'episodes_node', ('episodes.yaml',),
                       dict(clock, **{k: v for k, v in epi.items() if v is not None}))]
     if not expert:

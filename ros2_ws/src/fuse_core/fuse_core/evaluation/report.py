@@ -6,7 +6,10 @@ Layout of DIR:
   summary.json     the configuration, the counts, the success rate with its 95 % Wilson
                    interval, how many episodes are missing and why; rewritten atomically after
                    every episode and when the run stops;
-  report.html      the same, as a page (fuse_core.evaluation.html).
+  report.html      the same, as a page (fuse_core.evaluation.html);
+  episodes/<id>/   per episode (id episode_NNNN, N the index): the recorder's bag (metadata.yaml,
+                   the .mcap, episode.json), trace.json (end-effector path and commands,
+                   fuse_core.evaluation.trace) and video.webm (fuse_core.evaluation.video).
 
 A directory that exists is refused unless the run resumes it (same configuration; episodes
 already in episodes.jsonl are skipped) or overwrites it. Episode i of a run with base seed S
@@ -19,22 +22,34 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from fuse_core.errors import EvaluationError
+from fuse_core.timing import percentiles
 
 EPISODES_FILE = 'episodes.jsonl'
 SUMMARY_FILE = 'summary.json'
+EPISODES_DIR = 'episodes'
 SCHEMA_VERSION = 1
 #: Two-sided 95 % standard normal quantile.
 Z95 = 1.959963984540054
 OUTCOMES = ('success', 'failure')
 #: Configuration keys that may differ between a run and the one it resumes.
 RESUMABLE = ('episodes',)
+#: What the timing figures measure (written into summary.json beside them).
+LATENCY_MEASURE = ('window -> command: from the sync node publishing a window to the policy node publishing '
+                   'the command for it (the DDS source timestamps of both, wall clock, matched by the tick '
+                   'stamp): decode, inference and publish, plus the window\'s transport; holds included')
+INFERENCE_MEASURE = 'model time per action chunk as the policy node reports it (/policy/action_chunk inference_ms)'
+EXPERT_TIMING = ('not measured: the scripted expert commands from its own 5 Hz timer, not from windows, '
+                 'and runs no model')
+#: Sample lists kept in episodes.jsonl; summary.json has their percentiles instead.
+_SAMPLES = {'latency_samples_ms': 'latency_ms', 'inference_samples_ms': 'inference_ms'}
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> Tuple[float, float]:
@@ -49,6 +64,31 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> Tuple[float, floa
     centre = (p + z2 / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1.0 - p) / n + z2 / (4.0 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+_NUMBER = re.compile(r'(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?')
+
+
+def reason_kind(reason: str) -> str:
+    """A hold reason with its numbers masked ('late: window # arrived # ms after its tick'), so
+    that holds of one kind count together."""
+    return _NUMBER.sub('#', reason)
+
+
+def sample_stats(samples: Optional[Sequence[float]]) -> Optional[Dict[str, Any]]:
+    """p50 / p95 / p99 / mean / max / count of a sample list; None when nothing was measured."""
+    if samples is None:
+        return None
+    if len(samples) == 0:
+        return {'count': 0, 'p50': None, 'p95': None, 'p99': None, 'mean': None, 'max': None}
+    p = percentiles(samples, (50, 95, 99))
+    return {'count': len(samples), **{k: round(v, 3) for k, v in p.items()},
+            'mean': round(float(sum(samples)) / len(samples), 3), 'max': round(float(max(samples)), 3)}
+
+
+def episode_name(index: int) -> str:
+    """The name of episode `index`'s directory under OUT/episodes (bag, trace, video)."""
+    return f'episode_{int(index):04d}'
 
 
 def episode_seed(base_seed: int, index: int) -> int:
@@ -71,6 +111,12 @@ class EpisodeResult:
     holds: Dict[str, int] = field(default_factory=dict)   # hold commands by reason
     instruction: str = ''
     finished_utc: str = ''
+    episode_id: str = ''             # its directory under episodes/ ('' in reports made before there was one)
+    bag: bool = False                # the episode's bag was recorded (episodes/<episode_id>/)
+    # Window -> command per tick and model time per chunk (LATENCY_MEASURE, INFERENCE_MEASURE), ms;
+    # None: not measured (the expert has no windows nor model).
+    latency_samples_ms: Optional[List[float]] = None
+    inference_samples_ms: Optional[List[float]] = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -78,6 +124,13 @@ class EpisodeResult:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def summary_dict(self) -> Dict[str, Any]:
+        """As in summary.json: the sample lists replaced by their percentiles."""
+        out = self.to_dict()
+        for samples, stats in _SAMPLES.items():
+            out[stats] = sample_stats(out.pop(samples))
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> 'EpisodeResult':
@@ -178,6 +231,10 @@ class EvaluationReport:
     def seed_of(self, index: int) -> int:
         return episode_seed(int(self.config.get('seed', 0)), index)
 
+    def episode_dir(self, index: int) -> Path:
+        """episodes/episode_NNNN: the episode's bag, trace and video."""
+        return self.directory / EPISODES_DIR / episode_name(index)
+
     def record(self, result: EpisodeResult) -> None:
         if result.index in self.results:
             raise EvaluationError(f'episode {result.index} is already in the report')
@@ -208,6 +265,11 @@ class EvaluationReport:
             for reason, count in r.holds.items():
                 holds[reason] = holds.get(reason, 0) + int(count)
         durations = [r.duration_s for r in done]
+        pooled = {}
+        for samples, stats in _SAMPLES.items():
+            lists = [getattr(r, samples) for r in done if getattr(r, samples) is not None]
+            pooled[stats] = sample_stats([x for xs in lists for x in xs]) if lists else None
+        unmeasured = EXPERT_TIMING if self.config.get('action_source') == 'expert' else 'not measured'
         return {
             'schema_version': SCHEMA_VERSION,
             'config': self.config,
@@ -224,7 +286,11 @@ class EvaluationReport:
             'wilson_95': [lo, hi],
             'mean_duration_s': sum(durations) / n if n else None,
             'holds_by_reason': dict(sorted(holds.items())),
-            'episodes': [r.to_dict() for r in done],
+            'latency_ms': pooled['latency_ms'],
+            'latency_measure': LATENCY_MEASURE if pooled['latency_ms'] is not None else unmeasured,
+            'inference_ms': pooled['inference_ms'],
+            'inference_measure': INFERENCE_MEASURE if pooled['inference_ms'] is not None else unmeasured,
+            'episodes': [r.summary_dict() for r in done],
         }
 
     def write_summary(self) -> Dict[str, Any]:

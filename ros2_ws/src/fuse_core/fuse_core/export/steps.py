@@ -68,7 +68,8 @@ class EpisodeSteps:
         return int(self.action.shape[0])
 
 
-def _decoders(reader: BagReader, topics: Sequence[str]) -> Dict[str, Any]:
+def message_decoders(reader: BagReader, topics: Sequence[str]) -> Dict[str, Any]:
+    """Topic -> function from CDR bytes to a message object, from the bag's own definitions."""
     from mcap_ros2._dynamic import generate_dynamic
     out = {}
     for t in topics:
@@ -198,7 +199,7 @@ def read_episode(bag_dir, *, outcomes: Optional[Sequence[str]] = ('success',),
     except BagError as exc:
         raise EpisodeError(f'{name}: {exc}') from exc
     topics = topics + ([MIC_TOPIC] if MIC_TOPIC in reader.topics and MIC_TOPIC not in topics else [])
-    dec = _decoders(reader, topics)
+    dec = message_decoders(reader, topics)
     streams = {t: _Stream() for t in topics}
     try:
         for m in reader.messages(topics):
