@@ -7,6 +7,7 @@
         [motion_services:=false] [keystore:=$ROS_SECURITY_KEYSTORE] [view:=false] \
         [collect:=keyboard|spacemouse|gamepad|scripted episodes:=N operator:=NAME record:=/data/episodes
          modalities:=/data/modalities.yaml]
+        [eval:=true task:='pick up the cup' operator:=NAME record:=reports/NAME/episodes]
 
 The fuse-ros nodes and their parameter files come from fuse_bringup.graph (shared with
 sim.launch.py and `./run.sh`), so the robot and the simulation use the same YAML files.
@@ -24,6 +25,11 @@ the sponge that feels soft") gives FuSe's modality-specific instructions of the 
 instruction (else task) it names; they are recorded in each episode's metadata.
 The keyboard device reads its terminal: run `ros2 run fuse_nodes teleop_node` in a terminal of
 its own for it (launch gives nodes no terminal).
+eval:=true runs the policy for operator-marked trials (fuse_bringup.evaluate_robot): the episode
+manager resets to the start pose and captures the DIGIT backgrounds, the policy commands only
+while a trial records, the recorder writes one bag per trial under record:= (none without it).
+The trials are marked, and the report written, by `fuse eval --world robot --attach ...` in a
+terminal of its own (it runs the keys front end there).
 view:=true also starts the Foxglove viewer (ws://127.0.0.1:8765, layout config/foxglove_layout.json),
 as in sim.launch.py.
 """
@@ -70,7 +76,8 @@ def _nodes(context):
         record_dir=arg('record'), sensor_overrides=overrides,
         motion_services=(arg('motion_services') or 'false').lower() == 'true',
         collect=arg('collect'), episodes=int(arg('episodes') or 0), operator=arg('operator') or '',
-        view=(arg('view') or 'false').lower() == 'true', modalities=arg('modalities'))
+        view=(arg('view') or 'false').lower() == 'true', modalities=arg('modalities'),
+        evaluate=(arg('eval') or 'false').lower() == 'true', task=arg('task'))
     keystore = arg('keystore')
     actions = [SetEnvironmentVariable(k, v) for k, v in environment(keystore).items()] if keystore else []
     return actions + [to_launch_node(spec, f'{ENCLAVE_ROOT}/{spec.name}' if keystore else None)
@@ -110,7 +117,11 @@ def generate_launch_description():
                               choices=['', 'keyboard', 'spacemouse', 'gamepad', 'scripted'],
                               description='collect demonstrations with this teleop device instead of the policy'),
         DeclareLaunchArgument('episodes', default_value='0', description='collect: stop after N episodes'),
-        DeclareLaunchArgument('operator', default_value='', description='collect: who collects'),
+        DeclareLaunchArgument('operator', default_value='', description='collect: who collects; eval: who marks'),
+        DeclareLaunchArgument('eval', default_value='false', choices=['true', 'false'],
+                              description='operator-marked trials of the policy (marked with `fuse eval --world '
+                                          'robot --attach`); not with collect'),
+        DeclareLaunchArgument('task', default_value='', description='eval: what the trials do (free text)'),
         DeclareLaunchArgument('modalities', default_value='',
                               description='collect: modality-specific instructions file (YAML/JSON: '
                                           'instruction or task -> {combination: text})'),

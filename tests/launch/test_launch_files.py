@@ -72,6 +72,15 @@ def test_robot_collection_takes_a_modalities_file():
     assert "arg('modalities')" in kw.get('modalities', '')
 
 
+def test_robot_evaluation_arguments_reach_the_graph():
+    """robot.launch.py eval:=true task:=TEXT reach robot_graph as evaluate and task."""
+    tree = _tree('robot.launch.py')
+    declared = _declared_arguments(tree)
+    assert declared['eval']['default_value'] == "'false'" and declared['task']['default_value'] == "''"
+    kw = {k.arg: ast.unparse(k.value) for k in dict(_calls(tree))['robot_graph'].keywords}
+    assert "arg('eval')" in kw.get('evaluate', '') and "arg('task')" in kw.get('task', '')
+
+
 @pytest.mark.parametrize('builder,kwargs', [('sim_graph', {}), ('sim_graph', {'world': 'bag'}),
                                             ('robot_graph', {}), ('robot_graph', {'collect': 'scripted'})])
 def test_view_adds_exactly_the_viewer_node(builder, kwargs):
@@ -115,6 +124,8 @@ ALL_GRAPHS = {
     'robot_collect': graph.robot_graph(collect='gamepad', episodes=3),
     'robot_view': graph.robot_graph(view=True),
     'robot_collect_view': graph.robot_graph(collect='scripted', view=True),
+    'robot_eval': graph.robot_graph(instruction='pick up the cup', evaluate=True, record=True),
+    'robot_eval_synthetic': graph.robot_graph(instruction='pick up the cup', evaluate=True, synthetic=True),
 }
 
 

@@ -245,3 +245,54 @@ def test_policy_node_async_execution(launch_node, rclpy_context):
     assert code == 0, log
     assert 'Traceback' not in log, log
     assert 'inference off the tick' in log
+
+
+def test_policy_gated_by_the_episode_manager_commands_only_while_it_records(launch_node, rclpy_context):
+    """episodes_topic (robot evaluation): a hold naming the manager's state, and no inference, until it
+    records; then commands; a hold again once the recording ends."""
+    from fuse_interfaces.msg import EpisodeState, ObservationTensor, ObservationWindow
+    from fuse_nodes.common import STATE_QOS
+
+    manifest = read_manifest(resolve_bundle_path(''))
+    proc = launch_node('fuse_nodes.policy_node', 'policy',
+                       params={'instruction': INSTRUCTION, 'max_window_age_s': 2.0, 'tick_deadline_s': 3.0,
+                               'intra_op_threads': 1, 'providers': 'cpu', 'episodes_topic': '/episodes/state'})
+    client = PolicyClient(rclpy_context, 'policy_gate_test')
+    spin, commands, chunks = client.spin, client.commands, client.chunks
+    states = client.node.create_publisher(EpisodeState, '/episodes/state', STATE_QOS)
+    arrays = random_arrays(manifest, 1)
+    tick = [0]
+
+    def window():
+        tick[0] += 1
+        client.pub.publish(make_window(manifest, tick[0], client.now_ns(), arrays, ObservationWindow,
+                                       ObservationTensor))
+        assert wait_for(lambda: tick[0] in commands, 10.0, spin), proc.log()
+        return commands[tick[0]]
+
+    def manager(state, episode_id=''):
+        states.publish(EpisodeState(state=state, episode_id=episode_id))
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.5:       # let the state arrive before the next window
+            spin()
+
+    try:
+        assert wait_for(lambda: client.pub.get_subscription_count() > 0 and states.get_subscription_count() > 0,
+                        20.0, spin), proc.log()
+        c = window()
+        assert c.hold and c.reason == 'episode manager not seen: not recording'
+        manager('ready')
+        c = window()
+        assert c.hold and c.reason == 'episode ready: not recording'
+        assert not chunks                        # nothing was inferred while not recording
+        manager('recording', 'episode_x_0001')
+        for _ in range(3):
+            c = window()
+            assert not c.hold, c.reason
+        assert wait_for(lambda: len(chunks) == 3, 5.0, spin)   # a chunk for each (it follows the command)
+        manager('idle')
+        c = window()
+        assert c.hold and c.reason == 'episode idle: not recording' and len(chunks) == 3
+    finally:
+        client.node.destroy_node()
+    assert proc.stop() == 0, proc.log()

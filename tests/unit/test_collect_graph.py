@@ -62,3 +62,30 @@ def test_a_modalities_file_reaches_the_episode_manager_and_a_bad_one_is_named(tm
         graph.collect_graph(teleop='keyboard', modalities=str(bad))
     with pytest.raises(ValueError, match='is for collection'):
         graph.robot_graph(modalities=str(good))
+
+
+def test_robot_evaluation_graph_gates_the_policy_and_resets_only_on_the_operators_keys():
+    g = by_name(graph.robot_graph(bundle_path='/b', instruction='pick up the cup', evaluate=True, task='cup',
+                                  operator='ada', record=True, record_dir='/r/episodes'))
+    assert 'teleop' not in g and g['policy'].parameters['episodes_topic'] == '/episodes/state'
+    assert 'commander' not in g['arm'].parameters        # the policy's, as in arm.yaml
+    assert g['arm'].parameters['motion_services'] is True and g['arm'].parameters['backend'] == 'interbotix'
+    e = g['episodes'].parameters
+    assert (e['world'], e['action_source'], e['operator'], e['task'], e['instruction']) == \
+        ('robot', 'bundle:/b', 'ada', 'cup', 'pick up the cup')
+    # Nothing resets or starts on its own, and the manager never ends the graph.
+    assert (e['auto_start'], e['auto_reset'], e['episodes']) == (False, False, 0) and 'recorder' not in e
+    assert g['recorder'].parameters['output_dir'] == '/r/episodes'
+    # No bags: no recorder, and the manager does not wait for one.
+    n = by_name(graph.robot_graph(instruction='x', evaluate=True))
+    assert 'recorder' not in n and n['episodes'].parameters['recorder'] == ''
+    # Off the robot: synthetic sensors and the mock arm, sim.yaml over every sensor and control node.
+    s = by_name(graph.robot_graph(instruction='x', evaluate=True, synthetic=True))
+    assert s['arm'].parameters['backend'] == 'mock' and s['robot_state'].parameters['publish_arm_links'] is True
+    for name in ('camera_primary', 'digit_left', 'audio', 'imu', 'sync', 'policy', 'arm'):
+        assert s[name].params_files[-1] == 'sim.yaml', name
+    assert 'sim.yaml' not in g['camera_primary'].params_files
+    with pytest.raises(ValueError, match='eval and collect exclude each other'):
+        graph.robot_graph(instruction='x', evaluate=True, collect='keyboard')
+    with pytest.raises(ValueError, match='needs its language instruction'):
+        graph.robot_graph(evaluate=True)

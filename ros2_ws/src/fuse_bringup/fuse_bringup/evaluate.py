@@ -16,6 +16,9 @@ made from its bag in a child process at low priority while the next episode runs
 A bundle is checked before anything starts: the bundle loader's own checks (files, graphs
 against the manifest), then every manifest input's stream against the streams the twin
 publishes; a mismatch is refused naming the input.
+
+`--world robot` hands over to fuse_bringup.evaluate_robot: trials on the robot that the operator
+marks with keys, into the same report.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from fuse_bringup import graph
 from fuse_bringup.dds import dds_environment
@@ -46,8 +49,10 @@ from fuse_core.evaluation.trace import EpisodeTrace
 TWIN_STREAMS = ('camera_primary', 'camera_wrist', 'digit_left', 'digit_right', 'audio')
 
 
-def check_bundle_for_twin(bundle_path: str) -> str:
-    """Refuse a bundle the twin cannot feed; return its resolved path. Runs the bundle loader."""
+def check_bundle_for_twin(bundle_path: str, published: tuple = TWIN_STREAMS,
+                          world: str = 'the twin world') -> str:
+    """Refuse a bundle that `world` (default the twin, which publishes `published`) cannot feed;
+    return its resolved path. Runs the bundle loader."""
     from fuse_core.bundle import load_bundle, resolve_bundle_path
     from fuse_core.sync.config import check_streams, stream_config, stream_defaults
     try:
@@ -55,11 +60,11 @@ def check_bundle_for_twin(bundle_path: str) -> str:
         bundle = load_bundle(path)
     except (BundleError, ConfigError) as exc:
         raise EvaluationError(f'bundle {bundle_path!r}: {exc}') from exc
-    streams = {name: stream_config(name, stream_defaults(name)) for name in TWIN_STREAMS}
+    streams = {name: stream_config(name, stream_defaults(name)) for name in published}
     for spec in bundle.manifest.inputs:
         if spec.stream not in streams:
             raise EvaluationError(f'bundle {bundle_path!r}: input {spec.name!r} reads stream {spec.stream!r}, '
-                                  f'which the twin world does not publish (it publishes {list(TWIN_STREAMS)})')
+                                  f'which {world} does not publish (it publishes {list(published)})')
     try:
         check_streams(bundle.manifest, streams)
     except ConfigError as exc:
@@ -414,9 +419,17 @@ def build_parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument('--bundle', help='model bundle directory to evaluate')
     who.add_argument('--expert', action='store_true', help='evaluate the task\'s scripted expert')
-    p.add_argument('--task', required=True, help='twin task (pick_cube, place_in_bowl, pick_soft, press_beep)')
-    p.add_argument('--episodes', type=int, required=True, help='number of episodes')
-    p.add_argument('--world', choices=('twin',), default='twin', help='twin: the MuJoCo world, lockstep')
+    p.add_argument('--task', required=True, help='twin task (pick_cube, place_in_bowl, pick_soft, press_beep); '
+                                                 'robot: what the trials do (free text)')
+    p.add_argument('--episodes', type=int, required=True, help='number of episodes (robot: counted trials)')
+    p.add_argument('--world', choices=('twin', 'robot'), default='twin',
+                   help='twin: the MuJoCo world, lockstep; robot: trials the operator marks with keys '
+                        '(fuse_bringup.evaluate_robot)')
+    p.add_argument('--operator', default='', help='robot: who marks the trials (in the report and every bag)')
+    p.add_argument('--synthetic', action='store_true',
+                   help='robot: synthetic sensors and the mock arm instead of the hardware (a rehearsal, or tests)')
+    p.add_argument('--attach', action='store_true',
+                   help='robot: start no nodes; use the graph of robot.launch.py eval:=true')
     p.add_argument('--seed', type=int, default=0, help='seed of episode 0; episode i uses seed + i')
     p.add_argument('--instruction', help='language instruction for the policy (default: the task\'s)')
     p.add_argument('--out', required=True, help='report directory (refused if it exists, unless --resume/--overwrite)')
@@ -438,6 +451,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     from fuse_sim.tasks import TASKS
 
     args = build_parser().parse_args(argv)
+    if args.world == 'robot':
+        from fuse_bringup.evaluate_robot import main_robot
+        return main_robot(args)
     try:
         if args.task not in TASKS:
             raise EvaluationError(f'unknown task {args.task!r}; known tasks: {sorted(TASKS)}')
@@ -456,29 +472,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     pending = report.pending()
     print(f'[eval] {config["action_source"]} on {args.task}, {report.planned} episodes from seed {args.seed} '
           f'-> {report.directory}' + (f' (resuming: {len(pending)} to play)' if args.resume else ''), flush=True)
-    log_dir = Path(args.log_dir) if args.log_dir else report.directory / 'logs'
     record = not args.no_bags
-    videos = VideoQueue(log_dir) if record and not args.no_videos else None
-    if videos is not None:
-        # Finished episodes of an earlier run whose video was never made (the run was killed).
-        from fuse_core.evaluation.video import VIDEO_ERROR_FILE, VIDEO_FILE
-        for r in report.results.values():
-            d = report.episode_dir(r.index)
-            if r.bag and (d / 'metadata.yaml').is_file() and not (d / VIDEO_FILE).exists() \
-                    and not (d / VIDEO_ERROR_FILE).exists():
-                videos.submit(d)
-    stop, skip = threading.Event(), threading.Event()
-
-    def on_signal(*_) -> None:
-        (skip if stop.is_set() else stop).set()     # a second Ctrl-C also skips the videos left to make
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    log_dir, videos, stop, skip = _run_setup(report, args)
     if not pending:
-        report.finish()
-        _finish_videos(videos, skip, report.directory)
-        _write_html(report)
-        print('[eval] nothing to play: every episode is in the report', flush=True)
-        return 0
+        return _nothing_to_play(report, videos, skip, 'episode')
 
     specs = graph.twin_graph(bundle or graph.default_bundle_path(), args.instruction, args.task, args.seed,
                              expert=args.expert, mode='lockstep')
@@ -544,6 +541,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             line += (f'; videos: {len(videos.seconds)} made, wall {_seconds(videos.seconds)}, '
                      f'CPU {_seconds(videos.cpu_s)} each (child process, nice 10)')
         print(line, flush=True)
+    return _last_lines(report, summary, reason, codes)
+
+
+def _last_lines(report: EvaluationReport, summary: dict, reason: str, codes: Dict[str, int]) -> int:
+    """A run's last lines (successes, the interval, what is missing and why, where the report is,
+    nodes that exited badly) and its exit code."""
     lo, hi = summary['wilson_95']
     rate = summary['success_rate']
     print(f'[eval] {summary["successes"]}/{summary["episodes_finished"]} success'
@@ -577,6 +580,39 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
 def _write_html(report: EvaluationReport) -> None:
     from fuse_core.evaluation.html import write_html
     write_html(report.directory)
+
+
+def _run_setup(report: EvaluationReport, args) -> Tuple[Path, Optional[VideoQueue], threading.Event,
+                                                        threading.Event]:
+    """What a run (twin or robot) sets up once its report is open: the log folder; the video maker
+    (None with --no-bags or --no-videos), with the finished episodes of an earlier run whose video
+    was never made (the run was killed) queued; and (stop, skip): Ctrl-C or SIGTERM sets stop, a
+    second one also skips the videos left to make."""
+    from fuse_core.evaluation.video import VIDEO_ERROR_FILE, VIDEO_FILE
+    log_dir = Path(args.log_dir) if args.log_dir else report.directory / 'logs'
+    videos = None if args.no_bags or args.no_videos else VideoQueue(log_dir)
+    for r in report.results.values() if videos is not None else ():
+        d = report.directory / EPISODES_DIR / r.episode_id
+        if r.bag and r.episode_id and (d / 'metadata.yaml').is_file() and not (d / VIDEO_FILE).exists() \
+                and not (d / VIDEO_ERROR_FILE).exists():
+            videos.submit(d)
+    stop, skip = threading.Event(), threading.Event()
+
+    def on_signal(*_) -> None:
+        (skip if stop.is_set() else stop).set()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return log_dir, videos, stop, skip
+
+
+def _nothing_to_play(report: EvaluationReport, videos: Optional[VideoQueue], skip: threading.Event,
+                     what: str) -> int:
+    """Every `what` is in the report already: close it (and make the videos still missing)."""
+    report.finish()
+    _finish_videos(videos, skip, report.directory)
+    _write_html(report)
+    print(f'[eval] nothing to play: every {what} is in the report', flush=True)
+    return 0
 
 
 def _finish_videos(videos: Optional[VideoQueue], skip: threading.Event, directory: Path) -> None:

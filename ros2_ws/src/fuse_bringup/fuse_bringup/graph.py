@@ -190,7 +190,8 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
                 record_dir: Optional[str] = None,
                 sensor_overrides: Optional[Dict[str, Dict[str, object]]] = None,
                 motion_services: bool = False, collect: Optional[str] = None, episodes: int = 0,
-                operator: str = '', view: bool = False, modalities: Optional[str] = None) -> List[NodeSpec]:
+                operator: str = '', view: bool = False, modalities: Optional[str] = None,
+                evaluate: bool = False, task: Optional[str] = None, synthetic: bool = False) -> List[NodeSpec]:
     """The real robot: every sensor, sync, policy and the arm through the Interbotix driver.
 
     view: also the Foxglove viewer (as in sim_graph).
@@ -199,14 +200,25 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
     instead of the policy: the teleop node commands the arm, the episode manager resets to the
     start pose and captures the DIGIT backgrounds, the recorder writes one bag per episode.
     modalities: a modalities file (collect only; see collection_nodes).
+
+    evaluate: operator-marked trials of the bundle (fuse_bringup.evaluate_robot; see
+    evaluation_nodes): the policy commands only while the episode manager records a trial.
+    task: what the trials do (free text, in every trial's metadata).
+
+    synthetic: synthetic sensors and the mock arm (sim.yaml over every node, as the bag
+    simulation's synthetic sensors) in place of the hardware: the same graph on any machine.
     """
     bundle_path = bundle_path or default_bundle_path()
     sensor_overrides = sensor_overrides or {}
-    nodes = [_with(s, (), **sensor_overrides.get(s.name, {})) for s in SENSOR_NODES]
-    nodes += [_with(n, (), motion_services=True) if n.name == 'arm' and motion_services else n
-              for n in control_nodes(bundle_path, instruction, 'interbotix', robot_model, dry_run, ())]
-    nodes.append(robot_state_node(robot_model, publish_arm_links=False))
+    overrides = ('sim.yaml',) if synthetic else ()
+    nodes = [_with(s, overrides, **sensor_overrides.get(s.name, {})) for s in SENSOR_NODES]
+    nodes += [_with(n, (), motion_services=True) if n.name == 'arm' and (motion_services or evaluate) else n
+              for n in control_nodes(bundle_path, instruction, 'mock' if synthetic else 'interbotix', robot_model,
+                                     dry_run, overrides)]
+    nodes.append(robot_state_node(robot_model, publish_arm_links=synthetic))
     viewer = [viewer_node()] if view else []
+    if evaluate and collect:
+        raise ValueError('eval and collect exclude each other: evaluate the policy, or collect with a teleop device')
     if collect:
         nodes = [_with(n, (), commander='/teleop', motion_services=True) if n.name == 'arm' else n
                  for n in nodes if n.name != 'policy']
@@ -214,6 +226,12 @@ def robot_graph(bundle_path: Optional[str] = None, instruction: Optional[str] = 
                                         instruction=instruction, modalities=modalities) + viewer
     if modalities:
         raise ValueError('modalities: a modalities file is for collection (collect:=<teleop>)')
+    if evaluate:
+        if not instruction:
+            raise ValueError('eval: the policy needs its language instruction (instruction:=...)')
+        nodes = [_with(n, (), episodes_topic='/episodes/state') if n.name == 'policy' else n for n in nodes]
+        return nodes + evaluation_nodes(bundle_path, record_dir if record else None, operator, task,
+                                        instruction, record) + viewer
     if record:
         nodes.append(NodeSpec('recorder', 'recorder_node', ('recorder.yaml',),
                               {'output_dir': record_dir} if record_dir else {}))
@@ -227,6 +245,23 @@ def episode_recorder(out_dir: Optional[str], overrides: Tuple[str, ...] = (),
     if out_dir:
         rec['output_dir'] = out_dir
     return NodeSpec('recorder', 'recorder_node', ('recorder.yaml',) + overrides, dict(clock or {}, **rec))
+
+
+def evaluation_nodes(bundle_path: str, out_dir: Optional[str], operator: str = '', task: Optional[str] = None,
+                     instruction: Optional[str] = None, record: bool = True) -> List[NodeSpec]:
+    """Episode manager (+ the recorder, one bag per trial under out_dir) of an operator-marked
+    evaluation on the robot.
+
+    No teleop node: the operator's keys (fuse_nodes.episode_keys, run by the evaluation) ask the
+    manager to reset (start pose, DIGIT backgrounds), to start a trial and to end it with
+    success / failure / discard; nothing starts or resets on its own, and the manager never
+    stops the graph (the evaluation does, after its trials).
+    """
+    epi = {'world': 'robot', 'action_source': f'bundle:{bundle_path}', 'operator': operator, 'episodes': 0,
+           'auto_start': False, 'auto_reset': False, 'task': task, 'instruction': instruction,
+           'recorder': None if record else ''}
+    manager = NodeSpec('episodes', 'episodes_node', ('episodes.yaml',), {k: v for k, v in epi.items() if v is not None})
+    return ([episode_recorder(out_dir)] if record else []) + [manager]
 
 
 TELEOPS = ('keyboard', 'spacemouse', 'gamepad', 'expert', 'scripted', 'fake')

@@ -201,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument('--view', action='store_true',
                      help='also start the Foxglove viewer (ws://127.0.0.1:8765; layout config/foxglove_layout.json)')
     # `eval` has its own parser (fuse_bringup.evaluate); listed here for --help.
-    sub.add_parser('eval', add_help=False, help='evaluate a bundle or the scripted expert over N twin episodes '
-                                                 'and write a report (./run.sh eval --help)')
+    sub.add_parser('eval', add_help=False, help='evaluate a bundle or the scripted expert over N twin episodes, '
+                                                 'or a bundle over N operator-marked robot trials, and write a '
+                                                 'report (./run.sh eval --help)')
     sub.add_parser('compare', add_help=False, help='evaluation reports side by side (./run.sh compare DIR DIR ...)')
     col = sub.add_parser('collect', help='demonstration collection in the twin: episodes recorded one bag '
                                          'each, with the scripted expert or a teleop device')

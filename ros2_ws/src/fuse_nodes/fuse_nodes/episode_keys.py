@@ -7,7 +7,7 @@ import select
 import sys
 import termios
 import tty
-from typing import Optional
+from typing import Callable, Dict, Optional
 
 import rclpy
 from fuse_interfaces.msg import EpisodeState
@@ -26,6 +26,7 @@ class EpisodeKeys(Node):
         super().__init__('episode_keys')
         self.state: Optional[EpisodeState] = None
         self.note = ''
+        self.notes: Dict[str, str] = {}   # episode id -> the note sent with its end
         self.create_subscription(EpisodeState, '/episodes/state', self._on_state, STATE_QOS)
         self.reset = self.create_client(ResetTask, '/episodes/reset')
         self.instr = self.create_client(SetInstruction, '/episodes/set_instruction')
@@ -46,12 +47,15 @@ class EpisodeKeys(Node):
             sys.stdout.flush()
 
     def call(self, client, request) -> str:
+        return self._call(client, request)[0]
+
+    def _call(self, client, request):
         if not client.wait_for_service(timeout_sec=2.0):
-            return f'{client.srv_name} not available'
+            return f'{client.srv_name} not available', None
         fut = client.call_async(request)
         rclpy.spin_until_future_complete(self, fut, timeout_sec=5.0)
         res = fut.result()
-        return res.message if res is not None else 'no answer'
+        return (res.message if res is not None else 'no answer'), res
 
     def ask(self, prompt: str, fd: int, saved) -> str:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
@@ -60,7 +64,7 @@ class EpisodeKeys(Node):
         finally:
             tty.setcbreak(fd)
 
-    def handle(self, ch: str, fd: int, saved) -> bool:
+    def on_key(self, ch: str, fd: int, saved) -> bool:
         msg = ''
         if ch == 'q':
             return False
@@ -72,7 +76,9 @@ class EpisodeKeys(Node):
             msg = self.call(self.start, Trigger.Request())
         elif ch in ('1', '2', '3'):
             outcome = {'1': 'success', '2': 'failure', '3': 'discard'}[ch]
-            msg = self.call(self.end, EndEpisode.Request(outcome=outcome, note=self.note))
+            msg, res = self._call(self.end, EndEpisode.Request(outcome=outcome, note=self.note))
+            if res is not None and res.success:
+                self.notes[res.episode_id] = self.note
             self.note = ''
         elif ch == 'n':
             self.note = self.ask('note', fd, saved)
@@ -82,9 +88,41 @@ class EpisodeKeys(Node):
         elif ch in ('h', '?'):
             msg = HELP
         if msg:
-            sys.stdout.write(f'\n{msg}\n')
-            self._line = ''
+            self.say(msg)
         return True
+
+
+    def say(self, text: str) -> None:
+        """A line of its own above the status line (which is drawn again at the next state)."""
+        sys.stdout.write('\r\x1b[2K' + text + '\n')
+        sys.stdout.flush()
+        self._line = ''
+
+
+def read_keys(node: EpisodeKeys, fd: int, tick: Optional[Callable[[], bool]] = None) -> str:
+    """Single keys from the terminal `fd` until [q], Ctrl-C or `tick()` (called between keys) returns
+    False; the terminal's mode is restored. Returns why it stopped: 'quit', 'interrupted' or 'tick'."""
+    saved = termios.tcgetattr(fd)
+    print(HELP)
+    why = 'interrupted'
+    try:
+        tty.setcbreak(fd)
+        while rclpy.ok():
+            rclpy.spin_once(node, timeout_sec=0.05)
+            if tick is not None and not tick():
+                why = 'tick'
+                break
+            if select.select([fd], [], [], 0)[0]:
+                ch = os.read(fd, 1).decode(errors='ignore').lower()
+                if not node.on_key(ch, fd, saved):
+                    why = 'quit'
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        print()
+    return why
 
 
 def main(args=None) -> int:
@@ -94,21 +132,9 @@ def main(args=None) -> int:
         return 2
     rclpy.init(args=args if args is not None else sys.argv)
     node = EpisodeKeys()
-    saved = termios.tcgetattr(fd)
-    print(HELP)
     try:
-        tty.setcbreak(fd)
-        while rclpy.ok():
-            rclpy.spin_once(node, timeout_sec=0.05)
-            if select.select([fd], [], [], 0)[0]:
-                ch = os.read(fd, 1).decode(errors='ignore').lower()
-                if not node.handle(ch, fd, saved):
-                    break
-    except KeyboardInterrupt:
-        pass
+        read_keys(node, fd)
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        print()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -18,13 +18,14 @@ from fuse_core.bundle.policy import Decision, PolicyConfig, PolicyController, Wi
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.errors import BundleError, ConfigError, FuseError
 from fuse_core.timing import percentiles
-from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationWindow
+from fuse_interfaces.msg import ActionChunk, DeltaEECommand, EpisodeState, ObservationWindow
 from fuse_interfaces.srv import Describe, SetInstruction
 from fuse_nodes.common import (
     CONTROL_QOS,
     ERROR,
     LATCHED_QOS,
     OK,
+    STATE_QOS,
     WARN,
     Diagnostics,
     declare_config,
@@ -99,6 +100,14 @@ class PolicyNode(Node):
             SetInstruction, '~/set_instruction', self._on_set_instruction, callback_group=service_group
         )
         self.create_service(Describe, '~/describe', self._on_describe, callback_group=service_group)
+        # Gated by the episode manager (robot evaluation): None = not gated; '' = its state not seen yet.
+        self._episode: Optional[str] = None
+        self._episode_id = ''
+        self._restart = False
+        if self.cfg.episodes_topic:
+            self._episode = ''
+            self.create_subscription(EpisodeState, self.cfg.episodes_topic, self._on_episode, STATE_QOS,
+                                     callback_group=service_group)
         self.diagnostics = Diagnostics(self, hardware_id=m.name)
         self.diagnostics.add('policy', self._status)
 
@@ -108,8 +117,32 @@ class PolicyNode(Node):
     def close(self) -> None:
         self.controller.close()
 
+    # --- episode gate ---------------------------------------------------------------------
+    def _on_episode(self, msg: EpisodeState) -> None:
+        if msg.state == 'recording' and msg.episode_id != self._episode_id:
+            self._restart = True     # applied in the window callback, between two windows
+        self._episode_id = msg.episode_id if msg.state == 'recording' else ''
+        if msg.state != self._episode:
+            self.get_logger().info(f'episode {msg.state}: ' + ('commanding' if msg.state == 'recording'
+                                                                  else 'holding until a recording starts'))
+        self._episode = msg.state
+
+    def _gate(self) -> str:
+        """Why this window commands nothing ('' = it may)."""
+        if self._episode is None or self._episode == 'recording':
+            return ''
+        return f'episode {self._episode or "manager not seen"}: not recording'
+
     # --- windows --------------------------------------------------------------------------
     def _on_window(self, msg: ObservationWindow) -> None:
+        gate = self._gate()
+        if gate:
+            # No inference: the arm holds, and the hold names why (as the teleop's do).
+            self.command_pub.publish(self._hold_msg(msg, gate))
+            return
+        if self._restart:
+            self._restart = False
+            self.controller.restart()
         t0 = time.perf_counter()
         try:
             win = self._decode(msg)
@@ -289,6 +322,8 @@ class PolicyNode(Node):
             level, message = WARN, 'no instruction set'
         elif outcome in _DEGRADED:
             level, message = WARN, s['last_error']
+        elif self._gate():
+            level, message = OK, f'holding: {self._gate()}'
         elif c.windows == 0:
             level, message = WARN, f'no window received on {self.cfg.window_topic}'
         else:

@@ -108,6 +108,10 @@ class PolicyConfig(ValidatedConfig):
     )
     frame_id: str = param('wx250s/base_link', 'frame_id of the commands (the arm base frame)')
     max_instruction_chars: int = param(256, 'longest accepted instruction in characters', min=1, max=100000)
+    episodes_topic: str = param(
+        '', 'episode manager state (fuse_interfaces/EpisodeState): command only while it records, else hold '
+        'naming why; each recording starts with fresh chunks (robot evaluation: /episodes/state); "" = always'
+    )
 
 
 @dataclass
@@ -340,6 +344,10 @@ class PolicyController:
             else:
                 self._strategy.reset()
             self._gripper.reset()
+
+    def restart(self) -> None:
+        """A new episode: no chunk (nor inference in flight) of the previous one is executed."""
+        self._reset_execution()
 
     # --- instruction ----------------------------------------------------------------------
     def set_instruction(self, text: str) -> None:

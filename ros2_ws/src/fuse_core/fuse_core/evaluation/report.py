@@ -96,6 +96,10 @@ def episode_seed(base_seed: int, index: int) -> int:
     return int(base_seed) + int(index)
 
 
+#: Who decides an episode's outcome: the twin's task, or the operator's key on the robot.
+OUTCOME_SOURCES = ('task', 'operator')
+
+
 @dataclass
 class EpisodeResult:
     """How one evaluated episode ended."""
@@ -104,6 +108,9 @@ class EpisodeResult:
     seed: int
     task: str
     outcome: str                     # success | failure
+    outcome_source: str = 'task'     # task | operator (OUTCOME_SOURCES; fuse_core.evaluation.trials)
+    operator: str = ''               # robot: who marked it
+    retries: List[Dict[str, Any]] = field(default_factory=list)  # robot: earlier tries, discarded or aborted
     detail: str = ''                 # the task's reason (e.g. "cube_1 lifted", "time limit 20 s reached")
     duration_s: float = 0.0          # episode time at the outcome (sim time in the twin)
     wall_s: float = 0.0              # wall-clock time the episode took, reset included
@@ -121,6 +128,9 @@ class EpisodeResult:
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise EvaluationError(f'episode {self.index}: outcome {self.outcome!r} is not one of {list(OUTCOMES)}')
+        if self.outcome_source not in OUTCOME_SOURCES:
+            raise EvaluationError(f'episode {self.index}: outcome_source {self.outcome_source!r} is not one of '
+                                  f'{list(OUTCOME_SOURCES)}')
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
