@@ -11,7 +11,8 @@ stamps are wall-clock nanoseconds (no sim time), so they compare across processe
 Receive times are the middleware's arrival stamps in this process (MessageInfo
 received_timestamp), so this process's own scheduling delay under load is not counted;
 "published" is the DDS source stamp of the writer. This process is one more reader of every
-window (about 1.5 MB at 5 Hz); its CPU is listed apart from the nodes' total.
+window (its serialised size is reported: about 0.9 MB at 5 Hz with the reference bundle, each
+sample's data once); its CPU is listed apart from the nodes' total.
 
     .venv/bin/python benchmarks/bench_loop.py [--seconds 120] [--warmup 10] [--json out.json]
         [--execution receding_horizon,async]
@@ -114,7 +115,9 @@ class LoopListener:
         self.diag_first: Dict[str, Dict[str, str]] = {}  # first snapshot while recording
         self.seen = collections.Counter()  # messages per topic since start, warm-up included
         self.receive_clock = 'dds'
-        self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS)
+        # raw: the serialised size is measured; the few fields used are deserialised here.
+        self._window_type = ObservationWindow
+        self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS, raw=True)
         self.node.create_subscription(ActionChunk, '/policy/action_chunk', self._on_chunk, CONTROL_QOS)
         self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
@@ -139,13 +142,16 @@ class LoopListener:
         self.receive_clock = 'callback'
         return now
 
-    def _on_window(self, msg, info) -> None:
+    def _on_window(self, raw, info) -> None:
+        from rclpy.serialization import deserialize_message
         rx = self._receive_ns(info)
         self.seen['window'] += 1
         if not self.recording:
             return
+        msg = deserialize_message(raw, self._window_type)
         rec = {'tick': int(msg.tick_index), 'stamp': stamp_ns(msg.header.stamp), 'rx': rx,
-               'newest': stamp_ns(msg.newest_sample_stamp), 'stale': list(msg.stale_streams)}
+               'newest': stamp_ns(msg.newest_sample_stamp), 'stale': list(msg.stale_streams),
+               'bytes': len(raw), 'carried': sum(len(t.data_steps) for t in msg.tensors)}
         with self.lock:
             self.windows.append(rec)
 
@@ -330,6 +336,8 @@ def analyse(listener: LoopListener, period_s: float, cpu: Dict[str, float], load
             'window_rx_to_command_rx_ms': stats(window_rx_to_cmd_rx),
             'inference_ms': stats(inference),
         },
+        'window_bytes': stats([w['bytes'] for w in windows]),
+        'window_steps_carried': stats([w['carried'] for w in windows]),
         'counts': {
             'windows_received': len(windows),
             'window_rate_hz': len(windows) / measured_s if measured_s > 0 else float('nan'),
@@ -404,6 +412,9 @@ def report(r: dict) -> None:
     print('  (header stamps are the ticks as the sync node stamps them; when it stamps the timer\'s '
           'scheduled time they\n   differ from the period only where a slot was skipped, and the '
           'callback lateness shows in the rows below them)')
+    b, k = r['window_bytes'], r['window_steps_carried']
+    print(f'window on the wire: {b["p50"] / 1e3:.0f} kB p50, {b["max"] / 1e3:.0f} kB max (serialised); '
+          f'steps carrying data per window (all inputs) p50 {k["p50"]:g}, max {k["max"]:g}')
     print()
     print('counts')
     count_rows = [
@@ -452,7 +463,8 @@ def report(r: dict) -> None:
     for name, values in sorted(r['diagnostics'].items()):
         keys = [k for k in values if k in (
             '_message', 'rate_hz', 'tick_jitter_p99_ms', 'tick_build_publish_p50_ms',
-            'tick_build_publish_p99_ms',
+            'tick_build_publish_p99_ms', 'steps_carried', 'steps_referenced', 'check_p50_ms', 'check_p99_ms',
+            'window_steps_lost',
             'inference_p50_ms', 'inference_p99_ms', 'windows_received', 'commands_sent', 'late_windows',
             'overruns', 'stale_windows', 'stale_streams', 'no_instruction_windows', 'inference_errors',
             'last_error', 'providers', 'execution', 'uncovered_ticks', 'refused_chunks',
@@ -508,6 +520,7 @@ SIDE_BY_SIDE = (
     ('newest sample -> command received p99 (ms)', 'timing', 'sample_to_command_rx_ms', 'p99'),
     ('window received -> command received p99 (ms)', 'timing', 'window_rx_to_command_rx_ms', 'p99'),
     ('inference p50 (ms)', 'timing', 'inference_ms', 'p50'),
+    ('window on the wire p50 (kB)', 'window_bytes', None, 'p50'),
 )
 
 
@@ -520,7 +533,8 @@ def side_by_side(results: List[dict]) -> None:
           + ', '.join(f'{r["execution"]} {r["loadavg_1m"]["mean"]:.2f}' for r in results) + ')')
     print(f'{"":<{width}s}' + ''.join(f'{n:>18s}' for n in names))
     for label, section, key, q in SIDE_BY_SIDE:
-        print(f'{label:<{width}s}' + ''.join(f'{fmt(r[section][key][q], 18)}' for r in results))
+        values = [r[section][key][q] if key else r[section][q] / 1e3 for r in results]
+        print(f'{label:<{width}s}' + ''.join(f'{fmt(v, 18)}' for v in values))
     for label, fn in (
         ('windows received', lambda r: r['counts']['windows_received']),
         ('missed ticks', lambda r: r['counts']['missed_ticks_index_gaps']),
@@ -528,8 +542,21 @@ def side_by_side(results: List[dict]) -> None:
         ('hold commands', lambda r: r['counts']['hold_commands']),
         ('windows without a command', lambda r: r['counts']['windows_without_command']),
         ('policy CPU (% of one core)', lambda r: r['cpu_percent_of_one_core'].get('policy', float('nan'))),
+        ('policy decode p50 / p99 (ms, diagnostics)', lambda r: diag_pair(r, 'policy: policy', 'decode')),
+        ('policy check p50 / p99 (ms, diagnostics)', lambda r: diag_pair(r, 'policy: policy', 'check')),
+        ('policy publish p50 / p99 (ms, diagnostics)', lambda r: diag_pair(r, 'policy: policy', 'publish_command')),
+        ('sync build + publish p50 / p99 (ms)', lambda r: diag_pair(r, 'sync: window', 'tick_build_publish')),
     ):
         print(f'{label:<{width}s}' + ''.join(f'{fn(r)!s:>18s}' for r in results))
+
+
+def diag_pair(r: dict, status: str, name: str) -> str:
+    """'p50 / p99' of a <name>_p50_ms / <name>_p99_ms pair in the last diagnostics of `status`."""
+    values = r['diagnostics'].get(status, {})
+    try:
+        return f'{float(values[name + "_p50_ms"]):.1f} / {float(values[name + "_p99_ms"]):.1f}'
+    except (KeyError, ValueError):
+        return '--'
 
 
 def run_once(args, mode: str, domain: int, log_dir: Path):

@@ -1,24 +1,30 @@
-"""Sync costs: per-sample preprocessing per model input, and window build + serialisation per tick.
+"""Sync costs: per-sample preprocessing, window build + serialisation per tick, and the window on the wire.
 
 Prints median / p99 in milliseconds. Inputs come from the bundle manifest (the shipped
 reference bundle unless --bundle is given; FuSe's documented inputs if there is none), fed
-with random frames of the real sensor sizes. The last section compares a tick's cost in
-eager mode (samples preprocessed on arrival) and lazy mode (preprocessed at the tick).
+with random frames of the real sensor sizes. One section compares a tick's cost in eager
+mode (samples preprocessed on arrival) and lazy mode (preprocessed at the tick). The last
+one compares the window as published (each sample's data once, WindowSender) with one that
+carries every step every tick (what a receiver that has seen nothing needs, and the layout
+before): bytes per window, serialisation, and the receiving side's decode (deserialise,
+msg_to_window, WindowReceiver.receive and the (W, ...) arrays the policy feeds the model).
 """
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
-from rclpy.serialization import serialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 
 from fuse_core.bundle import parse_manifest, read_manifest, resolve_bundle_path
 from fuse_core.errors import BundleError
-from fuse_core.sync import WindowBuilder, make_preprocessor, stream_settings
+from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
+from fuse_core.sync import WindowBuilder, WindowReceiver, WindowSender, make_preprocessor, stream_settings
 from fuse_core.sync.preprocess import resize
 from fuse_core.timing import percentiles
-from fuse_nodes.sync_node import window_to_msg
-from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
+from fuse_interfaces.msg import ObservationWindow
+from fuse_nodes.conversions import msg_to_window, window_to_msg
 
 NS = 1_000_000_000
 
@@ -85,14 +91,20 @@ def feed(builder, rng, t_from_ns, t_to_ns):
         builder.add_sample(stream, t, image, encoding)
 
 
-def tick_costs(manifest, eager, ticks, rng):
-    """Per tick: build+serialise time, and the preprocessing time spent outside the tick."""
+def fed_builder(manifest, eager, rng):
     streams = stream_settings({s.stream: 1.0 for s in manifest.inputs})
     b = WindowBuilder(manifest.inputs, streams, manifest.window_size, manifest.control_rate_hz, eager=eager)
     for stream in b.tactile_streams():
         b.set_background(stream, *sample(rng, stream))
     t = 1000 * NS
     feed(b, rng, t - NS, t)
+    return b, t
+
+
+def tick_costs(manifest, eager, ticks, rng):
+    """Per tick: build+serialise time, and the preprocessing time spent outside the tick."""
+    b, t = fed_builder(manifest, eager, rng)
+    sender = WindowSender()
     build, total = [], []
     for _ in range(ticks):
         before = sum(ch.pre.prepare_seconds for ch in b.channels)
@@ -101,10 +113,40 @@ def tick_costs(manifest, eager, ticks, rng):
         t += b.dt_ns
         t0 = time.perf_counter()
         w = b.build(t)
-        serialize_message(window_to_msg(w, 'wx250s/base_link'))
+        serialize_message(window_to_msg(sender.carried(w), 'wx250s/base_link'))
         build.append(1e3 * (time.perf_counter() - t0))
         total.append(1e3 * fed)
     return percentiles(build, (50, 99)), percentiles(total, (50, 99))
+
+
+def wire_costs(manifest, ticks, rng, once: bool):
+    """Per window: bytes, build-to-bytes time without preprocessing, and the receiver's decode."""
+    b, t = fed_builder(manifest, True, rng)
+    sender, receiver = WindowSender(), WindowReceiver()
+    sizes, send, decode = [], [], []
+    for k in range(ticks + 1):
+        # Every sample arrives before the tick after it: none is stamped at or before a tick
+        # that was built without it (such a late sample makes the older step new data too).
+        feed(b, rng, t + 1, t + b.dt_ns + 1)
+        t += b.dt_ns
+        t0 = time.perf_counter()
+        w = b.build(t)
+        if once:
+            w_sent = sender.carried(w)
+        else:  # every valid step's data (invalid steps carry none in either layout)
+            w_sent = dataclasses.replace(w, tensors=[dataclasses.replace(
+                x, steps=[d if v else None for d, v in zip(x.steps, x.valid)]) for x in w.tensors])
+        raw = serialize_message(window_to_msg(w_sent, 'wx250s/base_link'))
+        t1 = time.perf_counter()
+        rebuilt = receiver.receive(msg_to_window(deserialize_message(raw, ObservationWindow)))
+        arrays = {x.name: x.array for x in rebuilt.tensors}
+        t2 = time.perf_counter()
+        assert all(x.valid == y.valid for x, y in zip(rebuilt.tensors, w.tensors)) and arrays
+        if k:  # the first window carries its data either way
+            sizes.append(len(raw))
+            send.append(1e3 * (t1 - t0))
+            decode.append(1e3 * (t2 - t1))
+    return percentiles(sizes, (50, 99)), percentiles(send, (50, 99)), percentiles(decode, (50, 99))
 
 
 def main() -> None:
@@ -142,6 +184,13 @@ def main() -> None:
         build, outside = tick_costs(manifest, eager, args.ticks, rng)
         row(f'{mode}: on the tick (build + serialise)', build)
         row(f'{mode}: preprocessing between ticks (on arrival)', outside)
+
+    print(f'the window on the wire ({args.ticks} ticks, eager, so no preprocessing in these figures):')
+    for once, label in ((False, 'every step every window'), (True, "each sample's data once")):
+        size, send, decode = wire_costs(manifest, args.ticks, rng, once)
+        print(f"  {label + ': bytes per window (serialised)':68s} {size['p50']:8.0f} {size['p99']:8.0f}")
+        row(f'{label}: build + message + serialise', send)
+        row(f'{label}: deserialise + rebuild + (W, ...) arrays', decode)
 
 
 if __name__ == '__main__':

@@ -16,8 +16,10 @@ INSTRUCTION = 'pick up the cup'
 
 
 def make_window(manifest, tick: int, stamp_ns: int, arrays, window_cls, tensor_cls):
+    """A window that carries every step's data (as to a receiver that has seen nothing)."""
+    from fuse_core.sync import TensorWindow
     from fuse_nodes.common import ns_to_time
-    from fuse_nodes.conversions import array_to_tensor
+    from fuse_nodes.conversions import tensor_to_msg
 
     W = manifest.window_size
     msg = window_cls()
@@ -26,12 +28,14 @@ def make_window(manifest, tick: int, stamp_ns: int, arrays, window_cls, tensor_c
     msg.window_size = W
     msg.step_stamps = [ns_to_time(stamp_ns - (W - 1 - i) * 200_000_000) for i in range(W)]
     msg.timestep_pad_mask = [True] * W
-    sample_stamps = [ns_to_time(stamp_ns - (W - 1 - i) * 200_000_000 - 5_000_000) for i in range(W)]
+    sample_stamps = [stamp_ns - (W - 1 - i) * 200_000_000 - 5_000_000 for i in range(W)]
     msg.tensors = [
-        array_to_tensor(tensor_cls(), spec.name, arrays[spec.name], [True] * W, sample_stamps)
+        tensor_to_msg(TensorWindow(spec.name, arrays[spec.name].dtype, arrays[spec.name].shape[1:],
+                                   list(arrays[spec.name]), [True] * W, sample_stamps,
+                                   [tick * W + i + 1 for i in range(W)]), tensor_cls(check_fields=True))
         for spec in manifest.inputs
     ]
-    msg.newest_sample_stamp = sample_stamps[-1]
+    msg.newest_sample_stamp = ns_to_time(sample_stamps[-1])
     return msg
 
 
@@ -150,6 +154,19 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
         assert commands[late_tick].hold and 'late' in commands[late_tick].reason
         assert late_tick not in chunks
 
+        # A window naming a newest camera sample whose data never arrived (as if the window
+        # that carried it was lost): the step is masked, never guessed, and the tick holds.
+        lost_tick = 101
+        msg = make_window(manifest, lost_tick, now_ns(), arrays, ObservationWindow, ObservationTensor)
+        cam = next(t for t in msg.tensors if t.name == 'image_primary')
+        cam.data_steps = [0]
+        cam.data = cam.data[:len(cam.data) // 2]
+        cam.sample_ids = [cam.sample_ids[0], 999_999]
+        pub.publish(msg)
+        assert wait_for(lambda: lost_tick in commands, 5.0, spin), proc.log()
+        assert commands[lost_tick].hold and 'camera_primary' in commands[lost_tick].reason
+        assert lost_tick not in chunks
+
         # Instruction service: a good one is taken, an empty one is refused with a reason.
         future = set_cli.call_async(SetInstruction.Request(instruction='push the sponge'))
         assert wait_for(future.done, 10.0, spin)
@@ -176,9 +193,11 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
 
         assert wait_for(lambda: policy_status() is not None, 5.0, spin), diags[-1:]
         values = policy_status()
-        assert values['windows_received'] == '8' and values['late_windows'] == '1'
+        assert values['windows_received'] == '9' and values['late_windows'] == '1'
+        assert values['stale_windows'] == '1' and values['window_steps_lost'] == '1'
         # where the node's time per window goes is reported
-        for key in ('decode_p50_ms', 'process_p99_ms', 'publish_command_p50_ms', 'window_to_command_p99_ms'):
+        for key in ('decode_p50_ms', 'check_p50_ms', 'process_p99_ms', 'publish_command_p50_ms',
+                    'window_to_command_p99_ms'):
             assert float(values[key]) >= 0.0, key
         assert values['instruction'] == 'push the sponge'
     finally:

@@ -524,6 +524,26 @@ def test_encoder_not_reused_when_data_changes_under_the_same_stamp(tmp_path):
     np.testing.assert_allclose(r.normalized, fresh.normalized, rtol=1e-6)
 
 
+def test_with_sample_ids_the_encoder_is_reused_by_id_without_reading_the_data(tmp_path):
+    runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
+    runner.set_instruction('go')
+    obs = observation(stamps=(100, 200), seed=5)
+    obs.sample_ids = {'cam': [7, 8], 'spec': [9, 10]}
+    runner.infer(obs)
+    same_ids = copy.deepcopy(obs)
+    same_ids.tensors['cam'][0] = 255 - same_ids.tensors['cam'][0]   # an id names the data: not re-read
+    assert (runner.infer(same_ids).encoder_runs, runner.stats.encoder_reused) == (0, 2)
+    new_id = copy.deepcopy(obs)
+    new_id.sample_ids['cam'][1] = 11                                   # same stamp, other data
+    r = runner.infer(new_id)
+    assert (r.encoder_runs, r.encoder_reused) == (1, 1)
+    new_id.sample_ids['cam'][0] = 0                                    # no id: never cached
+    assert runner.infer(new_id).encoder_runs == 1
+    with pytest.raises(ObservationError, match=r"sample_ids\['spec'\]: expected 2 entries, actual 1"):
+        runner.infer(Observation(obs.tensors, obs.timestep_pad_mask, obs.sample_stamps,
+                                 {'cam': [1, 2], 'spec': [3]}))
+
+
 def test_encoder_not_reused_for_missing_stamps_or_padding(tmp_path):
     runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
     runner.set_instruction('go')

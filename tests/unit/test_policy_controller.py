@@ -188,6 +188,42 @@ def test_invalid_older_step_is_masked_as_padding():
     assert ctl.counters.masked_steps == 1
 
 
+def wire_windows(clock, cam_ids):
+    """Windows as WindowBuilder makes them: per tick the cam sample ids of its two steps."""
+    from fuse_core.sync import TensorWindow, Window
+    out = []
+    for tick, ids in enumerate(cam_ids, start=1):
+        stamp = clock.t - 10 * MS
+        cam = [np.full((4, 4, 3), i % 256, np.uint8) for i in ids]
+        spec = [np.full((2, 2), -float(tick + j), np.float32) for j in range(W)]
+        tensors = [TensorWindow('cam', np.dtype(np.uint8), (4, 4, 3), cam, [True, True], [i * MS for i in ids],
+                                list(ids)),
+                   TensorWindow('spec', np.dtype(np.float32), (2, 2), spec, [True, True],
+                                [stamp - 200 * MS, stamp], [0, 0])]
+        out.append(Window(tick, stamp, [stamp - 200 * MS, stamp], [True, True], tensors, stamp - MS, []))
+    return out
+
+
+def test_a_step_lost_on_the_wire_pads_the_history_and_a_missing_newest_step_holds():
+    from fuse_core.sync import WindowReceiver, WindowSender
+    ctl, runner, clock = make()
+    sender, receiver = WindowSender(), WindowReceiver()
+    # cam samples: tick 1 has 1, 2; tick 2 has 2, 3 (3 lost with its window); tick 3 has 3, 4.
+    w1, w2, w3, w4 = wire_windows(clock, [(1, 2), (2, 3), (3, 4), (4, 5)])
+    assert ctl.process(WindowInput.from_window(receiver.receive(sender.carried(w1)))).outcome == 'command'
+    sender.carried(w2)                                            # lost
+    d = ctl.process(WindowInput.from_window(receiver.receive(sender.carried(w3))))
+    assert d.outcome == 'command'
+    assert runner.seen[-1].timestep_pad_mask.tolist() == [False, True]   # masked, never guessed
+    assert ctl.counters.masked_steps == 1
+    # A window that names its newest camera sample without carrying it (WindowSender always
+    # carries the newest step; another publisher might not): no data, so the tick holds.
+    wire = sender.carried(w4)
+    wire.tensors[0].steps[-1] = None
+    d = ctl.process(WindowInput.from_window(receiver.receive(wire)))
+    assert d.outcome == 'stale' and d.action is None and 'camera_primary' in d.message
+
+
 def test_mismatched_tensor_is_refused_with_its_name():
     ctl, runner, clock = make()
     d = ctl.process(window(clock, cam=np.zeros((W, 4, 4, 3), np.float32)))
@@ -252,7 +288,7 @@ def test_summary_has_the_diagnostics_keys():
     s = ctl.summary()
     assert s['windows_received'] == 2 and s['commands_sent'] == 1 and s['late_windows'] == 1
     assert s['inference_p50_ms'] == pytest.approx(5.0)
-    for key in ('inference_p99_ms', 'overruns', 'stale_streams', 'last_error', 'providers'):
+    for key in ('inference_p99_ms', 'overruns', 'stale_streams', 'last_error', 'providers', 'check_p50_ms'):
         assert key in s
 
 

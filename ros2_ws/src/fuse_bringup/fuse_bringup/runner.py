@@ -127,7 +127,7 @@ class StatusMonitor(GraphObserver):
         self.commands = 0
         self.holds = 0
         self.arm: Optional[ArmStatus] = None
-        # raw: only the arrival is counted, so the ~1.5 MB window is never deserialised here.
+        # raw: only the arrival is counted, so the ~0.9 MB window is never deserialised here.
         self.node.create_subscription(ObservationWindow, '/sync/window', self._on_window, CONTROL_QOS, raw=True)
         self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)

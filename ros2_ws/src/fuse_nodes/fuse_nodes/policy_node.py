@@ -8,7 +8,6 @@ import threading
 import time
 from typing import Deque, Optional
 
-import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
@@ -17,6 +16,7 @@ from fuse_core.bundle import PolicyRunner, load_bundle, resolve_bundle_path
 from fuse_core.bundle.policy import Decision, PolicyConfig, PolicyController, WindowInput
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.errors import BundleError, ConfigError, FuseError
+from fuse_core.sync import WindowReceiver, WireError
 from fuse_core.timing import percentiles
 from fuse_interfaces.msg import ActionChunk, DeltaEECommand, EpisodeState, ObservationWindow
 from fuse_interfaces.srv import Describe, SetInstruction
@@ -33,14 +33,13 @@ from fuse_nodes.common import (
     run_node,
     time_to_ns,
 )
-from fuse_nodes.conversions import ConversionError, tensor_to_array
+from fuse_nodes.conversions import ConversionError, msg_to_window
 
-#: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
-#: Window sanity bounds: tensor count, how far ahead of this node's clock a window may be
-#: stamped, and the largest magnitude of a float input (FuSe's floats are log-mel dB, |x| <= ~200).
+#: Window sanity bounds: tensor count and how far ahead of this node's clock a window may be
+#: stamped (the largest float magnitude is fuse_core.sync.wire.MAX_ABS_FLOAT_INPUT).
 MAX_WINDOW_TENSORS = 32
 MAX_WINDOW_FUTURE_NS = 100_000_000
-MAX_ABS_FLOAT_INPUT = 1e4
+#: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
 _QUIET = ('command', 'no_instruction')
 # Ticks that produce no motion command but must make the arm hold at once.
 _HOLD_OUTCOMES = ('stale', 'late', 'overrun', 'mismatch', 'rejected', 'error', 'uncovered')
@@ -67,8 +66,10 @@ class PolicyNode(Node):
             except InstructionError as exc:
                 raise ConfigError(f"{self.get_name()}: parameter 'instruction': {exc}") from exc
         m = bundle.manifest
-        # Declared value ranges of the inputs (manifest value_range), checked on every window.
-        self._ranges = {spec.name: spec.value_range for spec in m.inputs if spec.value_range is not None}
+        # Rebuilds each window from the samples it carries and those earlier windows carried;
+        # every sample's values are checked once, on arrival (manifest value_range, finite floats).
+        self.receiver = WindowReceiver({spec.name: spec.value_range for spec in m.inputs
+                                        if spec.value_range is not None})
         self.get_logger().info(
             f'bundle {m.name!r} from {path} on {",".join(bundle.providers)} '
             f'({self.cfg.intra_op_threads} threads); inputs {list(m.input_names)}; '
@@ -172,42 +173,16 @@ class PolicyNode(Node):
 
     def _decode(self, msg: ObservationWindow):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
-        tensors, valid, stamps = {}, {}, {}
         try:
             if len(msg.tensors) > MAX_WINDOW_TENSORS:
                 raise ConversionError(f'{len(msg.tensors)} tensors (at most {MAX_WINDOW_TENSORS})')
             ahead = time_to_ns(msg.header.stamp) - self._now_ns()
             if ahead > MAX_WINDOW_FUTURE_NS:
                 raise ConversionError(f'stamped {ahead / 1e9:.3f} s in the future')
-            for t in msg.tensors:
-                if t.name in tensors:
-                    raise ConversionError(f'tensor {t.name!r} appears twice')
-                tensors[t.name] = arr = tensor_to_array(t)
-                if arr.dtype.kind == 'f' and arr.size:
-                    peak = float(np.max(np.abs(arr)))
-                    if not np.isfinite(peak) or peak > MAX_ABS_FLOAT_INPUT:
-                        raise ConversionError(f'tensor {t.name!r}: values up to {peak:.3g} '
-                                              f'(non-finite or beyond +-{MAX_ABS_FLOAT_INPUT:g})')
-                declared = self._ranges.get(t.name)
-                if declared is not None and arr.size:
-                    low, high = float(np.min(arr)), float(np.max(arr))
-                    if low < declared[0] or high > declared[1]:
-                        raise ConversionError(f'tensor {t.name!r}: values {low:.4g}..{high:.4g} outside the '
-                                              f"manifest's value_range {list(declared)}")
-                valid[t.name] = [bool(v) for v in t.valid]
-                stamps[t.name] = [time_to_ns(s) for s in t.sample_stamps]
-        except ConversionError as exc:
+            window = self.receiver.receive(msg_to_window(msg))
+        except (ConversionError, WireError) as exc:
             return self.controller.malformed(f'window {msg.tick_index}: {exc}')
-        return WindowInput(
-            tick_index=int(msg.tick_index),
-            stamp_ns=time_to_ns(msg.header.stamp),
-            newest_sample_ns=time_to_ns(msg.newest_sample_stamp),
-            tensors=tensors,
-            timestep_pad_mask=np.asarray(msg.timestep_pad_mask, dtype=bool),
-            valid=valid,
-            sample_stamps=stamps,
-            stale_streams=list(msg.stale_streams),
-        )
+        return WindowInput.from_window(window)
 
     def _report(self, decision: Decision, tick: int) -> None:
         with self._outcome_lock:
@@ -316,6 +291,12 @@ class PolicyNode(Node):
         for name, values in sections.items():
             p = percentiles(values)
             s[f'{name}_p50_ms'], s[f'{name}_p99_ms'] = p['p50'], p['p99']
+        # Steps a window named but whose data never arrived (masked), and windows not newer
+        # than the newest (duplicates, overtaken in delivery).
+        s['window_steps_lost'] = self.receiver.lost_steps
+        s['windows_not_newer'] = self.receiver.not_newer
+        if self.receiver.last_lost:
+            s['last_lost_step'] = self.receiver.last_lost
         if outcome in ('error', 'rejected', 'mismatch'):
             level, message = ERROR, s['last_error']
         elif outcome in ('', 'no_instruction') and not self.runner.instruction:

@@ -16,33 +16,17 @@ from std_srvs.srv import Trigger
 
 from fuse_core.bundle import read_manifest, resolve_bundle_path
 from fuse_core.errors import BundleError, ConfigError
-from fuse_core.sync import (StreamConfig, SyncConfig, Window, builder_from, stream_config,
+from fuse_core.sync import (StreamConfig, SyncConfig, Window, WindowSender, builder_from, stream_config,
                             stream_defaults)
 from fuse_core.sync.preprocess import PreprocessError
 from fuse_core.timing import RateMonitor, percentiles
-from fuse_interfaces.msg import ObservationTensor, ObservationWindow
+from fuse_interfaces.msg import ObservationWindow
 from fuse_nodes.common import (CONTROL_QOS, ERROR, LATCHED_QOS, OK, SENSOR_QOS, WARN, Diagnostics,
-                               declare_config, ns_to_time, run_node, time_to_ns)
-from fuse_nodes.conversions import ConversionError, array_to_tensor, image_to_array
+                               declare_config, run_node, time_to_ns)
+from fuse_nodes.conversions import ConversionError, image_to_array, window_to_msg
 
 #: Tick statistics kept for diagnostics (about 20 s at 5 Hz).
 _HISTORY = 100
-
-
-def window_to_msg(w: Window, frame_id: str) -> ObservationWindow:
-    """A fuse_core Window as a fuse_interfaces/ObservationWindow message."""
-    msg = ObservationWindow()
-    msg.header.stamp = ns_to_time(w.stamp_ns)
-    msg.header.frame_id = frame_id
-    msg.tick_index = w.tick_index
-    msg.window_size = w.window_size
-    msg.step_stamps = [ns_to_time(s) for s in w.step_stamps_ns]
-    msg.timestep_pad_mask = list(w.timestep_pad_mask)
-    msg.tensors = [array_to_tensor(ObservationTensor(), t.name, t.array, t.valid,
-                                   [ns_to_time(s) for s in t.sample_stamps_ns]) for t in w.tensors]
-    msg.newest_sample_stamp = ns_to_time(w.newest_sample_ns)
-    msg.stale_streams = list(w.stale_streams)
-    return msg
 
 
 class SyncNode(Node):
@@ -62,6 +46,9 @@ class SyncNode(Node):
     the timer in the executor's thread pool (median timer delay 25-59 ms vs 1-2 ms lazy).
     Lazy also spends less CPU (only the samples a window uses are converted: ~13 ms per
     tick vs ~37 ms eager). preprocess_mode: eager remains for machines with cores to spare.
+
+    Each sample's data is published once (fuse_core.sync.WindowSender): a window carries the
+    steps whose sample the previous window did not, and names the others by stamp and id.
     """
 
     def __init__(self) -> None:
@@ -95,6 +82,7 @@ class SyncNode(Node):
         unused = sorted(set(streams) - set(self.builder.stream_names))
 
         self.pub = self.create_publisher(ObservationWindow, '~/window', CONTROL_QOS)
+        self.sender = WindowSender()
         self.reset_srv = self.create_service(Trigger, '~/reset', self._on_reset)
         self.tick_monitor = RateMonitor()
         self._last_tick_ns: Optional[int] = None
@@ -199,7 +187,7 @@ class SyncNode(Node):
                 self.missed_ticks += max(0, round((t_ns - self._last_tick_ns) / self.dt_ns) - 1)
         self._jitter_ms.append((info.actual_call_time.nanoseconds - t_ns) / 1e6)  # within one period
         window = self.builder.build(t_ns)
-        self.pub.publish(window_to_msg(window, self.cfg.frame_id))
+        self.pub.publish(window_to_msg(self.sender.carried(window), self.cfg.frame_id))
         self._tick_ms.append(1e3 * (time.perf_counter() - wall0))
         self.windows_published += 1
         self.tick_monitor.tick()
@@ -214,6 +202,8 @@ class SyncNode(Node):
             'rate_hz': self.tick_monitor.rate_hz(), 'target_hz': 1e9 / self.dt_ns,
             'window_size': self.builder.window_size, 'windows_published': self.windows_published,
             'masked_steps': self.builder.masked_steps,
+            # Steps sent with their data / as a reference to data an earlier window carried.
+            'steps_carried': self.sender.steps_carried, 'steps_referenced': self.sender.steps_referenced,
             'missed_ticks': self.missed_ticks,
             # Jitter: how late each timer callback ran after its scheduled tick time.
             'tick_jitter_p50_ms': percentiles(jitter)['p50'] if jitter else 0.0,

@@ -34,6 +34,7 @@ from fuse_core.execution import (
     check_actions,
     make_strategy,
 )
+from fuse_core.sync.window import Window
 from fuse_core.timing import percentiles
 
 
@@ -126,6 +127,23 @@ class WindowInput:
     valid: Mapping[str, Sequence[bool]]
     sample_stamps: Mapping[str, Sequence[int]]
     stale_streams: Sequence[str] = ()
+    sample_ids: Optional[Mapping[str, Sequence[int]]] = None  # see Observation.sample_ids
+
+    @classmethod
+    def from_window(cls, w: Window, tensors: Optional[Mapping[str, np.ndarray]] = None) -> 'WindowInput':
+        """A full fuse_core Window (WindowBuilder's, or WindowReceiver's rebuild); `tensors`
+        replaces its arrays (e.g. deliberately altered ones)."""
+        return cls(
+            tick_index=w.tick_index,
+            stamp_ns=w.stamp_ns,
+            newest_sample_ns=w.newest_sample_ns,
+            tensors=tensors if tensors is not None else {t.name: t.array for t in w.tensors},
+            timestep_pad_mask=np.asarray(w.timestep_pad_mask, dtype=bool),
+            valid={t.name: list(t.valid) for t in w.tensors},
+            sample_stamps={t.name: list(t.sample_stamps_ns) for t in w.tensors},
+            stale_streams=list(w.stale_streams),
+            sample_ids={t.name: list(t.sample_ids) for t in w.tensors},
+        )
 
 
 @dataclass
@@ -308,6 +326,7 @@ class PolicyController:
         self._inference_ms: Deque[float] = collections.deque(maxlen=500)
         self._delay_ticks: Deque[int] = collections.deque(maxlen=500)
         self._tick_ms: Deque[float] = collections.deque(maxlen=500)
+        self._check_ms: Deque[float] = collections.deque(maxlen=500)  # a window's checks, once each
         self.last_observation: Optional[Observation] = None
         self._generation = 0  # bumped on every reset: a job started before it is discarded
         self._newest_by_tick: Dict[int, int] = {}  # async: chunk tick -> its newest sample stamp
@@ -371,6 +390,7 @@ class PolicyController:
         return decision
 
     def _process(self, win: WindowInput) -> Decision:
+        t0 = time.perf_counter()
         c = self.counters
         c.windows += 1
         age_s = (self.clock_ns() - win.stamp_ns) * 1e-9
@@ -387,6 +407,7 @@ class PolicyController:
             tensors=win.tensors,
             timestep_pad_mask=np.asarray(win.timestep_pad_mask, bool).copy(),
             sample_stamps=win.sample_stamps,
+            sample_ids=win.sample_ids,
         )
         try:
             self._check_window(obs, win)
@@ -403,6 +424,7 @@ class PolicyController:
                 f'window {win.tick_index}: no fresh sample at the newest step from {", ".join(stale)}',
             )
         self._mask_invalid_history(obs, win)
+        self._check_ms.append((time.perf_counter() - t0) * 1e3)
         self.last_observation = obs
         if self.asynchronous:
             return self._process_async(obs, win)
@@ -573,6 +595,7 @@ class PolicyController:
     def summary(self) -> Dict[str, object]:
         c = self.counters
         p = percentiles(list(self._inference_ms))
+        ck = percentiles(list(self._check_ms))
         out = {
             'bundle': self.runner.manifest.name,
             'providers': ','.join(self.runner.bundle.providers),
@@ -580,6 +603,9 @@ class PolicyController:
             'instruction': self.runner.instruction or '',
             'inference_p50_ms': p['p50'],
             'inference_p99_ms': p['p99'],
+            # The checks of a window that passed them (age, manifest, validity, freshness, history).
+            'check_p50_ms': ck['p50'],
+            'check_p99_ms': ck['p99'],
             'windows_received': c.windows,
             'commands_sent': c.commands,
             'late_windows': c.late,

@@ -28,11 +28,15 @@ class Observation:
     timestep_pad_mask: (W,) bool, False for padded history.
     sample_stamps: input name -> W capture stamps (ns; 0 = no sample). With stamps, the
     encoder output of a step is reused while the stamps of that step are unchanged.
+    sample_ids: input name -> W ids of the steps' data (fuse_core.sync.TensorWindow.sample_ids;
+    0 = none). With ids, equal stamps and ids are the same data, so a step is reused without
+    looking at its bytes; without them, a fingerprint of the data guards the stamps.
     """
 
     tensors: Mapping[str, np.ndarray]
     timestep_pad_mask: np.ndarray
     sample_stamps: Optional[Mapping[str, Sequence[int]]] = None
+    sample_ids: Optional[Mapping[str, Sequence[int]]] = None
 
 
 @dataclass
@@ -86,13 +90,15 @@ def check_observation(bundle: Bundle, obs: Observation) -> None:
     mask = np.asarray(obs.timestep_pad_mask)
     if mask.shape != (W,):
         raise ObservationError(f'timestep_pad_mask: expected shape [{W}], actual {list(mask.shape)}')
-    if obs.sample_stamps is not None:
+    for field, per_input in (('sample_stamps', obs.sample_stamps), ('sample_ids', obs.sample_ids)):
+        if per_input is None:
+            continue
         for name in m.input_names:
-            stamps = obs.sample_stamps.get(name)
-            if stamps is None or len(stamps) != W:
+            values = per_input.get(name)
+            if values is None or len(values) != W:
                 raise ObservationError(
-                    f'sample_stamps[{name!r}]: expected {W} stamps, '
-                    f'actual {None if stamps is None else len(stamps)}'
+                    f'{field}[{name!r}]: expected {W} entries, '
+                    f'actual {None if values is None else len(values)}'
                 )
 
 
@@ -192,11 +198,12 @@ class PolicyRunner:
         )
 
     def _step_key(self, obs: Observation, t: int) -> Optional[tuple]:
-        """(input name, sample stamp, fingerprint) for every input of step t, or None: not cacheable.
+        """(input name, sample stamp, data id or fingerprint) for every input of step t, or None:
+        not cacheable.
 
-        The stamp identifies the sample; the fingerprint (CRC of every 509th byte) guards the
-        rare case of the same sample arriving with different data, e.g. a DIGIT frame after
-        its background was recaptured.
+        The stamp identifies the sample. With sample ids, the id names the data; without, a
+        fingerprint (CRC of every 509th byte) guards the rare case of the same sample arriving
+        with different data, e.g. a DIGIT frame after its background was recaptured.
         """
         if obs.sample_stamps is None:
             return None
@@ -206,8 +213,14 @@ class PolicyRunner:
             if stamp == 0:
                 # A zero stamp means "no sample": its data is filler and must not be cached.
                 return None
-            raw = np.ascontiguousarray(obs.tensors[name][t]).reshape(-1).view(np.uint8)
-            key.append((name, stamp, zlib.crc32(raw[::509].tobytes())))
+            if obs.sample_ids is not None:
+                data_id = int(obs.sample_ids[name][t])
+                if data_id == 0:
+                    return None
+                key.append((name, stamp, 'id', data_id))
+            else:
+                raw = np.ascontiguousarray(obs.tensors[name][t]).reshape(-1).view(np.uint8)
+                key.append((name, stamp, 'crc', zlib.crc32(raw[::509].tobytes())))
         return tuple(key)
 
     def _encode_window(self, obs: Observation, pad: np.ndarray, reuse: bool):

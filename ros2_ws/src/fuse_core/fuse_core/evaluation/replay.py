@@ -166,12 +166,7 @@ def replay_episode(runner, rec, variant: str = 'correct') -> EpisodeReplay:
             action = applied_action(cmd, gripper)
             gripper = float(action[6])
             w = builder.build(t)
-            win = WindowInput(tick_index=w.tick_index, stamp_ns=w.stamp_ns, newest_sample_ns=w.newest_sample_ns,
-                              tensors={x.name: transform(x.name, x.array) for x in w.tensors},
-                              timestep_pad_mask=np.asarray(w.timestep_pad_mask, dtype=bool),
-                              valid={x.name: list(x.valid) for x in w.tensors},
-                              sample_stamps={x.name: list(x.sample_stamps_ns) for x in w.tensors},
-                              stale_streams=list(w.stale_streams))
+            win = WindowInput.from_window(w, tensors={x.name: transform(x.name, x.array) for x in w.tensors})
             clock[0] = t
             d = controller.process(win)
             if d.outcome != 'command':

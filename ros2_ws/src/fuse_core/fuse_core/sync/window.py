@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -25,23 +28,38 @@ class StreamSettings:
     capacity: int = 128        # and its size limit (memory bound)
 
 
-class _Sample:
-    """One received sample of one input: raw (lazy mode) or prepared, plus its cached final value."""
+@functools.lru_cache(maxsize=32)
+def zero_step(dtype: str, shape: Tuple[int, ...]) -> np.ndarray:
+    """The data of every invalid step of one (dtype, shape): zeros, read-only, allocated once."""
+    zeros = np.zeros(shape, dtype=dtype)
+    zeros.flags.writeable = False
+    return zeros
 
-    __slots__ = ('raw', 'encoding', 'prepared', 'error', 'value', 'value_version')
+
+class _Sample:
+    """One received sample of one input: raw (lazy mode) or prepared, plus its cached final value.
+
+    value_id names the value's bytes (see TensorWindow.sample_ids): a new value, after a
+    background change or a re-sent sample, gets a new id.
+    """
+
+    __slots__ = ('raw', 'encoding', 'prepared', 'error', 'value', 'value_version', 'value_id')
 
     def __init__(self, raw: Optional[np.ndarray], encoding: str, prepared: Optional[np.ndarray]) -> None:
         self.raw, self.encoding, self.prepared = raw, encoding, prepared
         self.error = ''
         self.value: Optional[np.ndarray] = None
         self.value_version = -1
+        self.value_id = 0
 
 
 class InputChannel:
     """The samples of one model input, and how to turn them into its model-ready array."""
 
-    def __init__(self, preprocessor: Preprocessor, settings: StreamSettings, eager: bool) -> None:
+    def __init__(self, preprocessor: Preprocessor, settings: StreamSettings, eager: bool,
+                 ids: Iterator[int]) -> None:
         self.pre = preprocessor
+        self._ids = ids  # the builder's sample ids, shared by its channels
         self.settings = settings
         self.eager = eager
         self.max_age_ns = int(round(settings.max_age_s * NS))
@@ -64,8 +82,11 @@ class InputChannel:
         else:
             self.buffer.insert(stamp_ns, _Sample(image, encoding, None))
 
-    def value_of(self, sample: _Sample) -> Optional[np.ndarray]:
-        """The model-ready array of a sample, prepared at most once and cached; None if unusable."""
+    def value_of(self, sample: _Sample) -> Tuple[Optional[np.ndarray], int]:
+        """(model-ready array, its id) of a sample, prepared at most once and cached; (None, 0) if unusable.
+
+        The array is read-only: windows share it with the cache and with each other.
+        """
         with self._lock:
             if sample.prepared is None and not sample.error:
                 try:
@@ -74,22 +95,47 @@ class InputChannel:
                     sample.error = str(exc)
                 sample.raw = None
             if sample.prepared is None:
-                return None
+                return None, 0
             version = self.pre.version()
             if sample.value_version != version:
-                sample.value = self.pre.finish(sample.prepared)
-                sample.value_version = version
-            return sample.value
+                value = self.pre.finish(sample.prepared)
+                if value is not None:
+                    value.flags.writeable = False
+                sample.value, sample.value_version, sample.value_id = value, version, next(self._ids)
+            return sample.value, (sample.value_id if sample.value is not None else 0)
 
 
 @dataclass
 class TensorWindow:
-    """One model input over the window: (W, *shape) with per-step validity and sample stamps."""
+    """One model input over the window: W steps of one (dtype, shape) with validity, stamps and ids.
+
+    steps[j] is the model-ready array of step j, shared (read-only) with the builder's cache
+    and with later windows instead of copied every tick: zeros where the step is invalid, the
+    oldest real step's array on padded steps. In a window as it travels (WindowSender.carried)
+    a step whose data an earlier window carried is None; WindowReceiver fills it in again.
+    sample_ids[j] names the bytes of step j (0 when invalid): one id is one sample's value in
+    one builder, so an id seen before needs no second look at the data.
+    """
 
     name: str
-    array: np.ndarray
+    dtype: np.dtype
+    shape: Tuple[int, ...]
+    steps: List[Optional[np.ndarray]]
     valid: List[bool]
     sample_stamps_ns: List[int]
+    sample_ids: List[int]
+
+    @functools.cached_property
+    def array(self) -> np.ndarray:
+        """The steps as one (W, *shape) array: a copy, made at first use."""
+        missing = [j for j, step in enumerate(self.steps) if step is None]
+        if missing:
+            raise ValueError(f'tensor {self.name!r}: steps {missing} are not in this window '
+                             '(a window as sent; rebuild it with WindowReceiver)')
+        out = np.empty((len(self.steps), *self.shape), dtype=self.dtype)
+        for j, step in enumerate(self.steps):
+            out[j] = step
+        return out
 
 
 @dataclass
@@ -153,12 +199,13 @@ class WindowBuilder:
         self.dt_ns = int(round(NS / self.control_rate_hz))
         self.channels: List[InputChannel] = []
         self.by_stream: Dict[str, List[InputChannel]] = {}
+        ids = itertools.count((secrets.randbits(30) << 32) + 1)
         for spec in inputs:
             pre = make_preprocessor(spec)
             if pre.stream not in streams:
                 raise ConfigError(f'manifest input {pre.name!r} reads stream {pre.stream!r}, which is not '
                                   f'configured (configured streams: {sorted(streams)})')
-            ch = InputChannel(pre, streams[pre.stream], eager)
+            ch = InputChannel(pre, streams[pre.stream], eager, ids)
             self.channels.append(ch)
             self.by_stream.setdefault(pre.stream, []).append(ch)
         if not self.channels:
@@ -229,23 +276,22 @@ class WindowBuilder:
         newest = 0
         for ch in self.channels:
             pre = ch.pre
-            arr = np.zeros((w, *pre.shape), dtype=pre.dtype)
+            dtype, shape = np.dtype(pre.dtype), tuple(int(d) for d in pre.shape)
+            data: List[Optional[np.ndarray]] = [zero_step(dtype.str, shape)] * w
             valid = [False] * w
             stamps = [0] * w
+            ids = [0] * w
             for j in range(first_real, w):
-                value, stamp, reason = self._lookup(ch, steps[j])
+                value, stamp, reason, value_id = self._lookup(ch, steps[j])
                 if value is None:
                     self.masked_steps += 1
                     if j == w - 1:
                         reasons.setdefault(pre.stream, reason)
                     continue
-                arr[j] = value
-                valid[j] = True
-                stamps[j] = stamp
+                data[j], valid[j], stamps[j], ids[j] = value, True, stamp, value_id
                 newest = max(newest, stamp)
-            if first_real > 0:
-                arr[:first_real] = arr[first_real]
-            tensors.append(TensorWindow(pre.name, arr, valid, stamps))
+            data[:first_real] = [data[first_real]] * first_real
+            tensors.append(TensorWindow(pre.name, dtype, shape, data, valid, stamps, ids))
         for stream, st in self.stats.items():
             if stream in reasons:
                 st.stale_ticks += 1
@@ -258,16 +304,16 @@ class WindowBuilder:
     def _lookup(self, ch: InputChannel, step_ns: int):
         found = ch.buffer.latest_at_or_before(step_ns)
         if found is None:
-            return None, 0, f'no {ch.settings.name} sample at or before the step'
+            return None, 0, f'no {ch.settings.name} sample at or before the step', 0
         stamp, sample = found
         age_ns = step_ns - stamp
         if age_ns > ch.max_age_ns:
             return None, stamp, (f'{ch.settings.name} is stale: newest sample {age_ns / NS:.3f} s old '
-                                 f'(max_age_s {ch.settings.max_age_s})')
-        value = ch.value_of(sample)
+                                 f'(max_age_s {ch.settings.max_age_s})'), 0
+        value, value_id = ch.value_of(sample)
         if value is None:
-            return None, stamp, ch.pre.unavailable_reason() or sample.error or 'sample unusable'
-        return value, stamp, ''
+            return None, stamp, ch.pre.unavailable_reason() or sample.error or 'sample unusable', 0
+        return value, stamp, '', value_id
 
     def preprocess_stats(self) -> Dict[str, Dict[str, float]]:
         """Per input: prepare calls and mean/last prepare time in milliseconds."""
