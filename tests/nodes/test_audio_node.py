@@ -146,6 +146,49 @@ def test_bad_parameter_fails_at_start_naming_it(rclpy_context):
         start_in_process_node(rclpy_context, FlakyMicrophone(), source='usb')
 
 
+def write_wav(path, seconds, sample_rate):
+    import wave
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pcm = (0.3 * np.sin(2 * np.pi * 440.0 * t) * 32767).astype('<i2')
+    with wave.open(str(path), 'wb') as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+
+
+def test_spectrograms_above_the_block_rate_and_after_a_replay_never_repeat_a_stamp(rclpy_context, tmp_path):
+    # 10 blocks a second, spectrograms asked for at 40 Hz, from a 1.5 s file that does not loop.
+    wav = tmp_path / 'tone.wav'
+    write_wav(wav, 1.5, 8000)
+    node = start_in_process_node(rclpy_context, None, source='file', file_path=str(wav), loop=False,
+                                 sample_rate=8000, block_size=800, spectrogram_rate_hz=40.0,
+                                 window_s=0.5, n_fft=256, hop_length=64, n_mels=32)
+    probe, executor = make_test_node(rclpy_context, 'probe')
+    executor.add_node(node)
+    log = AudioLog(probe)
+    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
+    try:
+        assert wait_for(lambda: any(v.get('state') == 'finished' for _, _, v in log.statuses), 15.0, spin)
+        done = len(log.spectrograms)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.0:  # 40 timer ticks after the end of the file
+            spin()
+    finally:
+        node.close()
+        executor.shutdown()
+    assert len(log.chunks) == 15
+    stamps = [s['stamp_ns'] for s in log.spectrograms]
+    assert stamps and len(set(stamps)) == len(stamps), stamps
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    # One spectrogram per block at most, the first once the 0.5 s window is full: never a repeat.
+    assert len(stamps) <= 15 - 4 and len(log.spectrograms) == done
+    # A finished replay is reported as finished, at level OK, with no failure counted.
+    level, message, values = [st for st in log.statuses if st[2].get('state') == 'finished'][-1]
+    assert level == 0 and message.startswith('finished: ') and 'end of file' in message
+    assert int(values['failures']) == 0
+
+
 # --- its own process, over DDS --------------------------------------------------------------------
 @pytest.mark.integration
 def test_synthetic_audio_node_streams_chunks_and_spectrograms(launch_node, rclpy_context):

@@ -87,6 +87,17 @@ def test_fatal_errors_end_supervision(exc, state):
     assert sup.state == state  # stays visible after close
 
 
+def test_end_of_a_replay_is_a_finished_state_not_a_failure():
+    dev, clock, errors, states = FakeDevice(fail_read_at=3, read_error=SourceExhaustedError('end of file')), \
+        Clock(), [], []
+    sup = make(dev, clock, on_error=errors.append, on_state=states.append)
+    assert [sup.poll(), sup.poll(), sup.poll()] == [1, 2, None]
+    st = sup.status()
+    assert st.state == FINISHED and st.finished_reason == 'end of file' == sup.finished_reason
+    assert (st.failures, st.consecutive_failures, st.last_error) == (0, 0, '')
+    assert errors == [] and states[-1] == FINISHED and dev.closes == 1
+
+
 def test_thread_delivers_items_and_stop_closes_promptly():
     dev = FakeDevice(missing=1)
     got, seen_two = [], threading.Event()

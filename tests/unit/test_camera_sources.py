@@ -278,13 +278,18 @@ def test_a_failing_frame_handler_is_reported_not_fatal():
 def test_finished_file_stops_the_loop(tmp_path):
     import cv2
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((4, 4, 3), np.uint8))
-    frames = []
+    frames, logs = [], []
     runner = SourceRunner(ImageFolderSource(str(tmp_path), 500.0, loop=False),
-                          lambda f, t: frames.append(f))
+                          lambda f, t: frames.append(f), log=lambda level, msg: logs.append((level, msg)))
     runner.start()
     assert _wait(lambda: runner.state == 'finished')
     runner.stop()
     assert len(frames) == 1 and runner.state == 'finished'
+    # The end of a replay is no failure: no error counted or logged, the reason reported.
+    status = runner.status()
+    assert status['errors'] == 0 and status['last_error'] == ''
+    assert 'image folder' in runner.finished_reason and status['finished'] == runner.finished_reason
+    assert [level for level, _ in logs] == ['info', 'info'] and 'finished' in logs[-1][1]
 
 
 def test_retry_delays_double_up_to_the_cap_and_are_logged():

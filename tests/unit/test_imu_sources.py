@@ -291,15 +291,20 @@ def test_reader_stops_at_the_end_of_a_non_looping_file(tmp_path):
     f = tmp_path / 'imu.bin'
     f.write_bytes(data)
     got = []
+    logs = []
     reader = ImuReader(RawFileImuSource(str(f), 'vectornav', byte_rate=1e6, loop=False), got.extend,
-                       backoff_s=0.05)
+                       backoff_s=0.05, log=lambda level, msg: logs.append((level, msg)))
     reader.start()
     try:
         assert wait_until(lambda: reader.finished)
     finally:
         reader.stop()
     assert len(got) == 10
-    assert 'ended' in reader.status()['last_error']
+    # The end of the file is a state, not a failure: reported as finished, logged at info.
+    status = reader.status()
+    assert 'ended' in status['finished'] and 'ended' in reader.finished_reason
+    assert status['failures'] == 0 and status['last_error'] == ''
+    assert all(level == 'info' for level, _ in logs) and 'finished' in logs[-1][1]
 
 
 # --- raw files ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ class SupervisorStatus:
     failures: int
     consecutive_failures: int
     retry_in_s: Optional[float]
+    finished_reason: str = ''  # why a replay ended (state FINISHED), '' otherwise
 
 
 class Supervisor(Generic[H, R]):
@@ -34,8 +35,10 @@ class Supervisor(Generic[H, R]):
     Any exception from open or read closes the handle and schedules a reopen after a backoff
     that starts at ``backoff_s`` and doubles up to ``backoff_max_s``; a successful read resets
     it. Exceptions of a ``fatal`` type (by default ConfigError and SourceExhaustedError) end
-    the loop instead: retrying cannot help. ``on_error(message)`` and ``on_state(state)`` are
-    called on every failure and state change (e.g. to log).
+    the loop instead: retrying cannot help. A SourceExhaustedError (the end of a non-looping
+    replay) is no failure: the state becomes FINISHED with ``finished_reason`` saying why, and
+    neither ``last_error`` nor the failure count changes. ``on_error(message)`` is called on
+    every failure and ``on_state(state)`` on every state change (e.g. to log).
 
     Use :meth:`poll` from your own loop (one step, never sleeps: it suits tests with a fake
     clock), or :meth:`start`/:meth:`stop` to run the loop in a thread that hands each item to
@@ -61,6 +64,7 @@ class Supervisor(Generic[H, R]):
         self._handle: Optional[H] = None
         self._state = IDLE
         self._last_error = ''
+        self._finished_reason = ''
         self._connects = 0
         self._failures = 0
         self._consecutive = 0
@@ -79,6 +83,11 @@ class Supervisor(Generic[H, R]):
         return self._last_error
 
     @property
+    def finished_reason(self) -> str:
+        """Why the source ended (the SourceExhaustedError's message) once FINISHED, else ''."""
+        return self._finished_reason
+
+    @property
     def handle(self) -> Optional[H]:
         """The open handle, or None while disconnected."""
         return self._handle
@@ -87,7 +96,7 @@ class Supervisor(Generic[H, R]):
         with self._lock:
             retry = max(0.0, self._next_attempt - self._clock()) if self._state == BACKOFF else None
             return SupervisorStatus(self._state, self._last_error, self._connects, self._failures,
-                                    self._consecutive, retry)
+                                    self._consecutive, retry, self._finished_reason)
 
     def _set_state(self, state: str) -> None:
         if state != self._state:
@@ -95,15 +104,27 @@ class Supervisor(Generic[H, R]):
             if self._on_state is not None:
                 self._on_state(state)
 
-    def _fail(self, stage: str, exc: BaseException) -> None:
-        message = f'{self.name}: {stage} failed: {type(exc).__name__}: {exc}'
+    def _close_handle(self) -> str:
+        """Close the open handle (if any); returns what a failing close said, or ''."""
         handle, self._handle = self._handle, None
         if handle is not None:
             try:
                 self._close_fn(handle)
             except Exception as close_exc:  # the device is already broken; keep the first error
-                message += f' (close also failed: {close_exc})'
+                return f' (close also failed: {close_exc})'
+        return ''
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
         final = isinstance(exc, self.fatal)
+        if final and isinstance(exc, SourceExhaustedError):
+            # The end of a non-looping replay: a state of its own, not a failure.
+            self._close_handle()
+            with self._lock:
+                self._finished_reason = str(exc)
+            self._set_state(FINISHED)
+            return
+        message = f'{self.name}: {stage} failed: {type(exc).__name__}: {exc}'
+        message += self._close_handle()
         with self._lock:
             self._last_error = message
             self._failures += 1
@@ -113,7 +134,7 @@ class Supervisor(Generic[H, R]):
         if self._on_error is not None:
             self._on_error(message)
         if final:
-            self._set_state(FINISHED if isinstance(exc, SourceExhaustedError) else FAILED)
+            self._set_state(FAILED)
         else:
             self._set_state(BACKOFF)
 

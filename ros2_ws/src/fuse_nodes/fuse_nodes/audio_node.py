@@ -6,9 +6,11 @@ import array
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from collections import deque
+from typing import Callable, Deque, Optional, Tuple
 
 import numpy as np
+from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -18,8 +20,8 @@ from fuse_core.audio.sources import AudioBlock, AudioSource, make_source
 from fuse_core.supervisor import BACKOFF, CONNECTED, FAILED, FINISHED, Supervisor
 from fuse_core.timing import RateMonitor, percentiles
 from fuse_interfaces.msg import AudioChunk
-from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, ns_to_time,
-                               run_node)
+from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, SensorStamp, declare_config,
+                               ns_to_time, run_node)
 from fuse_nodes.conversions import array_to_image
 
 #: FuSe's spectrogram encoder takes exactly this (n_mels, frames).
@@ -33,13 +35,17 @@ class AudioNode(Node):
 
     Chunks are published from the source thread as they arrive; the spectrogram of the newest
     window_s of audio is computed on a timer at spectrogram_rate_hz and stamped with the
-    capture time of the window's newest sample.
+    capture time of the window's newest sample (under use_sim_time, the shared SensorStamp
+    policy, with the stamp of the chunk that carried it). A tick with no new audio since the last
+    spectrogram publishes nothing, so no two spectrograms share a stamp (a finished replay,
+    or spectrogram_rate_hz above the block rate).
     """
 
     def __init__(self, source_factory: Optional[SourceFactory] = None, node_name: str = 'audio',
                  **node_kwargs) -> None:
         super().__init__(node_name, **node_kwargs)
         self.cfg = cfg = declare_config(self, AudioConfig)
+        self._stamp = SensorStamp(self)
         self._factory = source_factory or make_source
         self._spectrogram = cfg.spectrogram()
         window = cfg.window_samples
@@ -53,6 +59,9 @@ class AudioNode(Node):
         self._source: Optional[AudioSource] = None
         self._index_base = 0
         self._new_source = False
+        # (running index of a chunk's last sample, the stamp it was published with), newest last.
+        self._chunk_stamps: Deque[Tuple[int, TimeMsg]] = deque(maxlen=64)
+        self._last_spectrogram_index: Optional[int] = None
         self._stale_s = max(0.5, 5.0 * cfg.block_size / cfg.sample_rate)
         self._supervisor: Supervisor = Supervisor(
             self._open_source, lambda src: src.read(0.2), lambda src: src.close(), name='audio source',
@@ -88,7 +97,8 @@ class AudioNode(Node):
 
     def _log_state(self, state: str) -> None:
         if self.context.ok():
-            self.get_logger().info(f'audio source state: {state}')
+            detail = f': {self._supervisor.finished_reason}' if state == FINISHED else ''
+            self.get_logger().info(f'audio source state: {state}{detail}')
 
     def _continue_index(self, block: AudioBlock) -> int:
         """Running sample index across reopened sources: the time spent disconnected is a gap."""
@@ -103,9 +113,12 @@ class AudioNode(Node):
 
     def _publish_chunk(self, block: AudioBlock) -> None:
         index = self._continue_index(block)
+        stamp = self._stamp(block.capture_time_ns)
+        with self._lock:  # recorded before the samples enter the ring, for the spectrogram's stamp
+            self._chunk_stamps.append((index + block.frames - 1, stamp))
         self._ring.write(block.mono(), block.capture_time_ns, index)
         msg = AudioChunk()
-        msg.header.stamp = ns_to_time(block.capture_time_ns)
+        msg.header.stamp = stamp
         msg.header.frame_id = self.cfg.frame_id
         msg.sample_rate = block.sample_rate
         msg.channels = block.channels
@@ -131,6 +144,8 @@ class AudioNode(Node):
         latest = self._ring.read_latest(self._spectrogram.window_samples)
         if latest is None:
             return  # less than one window captured yet
+        if latest.newest_index == self._last_spectrogram_index:
+            return  # no new audio since the last spectrogram: the same stamp would be republished
         age_s = (time.time_ns() - latest.newest_time_ns) / 1e9
         if age_s > self._stale_s:
             return  # the source stalled: republishing old audio would hide it
@@ -138,10 +153,21 @@ class AudioNode(Node):
         db = self._spectrogram(latest.samples)
         self._compute_ms.append((time.perf_counter() - t0) * 1e3)
         del self._compute_ms[:-200]
-        msg = array_to_image(db, '32FC1', stamp=ns_to_time(latest.newest_time_ns),
+        msg = array_to_image(db, '32FC1', stamp=self._window_stamp(latest.newest_index, latest.newest_time_ns),
                              frame_id=self.cfg.frame_id)
         self._spec_pub.publish(msg)
+        self._last_spectrogram_index = latest.newest_index
         self._spectrograms.tick()
+
+    def _window_stamp(self, newest_index: int, newest_time_ns: int) -> TimeMsg:
+        """The stamp of the chunk that carried the window's newest sample."""
+        if not self._stamp.sim_time:
+            return ns_to_time(newest_time_ns)
+        with self._lock:
+            for last_index, stamp in reversed(self._chunk_stamps):
+                if last_index == newest_index:
+                    return stamp
+        return self._stamp(newest_time_ns)
 
     # --- diagnostics ------------------------------------------------------------------------
     def _status(self):
@@ -168,8 +194,8 @@ class AudioNode(Node):
         prefix = 'SYNTHETIC source; ' if cfg.source == 'synthetic' else ''
         if sup.state in (BACKOFF, FAILED):
             return ERROR, f'{prefix}no audio: {sup.last_error}', values
-        if sup.state == FINISHED:
-            return WARN, f'{prefix}source finished: {sup.last_error}', values
+        if sup.state == FINISHED:  # a non-looping replay ended: done, not failed
+            return OK, f'{prefix}finished: {sup.finished_reason}', values
         if sup.state != CONNECTED:
             return WARN, f'{prefix}source {sup.state}', values
         if chunk_hz < 0.9 * expected_chunk_hz or spec_hz < 0.9 * cfg.spectrogram_rate_hz:

@@ -10,8 +10,8 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fuse_core.camera import CameraConfig, SourceRunner, make_camera_source
 from fuse_core.camera.calibration import CalibrationError, CameraCalibration, check_size, load_calibration
-from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, log_at,
-                               ns_to_time, run_node)
+from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, SensorStamp, declare_config,
+                               log_at, run_node)
 from fuse_nodes.conversions import array_to_image
 
 
@@ -28,7 +28,7 @@ class CameraNode(Node):
         super().__init__('camera')
         self.cfg = declare_config(self, CameraConfig)
         self.frame_id = self.cfg.frame_id or f'{self.get_name()}_optical_frame'
-        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._stamp = SensorStamp(self)
         self.source = make_camera_source(self.cfg, name=self.get_name())
         self.pub = self.create_publisher(Image, '~/image_raw', SENSOR_QOS)
         self.pub_info = self.create_publisher(CameraInfo, '~/camera_info', SENSOR_QOS)
@@ -73,8 +73,7 @@ class CameraNode(Node):
         return msg
 
     def _publish(self, frame, stamp_ns: int) -> None:
-        # Under simulated time the capture moment is expressed on the node clock.
-        stamp = self.get_clock().now().to_msg() if self._sim_time else ns_to_time(stamp_ns)
+        stamp = self._stamp(stamp_ns)
         msg = array_to_image(frame, 'bgr8', stamp=stamp, frame_id=self.frame_id)
         try:
             self.pub.publish(msg)
@@ -95,8 +94,8 @@ class CameraNode(Node):
         values.update(target_hz=self.cfg.framerate, frame_id=self.frame_id,
                       calibration=self.calibration_status)
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
-        if runner.state == 'finished':
-            return WARN, prefix + 'replay finished', values
+        if runner.state == 'finished':  # a non-looping replay ended: done, not failed
+            return OK, prefix + f'finished: {runner.finished_reason}', values
         if not runner.streaming:
             return ERROR, prefix + f'{runner.state}: {mon.last_error or "no device yet"}', values
         age = values.get('frame_age_s')

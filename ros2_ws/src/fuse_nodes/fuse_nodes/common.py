@@ -54,6 +54,26 @@ def time_to_ns(t: TimeMsg) -> int:
     return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
 
+class SensorStamp:
+    """The one stamp policy of every sensor node: a sample's capture time, or under
+    ``use_sim_time`` the node clock at the moment the sample reaches the node.
+
+    Capture times are wall-clock; under simulated time (a bag or the twin publishing
+    ``/clock``) a wall-clock stamp would look hours stale to every consumer, so the capture
+    moment is expressed on the node clock instead. ``stamp(capture_ns)`` returns the header
+    stamp of a sample captured at ``capture_ns`` (wall ns).
+    """
+
+    def __init__(self, node: Node) -> None:
+        self._clock = node.get_clock()
+        self.sim_time = bool(node.get_parameter('use_sim_time').value)
+
+    def __call__(self, capture_ns: int) -> TimeMsg:
+        if self.sim_time:
+            return self._clock.now().to_msg()
+        return ns_to_time(capture_ns)
+
+
 # --- logging --------------------------------------------------------------------------------
 def log_at(logger: Any, level: str, message: str) -> None:
     """Log `message` at `level` ('info', 'warn' or anything else for error) on an rclpy logger."""

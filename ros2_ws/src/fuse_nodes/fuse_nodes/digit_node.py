@@ -12,8 +12,8 @@ from sensor_msgs.msg import Image
 from fuse_core.camera import SourceRunner
 from fuse_core.digit import BackgroundCapture, DigitConfig, GlitchDetector, make_digit_source
 from fuse_interfaces.srv import CaptureBackground
-from fuse_nodes.common import (ERROR, OK, LATCHED_QOS, SENSOR_QOS, WARN, Diagnostics, declare_config,
-                               log_at, ns_to_time, run_node)
+from fuse_nodes.common import (ERROR, OK, LATCHED_QOS, SENSOR_QOS, WARN, Diagnostics, SensorStamp,
+                               declare_config, log_at, run_node)
 from fuse_nodes.conversions import array_to_image
 
 
@@ -29,7 +29,7 @@ class DigitNode(Node):
         super().__init__('digit')
         self.cfg = declare_config(self, DigitConfig)
         self.frame_id = self.cfg.frame_id or f'{self.get_name()}_frame'
-        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._stamp = SensorStamp(self)
         self.source = make_digit_source(self.cfg, name=self.get_name())
         self.glitches = GlitchDetector(self.cfg.glitch_threshold, self.cfg.glitch_min_rows)
         self.glitched_frames = 0
@@ -56,10 +56,6 @@ class DigitNode(Node):
         if self.cfg.capture_background_on_start:
             self.background.request(self.cfg.background_frames)
         self.runner.start()
-
-    def _stamp(self, stamp_ns: int):
-        # Under simulated time the capture moment is expressed on the node clock.
-        return self.get_clock().now().to_msg() if self._sim_time else ns_to_time(stamp_ns)
 
     def _on_frame(self, frame, stamp_ns: int) -> None:
         if self.glitches.is_glitched(frame):
@@ -114,8 +110,8 @@ class DigitNode(Node):
                       orientation=self.cfg.orientation, frame_id=self.frame_id,
                       backgrounds_published=self._backgrounds_published)
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
-        if runner.state == 'finished':
-            return WARN, prefix + 'replay finished', values
+        if runner.state == 'finished':  # a non-looping replay ended: done, not failed
+            return OK, prefix + f'finished: {runner.finished_reason}', values
         if not runner.streaming:
             return ERROR, prefix + f'{runner.state}: {mon.last_error or "no device yet"}', values
         if self._backgrounds_published == 0:

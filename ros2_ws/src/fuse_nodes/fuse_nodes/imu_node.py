@@ -14,8 +14,8 @@ from fuse_core.imu.reader import ImuReader
 from fuse_core.imu.sample import ImuSample
 from fuse_core.imu.sources import make_source
 from fuse_core.timing import wall_ns
-from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, declare_config, log_at,
-                               ns_to_time, run_node)
+from fuse_nodes.common import (ERROR, OK, SENSOR_QOS, WARN, Diagnostics, SensorStamp, declare_config,
+                               log_at, run_node)
 from fuse_nodes.conversions import fill_imu, fill_mag
 
 
@@ -31,7 +31,7 @@ class ImuNode(Node):
     def __init__(self) -> None:
         super().__init__('imu')
         self.cfg = declare_config(self, ImuConfig)
-        self._sim_time = bool(self.get_parameter('use_sim_time').value)
+        self._stamp = SensorStamp(self)
         self.source = make_source(self.cfg)
         self.pub_data = self.create_publisher(Imu, '~/data', SENSOR_QOS)
         self.pub_mag = self.create_publisher(MagneticField, '~/mag', SENSOR_QOS)
@@ -48,8 +48,7 @@ class ImuNode(Node):
     def _publish(self, samples: List[ImuSample]) -> None:
         cfg = self.cfg
         for s in samples:
-            # Under simulated time the capture moment is expressed on the node clock.
-            stamp = self.get_clock().now().to_msg() if self._sim_time else ns_to_time(s.stamp_ns)
+            stamp = self._stamp(s.stamp_ns)
             imu = Imu()
             imu.header.stamp = stamp
             imu.header.frame_id = cfg.frame_id
@@ -80,8 +79,8 @@ class ImuNode(Node):
             values['sample_age_s'] = (wall_ns() - self.reader.last_stamp_ns) / 1e9
         prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
         state = self.reader.state
-        if state == 'finished':
-            return WARN, prefix + 'replay finished', values
+        if state == 'finished':  # a non-looping replay ended: done, not failed
+            return OK, prefix + f'finished: {self.reader.finished_reason}', values
         if state != 'connected':
             return ERROR, prefix + f'{state}: {values["last_error"] or "no device yet"}', values
         age = values.get('sample_age_s')

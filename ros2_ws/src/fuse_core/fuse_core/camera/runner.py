@@ -23,10 +23,10 @@ class SourceRunner:
     Connecting, reading and reconnecting with backoff are the shared
     :class:`~fuse_core.supervisor.Supervisor`'s, so a missing device at start-up and an unplug
     later are the same path; a file source that ends without looping ends the loop (state
-    'finished'). On top of it this adds what frame streams need: frames older than
-    `max_age_s` when they reach this loop are dropped and counted (a consumer that fell behind
-    must not publish old data with a fresh look), and a RateMonitor plus the newest capture
-    time for diagnostics.
+    'finished', with `finished_reason`; not a failure). On top of it this adds what frame
+    streams need: frames older than `max_age_s` when they reach this loop are dropped and
+    counted (a consumer that fell behind must not publish old data with a fresh look), and a
+    RateMonitor plus the newest capture time for diagnostics.
     """
 
     def __init__(self, source: FrameSource, on_frame: Callable[[np.ndarray, int], None],
@@ -86,7 +86,7 @@ class SourceRunner:
         elif state == FAILED:
             self._report(sup.last_error)
         elif state == FINISHED:
-            self._log('info', sup.last_error)
+            self._log('info', f'{self.source.describe()}: finished: {sup.finished_reason}')
 
     # -- control and state ---------------------------------------------------------------------
     def start(self) -> None:
@@ -99,6 +99,11 @@ class SourceRunner:
     def state(self) -> str:
         state = self.supervisor.state
         return _STATE_NAMES.get(state, state)
+
+    @property
+    def finished_reason(self) -> str:
+        """Why a non-looping replay ended (state 'finished'), else ''."""
+        return self.supervisor.finished_reason
 
     @property
     def streaming(self) -> bool:
@@ -122,6 +127,8 @@ class SourceRunner:
             'drops': mon.drops + self.source.frames_skipped, 'reconnects': self.reconnects,
             'errors': mon.errors, 'last_error': mon.last_error,
         }
+        if self.finished_reason:
+            values['finished'] = self.finished_reason
         if self.last_stamp_ns is not None:
             values['frame_age_s'] = (wall_ns() - self.last_stamp_ns) / 1e9
         if self.source.actual is not None:

@@ -19,9 +19,10 @@ class ImuReader:
 
     Reconnection is the shared :class:`~fuse_core.supervisor.Supervisor`'s: a missing or
     failing device closes the source, records the error and reopens it after a backoff that
-    starts at ``backoff_s`` and doubles up to 16x; only the end of a non-looping file or
-    stop() ends the thread. ``on_samples`` runs on the reader thread and must be quick: it
-    paces how fast the device is drained.
+    starts at ``backoff_s`` and doubles up to 16x; only the end of a non-looping file (state
+    'finished', with ``finished_reason``; not a failure) or stop() ends the thread.
+    ``on_samples`` runs on the reader thread and must be quick: it paces how fast the device
+    is drained.
     """
 
     def __init__(self, source: ImuSource, on_samples: Callable[[List[ImuSample]], None],
@@ -50,9 +51,6 @@ class ImuReader:
     def _on_error(self, message: str) -> None:
         self.monitor.error(message)
         # Called before the supervisor enters its new state, so the delay is worked out here.
-        if 'SourceExhaustedError' in message:
-            self._log('warn', message)
-            return
         sup = self.supervisor
         retry = min(sup.backoff_s * 2 ** (sup.status().consecutive_failures - 1), sup.backoff_max_s)
         self._log('error', f'{message}; retrying in {retry:.2g} s')
@@ -60,6 +58,8 @@ class ImuReader:
     def _on_state(self, state: str) -> None:
         if state == CONNECTED:
             self._log('info', f'reading {self.source.describe()}')
+        elif state == FINISHED:
+            self._log('info', f'{self.source.describe()}: finished: {self.finished_reason}')
 
     def _deliver(self, samples: List[ImuSample]) -> None:
         now = time.monotonic()
@@ -88,6 +88,11 @@ class ImuReader:
         return self.supervisor.state == FINISHED
 
     @property
+    def finished_reason(self) -> str:
+        """Why a non-looping replay ended (state 'finished'), else ''."""
+        return self.supervisor.finished_reason
+
+    @property
     def reconnects(self) -> int:
         return max(0, self.supervisor.status().connects - 1)
 
@@ -106,6 +111,8 @@ class ImuReader:
         }
         if st.state == BACKOFF and st.retry_in_s is not None:
             values['retry_in_s'] = st.retry_in_s
+        if st.finished_reason:
+            values['finished'] = st.finished_reason
         values.update(self.source.parser.counters())
         skipped = getattr(self.source, 'skipped', None)
         if skipped is not None:
