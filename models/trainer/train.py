@@ -468,18 +468,23 @@ class Trainer:
         except ImportError:
             return
         fig, ax = plt.subplots(figsize=(7, 4))
-        steps = [r['step'] for r in self.history]
-        for k in ('loss', 'action', 'contrastive', 'generative', 'l2sp'):
-            ys = [r.get(k) for r in self.history]
-            if any(y is not None for y in ys):
-                ax.plot(steps, [y if y is not None else float('nan') for y in ys], label=k)
-        ax.set_xlabel('step')
-        ax.set_yscale('log')
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(self.out / 'curves.png', dpi=100)
-        plt.close(fig)
+        try:
+            steps = [r['step'] for r in self.history]
+            for k in ('loss', 'action', 'contrastive', 'generative', 'l2sp', 'val_action'):
+                ys = [r.get(k) for r in self.history]
+                if any(y is not None for y in ys):
+                    pts = [(s, y) for s, y in zip(steps, ys) if y is not None]
+                    ax.plot([s for s, _ in pts], [y for _, y in pts], label=k, marker='o' if k == 'val_action' else None)
+            ax.set_xlabel('step')
+            ax.set_yscale('log')
+            ax.legend()
+            ax.grid(alpha=0.3)
+            fig.tight_layout()
+            fig.savefig(self.out / 'curves.png', dpi=100)
+        except Exception as exc:  # noqa: BLE001 - a plot must never end a long run; the CSV/JSON are written
+            self.log(f'curves.png not written ({type(exc).__name__}: {str(exc)[:200]}); metrics.csv is')
+        finally:
+            plt.close(fig)
 
     def final_state(self) -> Dict[str, torch.Tensor]:
         """The weights to export: the trained ones, or their WiSE-FT mix with the pretrained ones."""

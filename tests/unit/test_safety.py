@@ -276,3 +276,20 @@ def test_long_reasons_are_bounded(at_start):
     f, q = at_start
     d = f.hold_request('x' * 10_000, int(1.0 * S))
     assert len(d.reason) < 400 and len(f.hold_reason) < 400 and '10000 chars' in d.reason
+
+
+def test_move_to_start_from_a_twisted_configuration_finds_a_solution():
+    """The IK seeded with these measured joints fails to reach the start pose; the move must
+    still be planned (from the sleep or home seed), and its path is still checked."""
+    from fuse_core.arm.kinematics import HOME_JOINTS
+    twisted = np.array([0.688, -0.672, -1.595, -2.43, 1.136, 2.075])
+    local = WX250S.ik(pose_from_xyz_rpy(START_XYZ, (0, 0, 0)), twisted, max_iterations=200)
+    assert not local.success  # the case this test is about
+    f = SafetyFilter()
+    d = f.move_to_start(START_XYZ, (0, 0, 0), twisted, now_ns=0)
+    assert d.kind in (APPLY, REJECT)
+    if d.kind == REJECT:  # only the path check may refuse it, never the IK
+        assert 'path refused' in d.reason, d.reason
+    else:
+        np.testing.assert_allclose(WX250S.fk(d.joints)[:3, 3], START_XYZ, atol=2e-3)
+    assert SafetyFilter().move_to_start(START_XYZ, (0, 0, 0), HOME_JOINTS, now_ns=0).kind == APPLY

@@ -8,8 +8,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, WX250S, ArmKinematics, bridge_state_to_pose,
-                                      rotation_to_rpy, rpy_to_rotation)
+from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, HOME_JOINTS, SLEEP_JOINTS, WX250S, ArmKinematics,
+                                      bridge_state_to_pose, rotation_to_rpy, rpy_to_rotation)
 from fuse_core.arm.gate import MAX_REASON_CHARS, bounded
 from fuse_core.arm.path import PathChecker, PathResult
 
@@ -423,9 +423,16 @@ class SafetyFilter:
             return Decision(REJECT, f'pose xyz {np.round(xyz, 4).tolist()} is outside the workspace '
                                     f'{lo.tolist()}..{hi.tolist()}')
         measured = np.asarray(measured_joints, dtype=float)
-        result = self.kinematics.ik(pose, measured, max_iterations=max(self.limits.ik_max_iterations, 200),
-                                    position_tolerance=self.limits.ik_position_tolerance,
-                                    orientation_tolerance=self.limits.ik_orientation_tolerance)
+        # Seeded with the measured joints first (the nearest solution); from a folded or twisted
+        # configuration (where a policy may have left the arm) that local solve often fails, so
+        # the arm's sleep and home configurations are tried next. The path check below judges
+        # whichever solution is found.
+        for seed in (measured, SLEEP_JOINTS, HOME_JOINTS):
+            result = self.kinematics.ik(pose, seed, max_iterations=max(self.limits.ik_max_iterations, 200),
+                                        position_tolerance=self.limits.ik_position_tolerance,
+                                        orientation_tolerance=self.limits.ik_orientation_tolerance)
+            if result.success:
+                break
         if not result.success:
             self.counters.ik_failures += 1
             return Decision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
