@@ -474,7 +474,8 @@ class Trainer:
                 ys = [r.get(k) for r in self.history]
                 if any(y is not None for y in ys):
                     pts = [(s, y) for s, y in zip(steps, ys) if y is not None]
-                    ax.plot([s for s, _ in pts], [y for _, y in pts], label=k, marker='o' if k == 'val_action' else None)
+                    marker = 'o' if k == 'val_action' else None
+                    ax.plot([s for s, _ in pts], [y for _, y in pts], label=k, marker=marker)
             ax.set_xlabel('step')
             ax.set_yscale('log')
             ax.legend()
