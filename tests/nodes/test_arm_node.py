@@ -330,11 +330,14 @@ def test_applied_command_records_what_the_filter_executed_not_what_was_sent(arm)
     from fuse_interfaces.msg import DeltaEECommand
 
     from fuse_nodes.common import STATE_QOS
-    proc, client = arm()
+    # A long validity (and the age bound that allows it): on a loaded machine delivery can take
+    # longer than the default 0.5 s, and this test is about what the filter executed, not about
+    # staleness (tested elsewhere).
+    proc, client = arm(max_command_age_s=10.0)
     applied = []
     client.node.create_subscription(DeltaEECommand, '/arm/applied_command', applied.append, STATE_QOS)
     go_to_start(proc, client)
-    sent = client.send(translation=(0.02, 0.0, 0.01), rotation=(0.0, 0.0, 0.1))
+    sent = client.send(translation=(0.02, 0.0, 0.01), rotation=(0.0, 0.0, 0.1), valid_for=5.0)
     assert wait_for(lambda: applied, 5.0, client.spin), proc.log()
     a = applied[-1]
     assert not a.hold and a.tick_index == client.tick - 1
@@ -343,12 +346,12 @@ def test_applied_command_records_what_the_filter_executed_not_what_was_sent(arm)
     np.testing.assert_allclose(a.rotation, [0.0, 0.0, 0.1], atol=1e-9)
     client.spin_for(0.2)
     # Sent 3 m sideways: the filter clips to 5 cm, and that is what the recording gets.
-    client.send(translation=(0.0, 3.0, 0.0))
+    client.send(translation=(0.0, 3.0, 0.0), valid_for=5.0)
     assert wait_for(lambda: len(applied) >= 2, 5.0, client.spin), proc.log()
     a = applied[-1]
     assert not a.hold and a.translation[1] == pytest.approx(0.05, abs=1e-9) and 'clipped' in a.reason
     client.spin_for(0.2)
-    client.send(translation=(float('nan'), 0.0, 0.0))
+    client.send(translation=(float('nan'), 0.0, 0.0), valid_for=5.0)
     assert wait_for(lambda: len(applied) >= 3, 5.0, client.spin), proc.log()
     a = applied[-1]
     assert a.hold and 'non-finite' in a.reason and list(a.translation) == [0.0, 0.0, 0.0]
