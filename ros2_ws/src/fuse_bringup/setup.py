@@ -1,13 +1,11 @@
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import setup
 
 package_name = 'fuse_bringup'
 
+# Name, version, dependencies and the `fuse` command are in setup.cfg.
 setup(
-    name=package_name,
-    version='0.1.0',
-    packages=find_packages(exclude=['test']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -21,13 +19,4 @@ setup(
         ('share/' + package_name + '/models/reference', glob('reference_bundle/*')),
         ('share/' + package_name + '/recordings/sim_synthetic', glob('sim_recording/*')),
     ],
-    install_requires=['setuptools', 'PyYAML'],
-    zip_safe=True,
-    maintainer='fuse-ros maintainers',
-    maintainer_email='maintainers@fuse-ros.dev',
-    description='Bring-up of fuse-ros.',
-    license='Apache-2.0',
-    entry_points={
-        'console_scripts': ['fuse = fuse_bringup.runner:main'],
-    },
 )

@@ -1,19 +1,11 @@
-from setuptools import find_packages, setup
+from setuptools import setup
 
 package_name = 'fuse_core'
 
+# Name, version and dependencies are in setup.cfg.
 setup(
-    name=package_name,
-    version='0.1.0',
-    packages=find_packages(exclude=['test']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['setuptools', 'numpy'],
-    zip_safe=True,
-    maintainer='fuse-ros maintainers',
-    maintainer_email='maintainers@fuse-ros.dev',
-    description='ROS-free core of fuse-ros.',
-    license='Apache-2.0',
 )

@@ -1,4 +1,4 @@
-from setuptools import find_packages, setup
+from setuptools import setup
 
 package_name = 'fuse_nodes'
 
@@ -11,20 +11,12 @@ NODES = [
     'teleop_node', 'episodes_node', 'episode_keys',
 ]
 
+# Name, version and dependencies are in setup.cfg.
 setup(
-    name=package_name,
-    version='0.1.0',
-    packages=find_packages(exclude=['test']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
     ],
-    install_requires=['setuptools'],
-    zip_safe=True,
-    maintainer='fuse-ros maintainers',
-    maintainer_email='maintainers@fuse-ros.dev',
-    description='rclpy nodes of fuse-ros.',
-    license='Apache-2.0',
     entry_points={
         'console_scripts': [f'{n} = {package_name}.{n}:main' for n in NODES],
     },
