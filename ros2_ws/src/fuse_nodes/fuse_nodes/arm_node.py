@@ -22,7 +22,7 @@ from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.gate import CommandGate
 from fuse_core.arm.kinematics import (FINGER_NAMES, JOINT_NAMES, SLEEP_JOINTS, WX250S, bridge_state_to_pose,
                                       quaternion_to_rotation, rotation_to_quaternion)
-from fuse_core.arm.safety import APPLY, ESTOP, HOLD, MOVING_TO_POSE, REJECT, Decision, SafetyFilter
+from fuse_core.arm.safety import APPLY, ESTOP, HOLD, MOVING_TO_POSE, REJECT, FilterDecision, SafetyFilter
 from fuse_core.errors import ConfigError, DeviceError
 from fuse_core.timing import RateMonitor
 from fuse_nodes.common import (CONTROL_QOS, ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config,
@@ -165,7 +165,7 @@ class ArmNode(Node):
             return f'driver joint states are {age:.2f} s old (max {MAX_JOINT_STATE_AGE_S} s)'
         return ''
 
-    def _send(self, decision: Decision, slow: bool = False) -> bool:
+    def _send(self, decision: FilterDecision, slow: bool = False) -> bool:
         """Hand an applied decision to the backend (or only count it in dry-run); True if sent."""
         cfg = self.cfg
         if cfg.dry_run:
@@ -275,7 +275,7 @@ class ArmNode(Node):
             self.get_logger().warning(f'command {msg.tick_index}: holding: {d.reason}',
                                       throttle_duration_sec=1.0)
 
-    def _publish_applied(self, msg: DeltaEECommand, d: Decision, sent: bool) -> None:
+    def _publish_applied(self, msg: DeltaEECommand, d: FilterDecision, sent: bool) -> None:
         """~/applied_command: the delta the arm executed for `msg` (after clipping, speed limit,
         workspace box and path shortening), or an explicit hold with the filter's reason."""
         out = DeltaEECommand()

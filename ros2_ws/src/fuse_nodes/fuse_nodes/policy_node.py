@@ -13,7 +13,8 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from fuse_core.bundle import PolicyRunner, load_bundle, resolve_bundle_path
-from fuse_core.bundle.policy import Decision, PolicyConfig, PolicyController, WindowInput
+from fuse_core.bundle.outcome import PolicyOutcome, Severity
+from fuse_core.bundle.policy import PolicyConfig, PolicyController, PolicyStep, WindowInput
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.errors import BundleError, ConfigError, FuseError
 from fuse_core.sync import WindowReceiver, WireError
@@ -22,7 +23,6 @@ from fuse_interfaces.msg import ActionChunk, DeltaEECommand, EpisodeState, Obser
 from fuse_interfaces.srv import Describe, SetInstruction
 from fuse_nodes.common import (
     CONTROL_QOS,
-    ERROR,
     LATCHED_QOS,
     OK,
     STATE_QOS,
@@ -39,12 +39,6 @@ from fuse_nodes.conversions import ConversionError, msg_to_window
 #: stamped (the largest float magnitude is fuse_core.sync.wire.MAX_ABS_FLOAT_INPUT).
 MAX_WINDOW_TENSORS = 32
 MAX_WINDOW_FUTURE_NS = 100_000_000
-#: Outcomes that are the policy doing its job safely (no command, but nothing is broken).
-_QUIET = ('command', 'no_instruction')
-# Ticks that produce no motion command but must make the arm hold at once.
-_HOLD_OUTCOMES = ('stale', 'late', 'overrun', 'mismatch', 'rejected', 'error', 'uncovered')
-# Holds that are degraded operation (a warning), not a fault.
-_DEGRADED = ('late', 'stale', 'overrun', 'uncovered')
 
 
 class PolicyNode(Node):
@@ -82,7 +76,7 @@ class PolicyNode(Node):
         # Inference runs in its own group so services and diagnostics answer while it runs.
         infer_group = MutuallyExclusiveCallbackGroup()
         service_group = ReentrantCallbackGroup()
-        self._last_outcome = ''
+        self._last_outcome: Optional[PolicyOutcome] = None
         self._outcome_lock = threading.Lock()
         # Where a window's time goes in this node (decode, controller, command publish, all).
         self._decode_ms: Deque[float] = collections.deque(maxlen=500)
@@ -148,16 +142,16 @@ class PolicyNode(Node):
         try:
             win = self._decode(msg)
             t1 = time.perf_counter()
-            decision = win if isinstance(win, Decision) else self.controller.process(win)
+            decision = win if isinstance(win, PolicyStep) else self.controller.process(win)
         except Exception as exc:  # noqa: BLE001 - a window must never kill the node: count, report, hold
             t1 = time.perf_counter()
             decision = self.controller.malformed(
                 f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
         t2 = time.perf_counter()
         # The command first: it is what the arm waits for.
-        if decision.outcome == 'command':
+        if decision.outcome is PolicyOutcome.COMMAND:
             self.command_pub.publish(self._command_msg(msg, decision))
-        elif decision.outcome in _HOLD_OUTCOMES:
+        elif decision.outcome.must_hold:
             # Tell the arm now, in this tick, instead of leaving it to the arm's watchdog:
             # the arm holds within one tick and its status names the reason (e.g. the stream).
             self.command_pub.publish(self._hold_msg(msg, f'{decision.outcome}: {decision.message}'))
@@ -184,20 +178,22 @@ class PolicyNode(Node):
             return self.controller.malformed(f'window {msg.tick_index}: {exc}')
         return WindowInput.from_window(window)
 
-    def _report(self, decision: Decision, tick: int) -> None:
+    def _report(self, decision: PolicyStep, tick: int) -> None:
+        outcome = decision.outcome
         with self._outcome_lock:
-            changed = decision.outcome != self._last_outcome
-            self._last_outcome = decision.outcome
-        if decision.outcome in _QUIET:
-            if changed and decision.outcome == 'no_instruction':
-                self.get_logger().warning(decision.message)
-            elif changed:
-                self.get_logger().info(f'tick {tick}: publishing commands')
-            return
-        # Every refusal is counted; the log gets the first of a run, then one per second.
-        # (rclpy ties severity and throttling to the call site, hence one call per case.)
+            changed = outcome is not self._last_outcome
+            self._last_outcome = outcome
         logger = self.get_logger()
-        degraded = decision.outcome in _DEGRADED
+        if not outcome.must_hold:
+            # The policy doing its job (or waiting for an instruction): logged when it changes.
+            if changed and outcome.severity is Severity.OK:
+                logger.info(f'tick {tick}: publishing commands')
+            elif changed:
+                logger.warning(decision.message)
+            return
+        # Every hold is counted; the log gets the first of a run, then one per second.
+        # (rclpy ties severity and throttling to the call site, hence one call per case.)
+        degraded = outcome.severity is Severity.WARN
         if changed and degraded:
             logger.warning(decision.message)
         elif changed:
@@ -207,7 +203,7 @@ class PolicyNode(Node):
         else:
             logger.error(decision.message, throttle_duration_sec=1.0)
 
-    def _chunk_msg(self, msg: ObservationWindow, d: Decision) -> ActionChunk:
+    def _chunk_msg(self, msg: ObservationWindow, d: PolicyStep) -> ActionChunk:
         out = ActionChunk()
         out.header.frame_id = self.cfg.frame_id
         if d.chunk_tick is None:
@@ -223,7 +219,7 @@ class PolicyNode(Node):
         out.inference_ms = float(d.inference_ms)
         return out
 
-    def _command_msg(self, msg: ObservationWindow, d: Decision) -> DeltaEECommand:
+    def _command_msg(self, msg: ObservationWindow, d: PolicyStep) -> DeltaEECommand:
         a = d.action
         out = DeltaEECommand()
         out.header.stamp = msg.header.stamp
@@ -297,12 +293,10 @@ class PolicyNode(Node):
         s['windows_not_newer'] = self.receiver.not_newer
         if self.receiver.last_lost:
             s['last_lost_step'] = self.receiver.last_lost
-        if outcome in ('error', 'rejected', 'mismatch'):
-            level, message = ERROR, s['last_error']
-        elif outcome in ('', 'no_instruction') and not self.runner.instruction:
+        if outcome is not None and outcome.must_hold:
+            level, message = outcome.severity, s['last_error']
+        elif outcome in (None, PolicyOutcome.NO_INSTRUCTION) and not self.runner.instruction:
             level, message = WARN, 'no instruction set'
-        elif outcome in _DEGRADED:
-            level, message = WARN, s['last_error']
         elif self._gate():
             level, message = OK, f'holding: {self._gate()}'
         elif c.windows == 0:

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 
 from fuse_core.arm.kinematics import rotation_to_rpy
-from fuse_core.arm.safety import Decision
+from fuse_core.arm.safety import FilterDecision
 
 
 def applied_delta(previous_target: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ def applied_delta(previous_target: np.ndarray, target: np.ndarray) -> np.ndarray
     return out
 
 
-def applied_action(decision: Decision) -> Optional[np.ndarray]:
+def applied_action(decision: FilterDecision) -> Optional[np.ndarray]:
     """The 7-D applied action [dx, dy, dz, droll, dpitch, dyaw, gripper] of an APPLY decision.
 
     None for a hold or a rejection (nothing moved: the recorded action is an explicit hold).

@@ -80,7 +80,7 @@ class SafetyLimits:
 
 
 @dataclass
-class Decision:
+class FilterDecision:
     """What to do with one command: apply a target, hold where we are, or reject the input."""
 
     kind: str
@@ -160,7 +160,7 @@ class SafetyFilter:
     # --- commands ---------------------------------------------------------------------------
     def command(self, translation: Sequence[float], rotation: Sequence[float], gripper: float,
                 measured_joints: Sequence[float], now_ns: int, stamp_ns: int = 0,
-                valid_until_ns: int = 0, tick_index: Optional[int] = None) -> Decision:
+                valid_until_ns: int = 0, tick_index: Optional[int] = None) -> FilterDecision:
         """Filter one delta command (world axes) given the measured joints and the time."""
         self.counters.received += 1
         gap_ns = self._offered(now_ns)
@@ -265,7 +265,7 @@ class SafetyFilter:
         self.counters.applied += 1
         if clipped:
             self.counters.clipped += 1
-        return Decision(APPLY, reason, joints=joints, target=target,
+        return FilterDecision(APPLY, reason, joints=joints, target=target,
                         seed=measured, gripper=self.gripper, clipped=clipped,
                         previous_target=previous_target, step_from=previous.copy(), path=path)
 
@@ -295,7 +295,7 @@ class SafetyFilter:
                     '(replayed or reordered command)')
         return ''
 
-    def hold_request(self, reason: str, now_ns: int) -> Decision:
+    def hold_request(self, reason: str, now_ns: int) -> FilterDecision:
         """The policy asks to hold (e.g. a sensor went stale): keep the previous target, say why.
 
         It counts as a fresh command for the watchdog (the policy is alive and deciding), and
@@ -309,10 +309,10 @@ class SafetyFilter:
         self.last_command_ns = now_ns
         return self._hold(f'policy: {bounded(reason)}' if reason else 'policy asked to hold')
 
-    def foreign_hold(self, reason: str) -> Decision:
+    def foreign_hold(self, reason: str) -> FilterDecision:
         """Another node publishes on the command topic: hold where the target is, naming it."""
         if self.state in (ESTOP, MOVING_TO_POSE):
-            return Decision(HOLD, self.hold_reason)
+            return FilterDecision(HOLD, self.hold_reason)
         return self._hold(bounded(reason))
 
     def _offered(self, now_ns: int) -> Optional[int]:
@@ -321,12 +321,12 @@ class SafetyFilter:
         self._last_offer_ns = now_ns
         return gap
 
-    def refuse(self, reason: str) -> Decision:
+    def refuse(self, reason: str) -> FilterDecision:
         """Count a command that could not even be filtered (e.g. no arm connected)."""
         self.counters.received += 1
         return self._reject(reason)
 
-    def backend_refused(self, decision: Decision, reason: str) -> Decision:
+    def backend_refused(self, decision: FilterDecision, reason: str) -> FilterDecision:
         """The backend did not take an applied target: restore the previous target and hold."""
         if decision.kind == APPLY and self.target is decision.target:
             self.target = decision.previous_target
@@ -361,7 +361,7 @@ class SafetyFilter:
         return 'command has neither valid_until nor header.stamp; cannot tell if it is fresh'
 
     # --- periodic checks --------------------------------------------------------------------
-    def tick(self, now_ns: int) -> Optional[Decision]:
+    def tick(self, now_ns: int) -> Optional[FilterDecision]:
         """Watchdog: a tracking arm with no fresh command for watchdog_s holds its last target."""
         if self.state != TRACKING or self.last_command_ns is None:
             return None
@@ -373,11 +373,11 @@ class SafetyFilter:
         return None
 
     # --- e-stop -----------------------------------------------------------------------------
-    def estop(self, reason: str = 'e-stop requested') -> Decision:
+    def estop(self, reason: str = 'e-stop requested') -> FilterDecision:
         """Latch the e-stop: every command is rejected until :meth:`reset_estop`."""
         self.state, self.hold_reason = ESTOP, reason
         self._goal_pose = self._goal_joints = None
-        return Decision(HOLD, reason)
+        return FilterDecision(HOLD, reason)
 
     def reset_estop(self) -> bool:
         """Release the latch into holding until the commander re-arms.
@@ -407,20 +407,20 @@ class SafetyFilter:
 
     # --- pose moves -------------------------------------------------------------------------
     def move_to_pose(self, pose: np.ndarray, gripper: float, measured_joints: Sequence[float],
-                     now_ns: int) -> Decision:
+                     now_ns: int) -> FilterDecision:
         """Start a move to an absolute pose (e.g. the episode start pose); not step-limited."""
         if self.state == ESTOP:
-            return Decision(REJECT, 'e-stop latched; call reset_estop first')
+            return FilterDecision(REJECT, 'e-stop latched; call reset_estop first')
         pose = np.asarray(pose, dtype=float)
         if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
-            return Decision(REJECT, 'pose is not a finite 4x4 transform')
+            return FilterDecision(REJECT, 'pose is not a finite 4x4 transform')
         gripper = float(gripper)
         if not np.isfinite(gripper):
-            return Decision(REJECT, f'gripper value {gripper} is not finite')
+            return FilterDecision(REJECT, f'gripper value {gripper} is not finite')
         lo, hi = np.asarray(self.limits.workspace_min), np.asarray(self.limits.workspace_max)
         xyz = pose[:3, 3]
         if np.any(xyz < lo) or np.any(xyz > hi):
-            return Decision(REJECT, f'pose xyz {np.round(xyz, 4).tolist()} is outside the workspace '
+            return FilterDecision(REJECT, f'pose xyz {np.round(xyz, 4).tolist()} is outside the workspace '
                                     f'{lo.tolist()}..{hi.tolist()}')
         measured = np.asarray(measured_joints, dtype=float)
         # Seeded with the measured joints first (the nearest solution); from a folded or twisted
@@ -435,23 +435,23 @@ class SafetyFilter:
                 break
         if not result.success:
             self.counters.ik_failures += 1
-            return Decision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
+            return FilterDecision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
                                     f'(error {result.error:.4g})')
         path = self._pose_path.check(measured, result.joints)
         if not path.whole:
             self.counters.path_refused += 1
-            return Decision(REJECT, f'path refused: the joint-space move to xyz {np.round(xyz, 4).tolist()} '
+            return FilterDecision(REJECT, f'path refused: the joint-space move to xyz {np.round(xyz, 4).tolist()} '
                                     f'is unsafe after {path.fraction:.0%} of it (pose_move_margin '
                                     f'{self.limits.pose_move_margin} m): {path.reason}')
         self.state, self.hold_reason = MOVING_TO_POSE, ''
         self._goal_pose, self._goal_joints = pose.copy(), result.joints
         self._goal_started_ns = now_ns
         self.gripper = self.binarise(gripper)
-        return Decision(APPLY, 'move to pose', joints=result.joints, target=pose.copy(),
+        return FilterDecision(APPLY, 'move to pose', joints=result.joints, target=pose.copy(),
                         seed=measured, gripper=self.gripper)
 
     def move_to_start(self, xyz: Sequence[float], rpy: Sequence[float],
-                      measured_joints: Sequence[float], now_ns: int) -> Decision:
+                      measured_joints: Sequence[float], now_ns: int) -> FilterDecision:
         """Move to the episode start pose (Bridge state convention: rpy 0 = gripper down), gripper open."""
         return self.move_to_pose(bridge_state_to_pose(xyz, rpy), 1.0, measured_joints, now_ns)
 
@@ -479,17 +479,17 @@ class SafetyFilter:
         return None if self._goal_joints is None else self._goal_joints.copy()
 
     # --- helpers ----------------------------------------------------------------------------
-    def _reject(self, reason: str) -> Decision:
+    def _reject(self, reason: str) -> FilterDecision:
         reason = bounded(reason, 2 * MAX_REASON_CHARS)
         self.counters.rejected += 1
         self.counters.last_rejection = reason
-        return Decision(REJECT, reason)
+        return FilterDecision(REJECT, reason)
 
-    def _hold(self, reason: str) -> Decision:
+    def _hold(self, reason: str) -> FilterDecision:
         reason = bounded(reason, 2 * MAX_REASON_CHARS)
         if self.state != ESTOP:
             self.state, self.hold_reason = HOLDING, reason
-        return Decision(HOLD, reason)
+        return FilterDecision(HOLD, reason)
 
     def snapshot(self) -> dict:
         """Counters and state as a plain dict (diagnostics, logs)."""

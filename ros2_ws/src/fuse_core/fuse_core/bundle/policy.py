@@ -14,6 +14,7 @@ import numpy as np
 
 from fuse_core.bundle.loader import PROVIDER_CHOICES
 from fuse_core.bundle.manifest import DELTA_EE_LAYOUT
+from fuse_core.bundle.outcome import PolicyOutcome
 from fuse_core.bundle.runner import (
     InferenceResult,
     Observation,
@@ -147,10 +148,10 @@ class WindowInput:
 
 
 @dataclass
-class Decision:
-    """What to do with one window. Only outcome 'command' carries an action for the arm."""
+class PolicyStep:
+    """What one window came to. Only outcome COMMAND carries an action for the arm."""
 
-    outcome: str  # command | late | mismatch | stale | no_instruction | error | rejected | overrun
+    outcome: PolicyOutcome
     message: str = ''
     chunk: Optional[np.ndarray] = None  # (horizon, dim) un-normalised, when it is safe to publish
     action: Optional[np.ndarray] = None  # (dim,) executed action, gripper binarised
@@ -379,17 +380,17 @@ class PolicyController:
             self._reset_execution()
 
     # --- one window -----------------------------------------------------------------------
-    def process(self, win: WindowInput) -> Decision:
+    def process(self, win: WindowInput) -> PolicyStep:
         t0 = time.perf_counter()
         decision = self._process(win)
         if self.asynchronous:
             self._tick_ms.append((time.perf_counter() - t0) * 1e3)
-            if decision.outcome not in ('command', 'uncovered'):
+            if not decision.outcome.keeps_chunks:
                 # A window that could not be trusted stops the motion: no old chunk resumes.
                 self._reset_execution()
         return decision
 
-    def _process(self, win: WindowInput) -> Decision:
+    def _process(self, win: WindowInput) -> PolicyStep:
         t0 = time.perf_counter()
         c = self.counters
         c.windows += 1
@@ -399,7 +400,7 @@ class PolicyController:
         if age_s > limit_s:
             c.late += 1
             return self._fail(
-                'late',
+                PolicyOutcome.LATE,
                 f'window {win.tick_index} arrived {age_s * 1e3:.0f} ms after its tick '
                 f'(limit {limit_s * 1e3:.0f} ms)',
             )
@@ -413,14 +414,14 @@ class PolicyController:
             self._check_window(obs, win)
         except ObservationError as exc:
             c.mismatches += 1
-            return self._fail('mismatch', f'window {win.tick_index}: {exc}')
+            return self._fail(PolicyOutcome.MISMATCH, f'window {win.tick_index}: {exc}')
         stale = self._stale_at_newest(win)
         if stale:
             c.stale += 1
             for stream in stale:
                 c.stale_by_stream[stream] = c.stale_by_stream.get(stream, 0) + 1
             return self._fail(
-                'stale',
+                PolicyOutcome.STALE,
                 f'window {win.tick_index}: no fresh sample at the newest step from {", ".join(stale)}',
             )
         self._mask_invalid_history(obs, win)
@@ -432,10 +433,10 @@ class PolicyController:
             result = self.runner.infer(obs, checked=True)
         except InstructionError as exc:
             c.no_instruction += 1
-            return self._fail('no_instruction', f'window {win.tick_index}: {exc}')
+            return self._fail(PolicyOutcome.NO_INSTRUCTION, f'window {win.tick_index}: {exc}')
         except (FuseError, RuntimeError, ValueError) as exc:  # ORT raises RuntimeError subclasses
             c.errors += 1
-            return self._fail('error', f'window {win.tick_index}: inference failed: {exc}')
+            return self._fail(PolicyOutcome.ERROR, f'window {win.tick_index}: inference failed: {exc}')
         done_ns = self.clock_ns()
         self._inference_ms.append(result.timing_ms['total'])
         chunk = result.actions
@@ -444,7 +445,7 @@ class PolicyController:
         except ActionRejectedError as exc:
             c.rejected += 1
             return self._fail(
-                'rejected', f'window {win.tick_index}: {exc}', inference_ms=result.timing_ms['total']
+                PolicyOutcome.REJECTED, f'window {win.tick_index}: {exc}', inference_ms=result.timing_ms['total']
             )
         with self._lock:
             action = self._strategy.step(chunk, win.tick_index)
@@ -454,15 +455,15 @@ class PolicyController:
         if late_by > 0:
             c.overruns += 1
             return self._fail(
-                'overrun',
+                PolicyOutcome.OVERRUN,
                 f'window {win.tick_index}: inference finished {late_by * 1e3:.0f} ms '
                 f'past the tick deadline ({self.deadline_s * 1e3:.0f} ms); command dropped',
                 chunk=chunk,
                 inference_ms=result.timing_ms['total'],
             )
         c.commands += 1
-        return Decision(
-            'command',
+        return PolicyStep(
+            PolicyOutcome.COMMAND,
             chunk=chunk,
             action=action,
             valid_until_ns=done_ns + int(self.cfg.command_valid_s * 1e9),
@@ -470,16 +471,16 @@ class PolicyController:
             timing_ms=result.timing_ms,
         )
 
-    def _process_async(self, obs: Observation, win: WindowInput) -> Decision:
+    def _process_async(self, obs: Observation, win: WindowInput) -> PolicyStep:
         """Collect a finished chunk, maybe start the next inference, execute this tick."""
         c = self.counters
         tick = win.tick_index
         if self.runner.bundle.tokenizer is not None and self.runner.instruction is None:
             c.no_instruction += 1
-            return self._fail('no_instruction', f'window {tick}: no instruction set')
+            return self._fail(PolicyOutcome.NO_INSTRUCTION, f'window {tick}: no instruction set')
         self._refusal = ''
         arrived = self._collect(tick)
-        if isinstance(arrived, Decision):
+        if isinstance(arrived, PolicyStep):
             return arrived
         ex = self._executor
         H = self.runner.manifest.action.horizon
@@ -512,10 +513,10 @@ class PolicyController:
                 why += f'; inference of window {running[0]} running for {running[1]:.0f} ms'
             if self._refusal:
                 why += f'; chunk of {self._refusal}'
-            return self._fail('uncovered', f'window {tick}: {why}', **kw)
+            return self._fail(PolicyOutcome.UNCOVERED, f'window {tick}: {why}', **kw)
         c.commands += 1
-        return Decision(
-            'command',
+        return PolicyStep(
+            PolicyOutcome.COMMAND,
             action=action,
             valid_until_ns=self.clock_ns() + int(self.cfg.command_valid_s * 1e9),
             action_newest_sample_ns=self._newest_by_tick.get(source_tick, 0),
@@ -523,7 +524,7 @@ class PolicyController:
         )
 
     def _collect(self, tick: int):
-        """The job finished since the last tick: None, its accepted job, or a failing Decision."""
+        """The job finished since the last tick: None, its accepted job, or a failing PolicyStep."""
         c = self.counters
         job = self._worker.take()
         if job is None or job.generation != self._generation:
@@ -532,16 +533,17 @@ class PolicyController:
             exc = job.error
             if isinstance(exc, InstructionError):
                 c.no_instruction += 1
-                return self._fail('no_instruction', f'window {job.tick}: {exc}')
+                return self._fail(PolicyOutcome.NO_INSTRUCTION, f'window {job.tick}: {exc}')
             c.errors += 1
-            return self._fail('error', f'window {job.tick}: inference failed: {exc}')
+            return self._fail(PolicyOutcome.ERROR, f'window {job.tick}: inference failed: {exc}')
         result = job.result
         self._inference_ms.append(result.timing_ms['total'])
         try:
             check_actions(result.actions, self.cfg.max_abs_action, self.runner.manifest.action.gripper_index)
         except ActionRejectedError as exc:
             c.rejected += 1
-            return self._fail('rejected', f'window {job.tick}: {exc}', inference_ms=result.timing_ms['total'])
+            return self._fail(PolicyOutcome.REJECTED, f'window {job.tick}: {exc}',
+                              inference_ms=result.timing_ms['total'])
         with self._lock:
             try:
                 delay = self._executor.add(result.actions, job.tick, tick)
@@ -555,17 +557,17 @@ class PolicyController:
                 del self._newest_by_tick[old]
         return job
 
-    def malformed(self, message: str) -> Decision:
+    def malformed(self, message: str) -> PolicyStep:
         """Count a window that could not even be decoded (bad bytes, duplicate tensor)."""
         self.counters.windows += 1
         self.counters.mismatches += 1
         if self.asynchronous:
             self._reset_execution()  # as for any untrusted window: no planned chunk resumes
-        return self._fail('mismatch', message)
+        return self._fail(PolicyOutcome.MISMATCH, message)
 
-    def _fail(self, outcome: str, message: str, **kw) -> Decision:
+    def _fail(self, outcome: PolicyOutcome, message: str, **kw) -> PolicyStep:
         self.counters.last_error = message
-        return Decision(outcome, message=message, **kw)
+        return PolicyStep(outcome, message=message, **kw)
 
     def _check_window(self, obs: Observation, win: WindowInput) -> None:
         check_observation(self.runner.bundle, obs)

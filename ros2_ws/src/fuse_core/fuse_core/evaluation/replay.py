@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from fuse_core.bundle.outcome import PolicyOutcome
 from fuse_core.errors import BundleError, ConfigError, EpisodeError, EvaluationError, FuseError
 
 #: Variant -> what it does to the deployed preprocessing (the left column of the report).
@@ -169,8 +170,8 @@ def replay_episode(runner, rec, variant: str = 'correct') -> EpisodeReplay:
             win = WindowInput.from_window(w, tensors={x.name: transform(x.name, x.array) for x in w.tensors})
             clock[0] = t
             d = controller.process(win)
-            if d.outcome != 'command':
-                skipped[d.outcome] = skipped.get(d.outcome, 0) + 1
+            if d.outcome is not PolicyOutcome.COMMAND:
+                skipped[d.outcome.value] = skipped.get(d.outcome.value, 0) + 1
                 continue
             recorded.append(action)
             predicted.append(np.asarray(d.chunk[0], dtype=np.float32))
