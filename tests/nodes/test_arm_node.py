@@ -7,30 +7,28 @@ import time
 import numpy as np
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import ProbeNode, wait_for
 
 START_XYZ = (0.118, -0.016, 0.233)
 WATCHDOG_S = 0.5
 STATUS_HZ = 10.0
 
 
-class ArmClient:
+class ArmClient(ProbeNode):
     """Test-side node: publishes DeltaEECommand, listens to the arm's topics, calls its services."""
 
+    spin_timeout_s = 0.01
+
     def __init__(self, context):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from fuse_interfaces.msg import ArmStatus, DeltaEECommand
         from fuse_interfaces.srv import MoveToPose
         from geometry_msgs.msg import PoseStamped
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import JointState
         from std_srvs.srv import Trigger
 
         from fuse_nodes.common import CONTROL_QOS, STATE_QOS
-        self.node = rclpy.create_node('arm_test_client', context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
+        super().__init__(context, 'arm_test_client')
         self.joint_states, self.poses, self.status, self.diag = [], [], [], []
         self.node.create_subscription(JointState, '/arm/joint_states',
                                       lambda m: self.joint_states.append((time.monotonic(), m)), STATE_QOS)
@@ -50,14 +48,6 @@ class ArmClient:
             if st.name.startswith('arm:'):
                 self.diag.append((st.level[0] if isinstance(st.level, bytes) else st.level, st.message,
                                   {kv.key: kv.value for kv in st.values}))
-
-    def spin(self):
-        self.executor.spin_once(timeout_sec=0.01)
-
-    def spin_for(self, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.spin()
 
     def xyz(self):
         p = self.poses[-1].pose.position
@@ -98,10 +88,6 @@ class ArmClient:
         future = client.call_async(Trigger.Request())
         assert wait_for(future.done, timeout, self.spin), f'/arm/{name} did not answer'
         return future.result()
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture

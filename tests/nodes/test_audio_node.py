@@ -9,18 +9,9 @@ import pytest
 
 from fuse_core.audio.sources import SyntheticAudioSource
 from fuse_core.errors import DeviceError, DeviceNotFoundError
-from support.ros_harness import wait_for
+from support.ros_harness import make_test_node, wait_for
 
 NS = 1_000_000_000
-
-
-def make_test_node(rclpy_context, name):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    node = rclpy.create_node(name, context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    return node, executor
 
 
 class AudioLog:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import make_test_node, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -14,19 +14,6 @@ S = 1_000_000_000
 T0 = 1_700_000_000 * S
 IMU_HZ = 100
 BAG_S = 2.0
-
-
-def make_test_node(rclpy_context, name):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    node = rclpy.create_node(name, context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    return node, executor
-
-
-def log_of(proc):
-    return proc.log_path.read_text(errors='replace')
 
 
 def write_bag(path):
@@ -90,12 +77,12 @@ def test_replays_types_at_recorded_rate_restamped_to_wall_time(rclpy_context, la
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
                     params={'bag_path': str(bag), 'start_paused': True})
     # Start once the test's subscriptions are matched, so the whole bag is seen.
-    assert spin_until(ex, lambda: node.count_publishers('/imu/data') > 0, 20), log_of(p)
+    assert spin_until(ex, lambda: node.count_publishers('/imu/data') > 0, 20), p.log()
     spin_until(ex, lambda: False, 1.0)
     call_set_paused(node, ex, False)
-    assert spin_until(ex, lambda: not p.alive(), 15), 'player did not finish: ' + log_of(p)
-    assert p.proc.returncode == 0, log_of(p)
-    assert 'end of bag' in log_of(p)
+    assert spin_until(ex, lambda: not p.alive(), 15), 'player did not finish: ' + p.log()
+    assert p.proc.returncode == 0, p.log()
+    assert 'end of bag' in p.log()
 
     imu = got.imu
     assert len(imu) >= 0.9 * BAG_S * IMU_HZ
@@ -130,12 +117,12 @@ def test_start_paused_waits_and_loop_restarts_with_increasing_stamps(
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
                     params={'bag_path': str(bag), 'loop': True, 'rate': 2.0,
                             'start_paused': True})
-    assert spin_until(ex, lambda: node.count_publishers('/imu/data') > 0, 20), log_of(p)
+    assert spin_until(ex, lambda: node.count_publishers('/imu/data') > 0, 20), p.log()
     spin_until(ex, lambda: False, 1.0)
     assert got.imu == []  # paused
     assert call_set_paused(node, ex, False).success
     # Two passes of a 2 s bag at rate 2 take ~2 s; wait for the third pass to begin.
-    assert spin_until(ex, lambda: sum(1 for *_, x, _t in got.imu if x == 0.0) >= 3, 15), log_of(p)
+    assert spin_until(ex, lambda: sum(1 for *_, x, _t in got.imu if x == 0.0) >= 3, 15), p.log()
     assert p.alive()
     values = [x for *_, x, _t in got.imu]
     assert values.count(0.0) >= 3  # the first message came again: it looped
@@ -146,7 +133,7 @@ def test_start_paused_waits_and_loop_restarts_with_increasing_stamps(
     one_pass = got.imu[starts[1]:starts[2]]
     pass_s = (one_pass[-1][0] - one_pass[0][0]) / S
     assert pass_s == pytest.approx(BAG_S / 2.0, rel=0.10)
-    assert p.stop() == 0, log_of(p)
+    assert p.stop() == 0, p.log()
 
 
 def test_publishes_clock_with_bag_time_that_continues_across_loops(
@@ -157,7 +144,7 @@ def test_publishes_clock_with_bag_time_that_continues_across_loops(
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
                     params={'bag_path': str(bag), 'loop': True, 'rate': 2.0, 'restamp': False,
                             'publish_clock': True})
-    assert spin_until(ex, lambda: got.clock and got.clock[-1] > T0 + int(2.5 * S), 20), log_of(p)
+    assert spin_until(ex, lambda: got.clock and got.clock[-1] > T0 + int(2.5 * S), 20), p.log()
     assert got.clock == sorted(got.clock)
     assert got.clock[0] >= T0
     # Messages of the second pass carry the bag stamps shifted by one loop span.
@@ -165,7 +152,7 @@ def test_publishes_clock_with_bag_time_that_continues_across_loops(
     assert second_pass and all(s < got.clock[-1] + S for s in second_pass)
     first_pass = [s for _, s, *_ in got.imu if s < T0 + int(BAG_S * S)]
     assert all(T0 <= s for s in first_pass)
-    assert p.stop() == 0, log_of(p)
+    assert p.stop() == 0, p.log()
 
 
 def test_corrupt_bag_makes_the_node_exit_with_the_reason(launch_node, tmp_path):
@@ -174,7 +161,7 @@ def test_corrupt_bag_makes_the_node_exit_with_the_reason(launch_node, tmp_path):
     f.write_bytes(f.read_bytes()[:-300])
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player', params={'bag_path': str(bag)})
     assert p.proc.wait(20) != 0
-    log = log_of(p)
+    log = p.log()
     assert 'bag_0.mcap' in log and 'truncated or corrupt' in log
 
 
@@ -188,8 +175,8 @@ def test_corrupt_bag_found_during_playback_exits_non_zero(launch_node, tmp_path)
     f.write_bytes(bytes(data))
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
                     params={'bag_path': str(bag), 'verify_on_start': False})
-    assert p.proc.wait(30) == 1, log_of(p)
-    log = log_of(p)
+    assert p.proc.wait(30) == 1, p.log()
+    log = p.log()
     assert 'playback stopped' in log and 'exiting' in log
 
 
@@ -199,14 +186,14 @@ def test_missing_required_topic_makes_the_node_exit_naming_it(launch_node, tmp_p
                     params={'bag_path': str(bag),
                             'required_topics': ['/imu/data', '/audio/mel_spectrogram']})
     assert p.proc.wait(20) != 0
-    assert "['/audio/mel_spectrogram'] not in the bag" in log_of(p)
+    assert "['/audio/mel_spectrogram'] not in the bag" in p.log()
 
 
 def test_missing_bag_makes_the_node_exit_naming_it(launch_node, tmp_path):
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
                     params={'bag_path': str(tmp_path / 'nothing_here')})
     assert p.proc.wait(20) != 0
-    assert 'nothing_here' in log_of(p) and 'no such bag' in log_of(p)
+    assert 'nothing_here' in p.log() and 'no such bag' in p.log()
 
 
 def test_plays_the_shipped_recording_with_the_simulation_config(rclpy_context, launch_node):
@@ -224,9 +211,9 @@ def test_plays_the_shipped_recording_with_the_simulation_config(rclpy_context, l
     # bag_path empty in the YAML: the shipped recording; all sensor topics required.
     p = launch_node('fuse_nodes.bag_player_node', 'bag_player', params_files=[config])
     assert spin_until(ex, lambda: len(got.imu) > 50 and got.backgrounds and got.images, 20), \
-        log_of(p)
-    assert 'sim_synthetic' in log_of(p)
+        p.log()
+    assert 'sim_synthetic' in p.log()
     assert spin_until(ex, lambda: len(diags) > 0, 5)
     values = {kv.key: kv.value for kv in diags[-1].values}
     assert values['time_model'] == 'restamp to wall time' and 'lag_p50_ms' in values
-    assert p.stop() == 0, log_of(p)
+    assert p.stop() == 0, p.log()

@@ -6,18 +6,9 @@ import time
 
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import make_test_node, wait_for
 
 NS = 1_000_000_000
-
-
-def make_test_node(rclpy_context, name):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    node = rclpy.create_node(name, context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    return node, executor
 
 
 class ImageLog:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from support.ros_harness import wait_for
-from test_camera_node import DiagnosticsLog, ImageLog, assert_stream, make_test_node, measure_stream
+from support.ros_harness import make_test_node, wait_for
+from test_camera_node import DiagnosticsLog, ImageLog, assert_stream, measure_stream
 
 
 @pytest.mark.integration

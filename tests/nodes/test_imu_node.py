@@ -10,25 +10,21 @@ import tty
 
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import ProbeNode, wait_for
 
 RATE_HZ = 200.0
 MEASURE_S = 5.0
 
 
-class Listener:
+class Listener(ProbeNode):
     """Test-side node collecting /imu/data, /imu/mag and the imu node's diagnostics."""
 
     def __init__(self, context):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Imu, MagneticField
 
         from fuse_nodes.common import SENSOR_QOS
-        self.node = rclpy.create_node('imu_test_listener', context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
+        super().__init__(context, 'imu_test_listener')
         self.imu, self.mag, self.status = [], [], []
         self.node.create_subscription(Imu, '/imu/data', lambda m: self.imu.append((time.time_ns(), m)),
                                       SENSOR_QOS)
@@ -43,18 +39,6 @@ class Listener:
                 values['_received'] = len(self.imu)
                 self.status.append((st.level[0] if isinstance(st.level, bytes) else st.level, st.message,
                                     values))
-
-    def spin(self):
-        self.executor.spin_once(timeout_sec=0.02)
-
-    def spin_for(self, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            self.spin()
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 def stamp_ns(msg):

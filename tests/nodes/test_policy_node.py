@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fuse_core.bundle import read_manifest, resolve_bundle_path
-from support.ros_harness import wait_for
+from support.ros_harness import ProbeNode, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -54,18 +54,15 @@ def random_arrays(manifest, seed):
     return arrays
 
 
-class PolicyClient:
+class PolicyClient(ProbeNode):
     """This test's side of the policy node: window publisher, command / chunk / diagnostics subscribers."""
 
     def __init__(self, rclpy_context, name):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from fuse_interfaces.msg import ActionChunk, DeltaEECommand, ObservationWindow
         from fuse_nodes.common import CONTROL_QOS
 
-        self.node = rclpy.create_node(name, context=rclpy_context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
-        self.executor.add_node(self.node)
+        super().__init__(rclpy_context, name)
         self.commands, self.chunks, self.diags = {}, {}, []
         self.node.create_subscription(
             DeltaEECommand, '/policy/command', lambda m: self.commands.__setitem__(m.tick_index, m), CONTROL_QOS
@@ -76,11 +73,28 @@ class PolicyClient:
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diags.append, 10)
         self.pub = self.node.create_publisher(ObservationWindow, '/sync/window', CONTROL_QOS)
 
-    def spin(self):
-        self.executor.spin_once(timeout_sec=0.02)
-
     def now_ns(self):
         return self.node.get_clock().now().nanoseconds
+
+
+#: Generous limits: the test machine is small and shared; freshness is tested with a 10 s old window.
+POLICY_PARAMS = {'instruction': INSTRUCTION, 'max_window_age_s': 2.0, 'tick_deadline_s': 3.0,
+                 'intra_op_threads': 1, 'providers': 'cpu'}
+
+
+def start_policy(launch_node, rclpy_context, client_name, **params):
+    """The policy node (POLICY_PARAMS, then `params`) and this test's client of it."""
+    proc = launch_node('fuse_nodes.policy_node', 'policy', params={**POLICY_PARAMS, **params})
+    return proc, PolicyClient(rclpy_context, client_name)
+
+
+def stop_cleanly(proc):
+    """Ctrl-C the node; it exits 0 without a traceback. Returns its log."""
+    code = proc.stop()
+    log = proc.log()
+    assert code == 0, log
+    assert 'Traceback' not in log, log
+    return log
 
 
 def test_policy_node_end_to_end(launch_node, rclpy_context):
@@ -89,19 +103,7 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
     from fuse_nodes.common import time_to_ns
 
     manifest = read_manifest(resolve_bundle_path(''))
-    # Generous limits: the test machine is small and shared; freshness is tested with a 10 s old window.
-    proc = launch_node(
-        'fuse_nodes.policy_node',
-        'policy',
-        params={
-            'instruction': INSTRUCTION,
-            'max_window_age_s': 2.0,
-            'tick_deadline_s': 3.0,
-            'intra_op_threads': 1,
-            'providers': 'cpu',
-        },
-    )
-    client = PolicyClient(rclpy_context, 'policy_test')
+    proc, client = start_policy(launch_node, rclpy_context, 'policy_test')
     node, spin, pub = client.node, client.spin, client.pub
     commands, chunks, diags = client.commands, client.chunks, client.diags
     set_cli = node.create_client(SetInstruction, '/policy/set_instruction')
@@ -202,10 +204,7 @@ def test_policy_node_end_to_end(launch_node, rclpy_context):
         assert values['instruction'] == 'push the sponge'
     finally:
         node.destroy_node()
-    code = proc.stop()
-    log = proc.log_path.read_text(errors='replace')
-    assert code == 0, log
-    assert 'Traceback' not in log, log
+    stop_cleanly(proc)
 
 
 def test_policy_node_async_execution(launch_node, rclpy_context):
@@ -214,20 +213,8 @@ def test_policy_node_async_execution(launch_node, rclpy_context):
     from fuse_nodes.common import time_to_ns
 
     manifest = read_manifest(resolve_bundle_path(''))
-    proc = launch_node(
-        'fuse_nodes.policy_node',
-        'policy',
-        params={
-            'instruction': INSTRUCTION,
-            'execution': 'async',
-            'async_aggregate': 'blend',
-            'max_window_age_s': 2.0,
-            'tick_deadline_s': 3.0,
-            'intra_op_threads': 1,
-            'providers': 'cpu',
-        },
-    )
-    client = PolicyClient(rclpy_context, 'policy_async_test')
+    proc, client = start_policy(launch_node, rclpy_context, 'policy_async_test', execution='async',
+                                async_aggregate='blend')
     node, spin, pub, commands, chunks = client.node, client.spin, client.pub, client.commands, client.chunks
     try:
         assert wait_for(lambda: pub.get_subscription_count() > 0, 20.0, spin), proc.log()
@@ -259,11 +246,7 @@ def test_policy_node_async_execution(launch_node, rclpy_context):
             assert (chunk.horizon, chunk.action_dim) == (manifest.action.horizon, manifest.action.dim)
     finally:
         node.destroy_node()
-    code = proc.stop()
-    log = proc.log_path.read_text(errors='replace')
-    assert code == 0, log
-    assert 'Traceback' not in log, log
-    assert 'inference off the tick' in log
+    assert 'inference off the tick' in stop_cleanly(proc)
 
 
 def test_policy_gated_by_the_episode_manager_commands_only_while_it_records(launch_node, rclpy_context):
@@ -273,10 +256,7 @@ def test_policy_gated_by_the_episode_manager_commands_only_while_it_records(laun
     from fuse_nodes.common import STATE_QOS
 
     manifest = read_manifest(resolve_bundle_path(''))
-    proc = launch_node('fuse_nodes.policy_node', 'policy',
-                       params={'instruction': INSTRUCTION, 'max_window_age_s': 2.0, 'tick_deadline_s': 3.0,
-                               'intra_op_threads': 1, 'providers': 'cpu', 'episodes_topic': '/episodes/state'})
-    client = PolicyClient(rclpy_context, 'policy_gate_test')
+    proc, client = start_policy(launch_node, rclpy_context, 'policy_gate_test', episodes_topic='/episodes/state')
     spin, commands, chunks = client.spin, client.commands, client.chunks
     states = client.node.create_publisher(EpisodeState, '/episodes/state', STATE_QOS)
     arrays = random_arrays(manifest, 1)

@@ -5,26 +5,23 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import ProbeNode, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-class Client:
+class Client(ProbeNode):
+    spin_timeout_s = 0.01
+
     def __init__(self, context):
-        import rclpy
         from fuse_interfaces.srv import RecordEpisode
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, Imu
 
         from fuse_nodes.common import LATCHED_QOS, STATE_QOS
-        self.node = rclpy.create_node('recorder_episodes_test', context=context)
-        self.ex = SingleThreadedExecutor(context=context)
-        self.ex.add_node(self.node)
+        super().__init__(context, 'recorder_episodes_test')
         self.imu = self.node.create_publisher(Imu, '/imu/data', STATE_QOS)
         self.bg = self.node.create_publisher(Image, '/digit_left/background', LATCHED_QOS)
         self.srv = RecordEpisode
@@ -32,11 +29,6 @@ class Client:
         self.stop_cli = self.node.create_client(RecordEpisode, '/recorder/stop')
         self.Imu = Imu
         self.n = 0
-
-    def spin_for(self, s):
-        end = time.monotonic() + s
-        while time.monotonic() < end:
-            self.ex.spin_once(timeout_sec=0.01)
 
     def publish(self, count):
         for _ in range(count):
@@ -50,7 +42,7 @@ class Client:
         assert client.wait_for_service(timeout_sec=20)
         req = self.srv.Request(episode_id=episode_id, metadata_json=json.dumps(md) if md else '')
         fut = client.call_async(req)
-        assert wait_for(fut.done, 10, lambda: self.ex.spin_once(timeout_sec=0.05))
+        assert wait_for(fut.done, 10, lambda: self.executor.spin_once(timeout_sec=0.05))
         return fut.result()
 
 
@@ -68,7 +60,7 @@ def test_episode_bags_with_metadata_and_interrupted_markers(rclpy_context, launc
               'topics': topics, 'ready_topics': topics}
     rec = launch_node('fuse_nodes.recorder_node', 'recorder', params=params)
     assert wait_for(lambda: c.imu.get_subscription_count() > 0 and c.bg.get_subscription_count() > 0,
-                    20, lambda: c.ex.spin_once(timeout_sec=0.05)), rec.log()
+                    20, lambda: c.executor.spin_once(timeout_sec=0.05)), rec.log()
     # ~/ready says no, naming the topic, until every ready topic is subscribed.
     from sensor_msgs.msg import MagneticField
     from std_srvs.srv import Trigger
@@ -79,12 +71,12 @@ def test_episode_bags_with_metadata_and_interrupted_markers(rclpy_context, launc
 
     def ask():
         fut = ready.call_async(Trigger.Request())
-        assert wait_for(fut.done, 10, lambda: c.ex.spin_once(timeout_sec=0.05))
+        assert wait_for(fut.done, 10, lambda: c.executor.spin_once(timeout_sec=0.05))
         return fut.result()
     res = ask()
     assert not res.success and '/imu/mag' in res.message and '/imu/data' not in res.message, res.message
     mag = c.node.create_publisher(MagneticField, '/imu/mag', STATE_QOS)
-    assert wait_for(lambda: mag.get_subscription_count() > 0, 20, lambda: c.ex.spin_once(timeout_sec=0.05))
+    assert wait_for(lambda: mag.get_subscription_count() > 0, 20, lambda: c.executor.spin_once(timeout_sec=0.05))
     res = ask()
     assert res.success and res.message.startswith('ready'), res.message
     c.spin_for(0.5)
@@ -125,7 +117,7 @@ def test_episode_bags_with_metadata_and_interrupted_markers(rclpy_context, launc
     rec2 = launch_node('fuse_nodes.recorder_node', 'recorder',
                        params={**params, 'chunk_size_kb': 4})
     assert wait_for(lambda: c.imu.get_subscription_count() > 0, 20,
-                    lambda: c.ex.spin_once(timeout_sec=0.05)), rec2.log()
+                    lambda: c.executor.spin_once(timeout_sec=0.05)), rec2.log()
     c.spin_for(0.5)
     assert c.call(c.start_cli, 'ep_c').success
     c.publish(200)

@@ -6,29 +6,9 @@ import time
 
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import make_test_node, spin_for, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def make_test_node(rclpy_context, name):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    node = rclpy.create_node(name, context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    return node, executor
-
-
-def log_of(proc):
-    """The node's log, also after it stopped (NodeProcess.log() needs the log still open)."""
-    return proc.log_path.read_text(errors='replace')
-
-
-def spin_for(executor, seconds):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        executor.spin_once(timeout_sec=0.01)
 
 
 def test_records_published_topics_and_closes_a_readable_bag_on_ctrl_c(
@@ -73,7 +53,7 @@ def test_records_published_topics_and_closes_a_readable_bag_on_ctrl_c(
     assert wait_for(lambda: any('/never/published' in s.message for s in diags), timeout=5,
                     spin=lambda: ex.spin_once(timeout_sec=0.05)), rec.log()
     spin_for(ex, 0.5)
-    assert rec.stop() == 0, log_of(rec)
+    assert rec.stop() == 0, rec.log()
 
     r = BagReader(bag, verify=True)  # strict: the bag was closed properly
     assert r.topics['/imu/data'].type == 'sensor_msgs/msg/Imu'
@@ -89,7 +69,7 @@ def test_records_published_topics_and_closes_a_readable_bag_on_ctrl_c(
     assert [m.header.stamp.nanosec for m in imu] == list(range(60))
     assert deserialize_message(next(r.messages(['/digit_left/background'])).data, Image).data.tobytes() \
         == bytes(range(48))
-    assert 'bag closed' in log_of(rec)
+    assert 'bag closed' in rec.log()
 
 
 def test_stops_by_itself_after_max_duration(rclpy_context, launch_node, tmp_path):
@@ -107,8 +87,8 @@ def test_stops_by_itself_after_max_duration(rclpy_context, launch_node, tmp_path
     while rec.alive() and time.monotonic() < deadline:
         pub.publish(Imu())
         spin_for(ex, 0.02)
-    assert not rec.alive(), log_of(rec)
-    assert rec.proc.returncode == 0, log_of(rec)
+    assert not rec.alive(), rec.log()
+    assert rec.proc.returncode == 0, rec.log()
     r = BagReader(bag)
     assert 0.8 <= r.duration_ns / 1e9 <= 1.5
     assert r.topics['/imu/data'].message_count > 10
@@ -119,5 +99,5 @@ def test_refuses_to_overwrite_an_existing_recording(launch_node, tmp_path):
     (tmp_path / 'rec' / 'metadata.yaml').write_text('x')
     rec = launch_node('fuse_nodes.recorder_node', 'recorder',
                       params={'output_dir': str(tmp_path / 'rec'), 'topics': ['/imu/data']})
-    assert rec.proc.wait(20) == 2, log_of(rec)
-    assert 'already exists' in log_of(rec)
+    assert rec.proc.wait(20) == 2, rec.log()
+    assert 'already exists' in rec.log()

@@ -4,38 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from support.ros_harness import wait_for
+from support.ros_harness import ProbeNode, wait_for
 
 from fuse_bringup.graph import config_path
 
 FRAMES_FILE = str(config_path('calibration/sensor_frames.yaml'))
 
 
-class TfListener:
+class TfListener(ProbeNode):
     """Collects /tf and /tf_static (with tf2's QoS) and /robot_description."""
 
+    spin_timeout_s = 0.05
+
     def __init__(self, context):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import String
         from tf2_msgs.msg import TFMessage
 
         from fuse_nodes.common import LATCHED_QOS
         from fuse_nodes.robot_state_node import TF_QOS, TF_STATIC_QOS
-        self.node = rclpy.create_node('tf_listener', context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
+        super().__init__(context, 'tf_listener')
         self.tf, self.static, self.description = [], [], []
         self.node.create_subscription(TFMessage, '/tf', self.tf.append, TF_QOS)
         self.node.create_subscription(TFMessage, '/tf_static', self.static.append, TF_STATIC_QOS)
         self.node.create_subscription(String, '/robot_description', self.description.append, LATCHED_QOS)
-
-    def spin(self):
-        self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 def matrix(tf):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
-from support.ros_harness import wait_for
+from support.ros_harness import make_test_node, wait_for
 
 NS = 1_000_000_000
 MAX_AGE_S = 0.5
@@ -92,15 +92,6 @@ class SensorRig:
             self.pubs[stream].publish(array_to_image(array, encoding, stamp=ns_to_time(now),
                                                      frame_id=f'{stream}_frame'))
             self.last_stamp[stream] = now
-
-
-def make_test_node(rclpy_context, name):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    node = rclpy.create_node(name, context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    return node, executor
 
 
 def window_receiver(node):

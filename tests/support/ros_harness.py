@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from fuse_bringup.dds import dds_environment
+from fuse_bringup.graph import NodeSpec, ros_args
 
 _domain_lock = threading.Lock()
 _next_domain = [0]
@@ -25,21 +26,21 @@ def fresh_domain_id() -> int:
 
 
 class NodeProcess:
-    """One node in its own process: `python -m fuse_nodes.<module> --ros-args ...`."""
+    """One node in its own process: `python -m fuse_nodes.<module> --ros-args ...`.
+
+    The `--ros-args` tail is the runner's own (fuse_bringup.graph.ros_args), so a test starts
+    a node with exactly the parameter formatting that `fuse sim` and the launch files use.
+    """
 
     def __init__(self, module: str, name: str, env: Dict[str, str], log_dir: Path,
                  params: Optional[Dict[str, object]] = None,
                  params_files: Sequence[Path] = (), remaps: Optional[Dict[str, str]] = None,
                  extra_args: Sequence[str] = ()) -> None:
         self.module, self.name = module, name
-        args: List[str] = [sys.executable, '-m', module, '--ros-args', '-r', f'__node:={name}']
-        for f in params_files:
-            args += ['--params-file', str(f)]
-        for k, v in (params or {}).items():
-            args += ['-p', f'{k}:={_ros_value(v)}']
-        for k, v in (remaps or {}).items():
-            args += ['-r', f'{k}:={v}']
-        args += list(extra_args)
+        # Absolute parameter-file paths: ros_args joins them to its config directory unchanged.
+        spec = NodeSpec(name, module, tuple(str(Path(f).resolve()) for f in params_files),
+                        dict(params or {}), tuple((remaps or {}).items()))
+        args: List[str] = [sys.executable, '-m', module] + ros_args(spec) + list(extra_args)
         self.args = args
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f'{name}.log'
@@ -68,14 +69,43 @@ class NodeProcess:
         return self.proc.returncode
 
 
-def _ros_value(v: object) -> str:
-    if isinstance(v, bool):
-        return 'true' if v else 'false'
-    if isinstance(v, (list, tuple)):
-        return '[' + ','.join(_ros_value(x) for x in v) + ']'
-    if isinstance(v, str):
-        return f'"{v}"' if v == '' else v
-    return str(v)
+
+def make_test_node(rclpy_context, name: str):
+    """A plain rclpy node for the test's own subscriptions and clients, with its executor."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    node = rclpy.create_node(name, context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    return node, executor
+
+
+def spin_for(executor, seconds: float, timeout_s: float = 0.01) -> None:
+    """Spin `executor` for `seconds`, waiting at most `timeout_s` for each callback."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=timeout_s)
+
+
+class ProbeNode:
+    """The test's side of a node under test: one rclpy node (subclasses add subscriptions,
+    publishers and clients to ``self.node``) and its executor."""
+
+    #: How long spin() waits for one callback.
+    spin_timeout_s = 0.02
+
+    def __init__(self, context, name: str) -> None:
+        self.node, self.executor = make_test_node(context, name)
+
+    def spin(self) -> None:
+        self.executor.spin_once(timeout_sec=self.spin_timeout_s)
+
+    def spin_for(self, seconds: float) -> None:
+        spin_for(self.executor, seconds, self.spin_timeout_s)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
 
 
 def wait_for(pred: Callable[[], bool], timeout: float, spin: Optional[Callable[[], None]] = None,

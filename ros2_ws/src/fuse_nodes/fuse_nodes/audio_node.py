@@ -210,7 +210,7 @@ class AudioNode(Node):
 
 
 def main(args=None):
-    return run_node(AudioNode, args=args)
+    return run_node(AudioNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

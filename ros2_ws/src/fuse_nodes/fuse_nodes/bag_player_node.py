@@ -9,9 +9,7 @@ import time
 from typing import Deque, Dict
 
 import rclpy
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import SetBool
@@ -83,16 +81,6 @@ class BagPlayerNode(Node):
             f'/clock {self.cfg.publish_clock}' + (' (paused)' if self.cfg.start_paused else ''))
         self._thread = threading.Thread(target=self._run, name='bag_playback', daemon=True)
         self._thread.start()
-
-    def get_parameter(self, name: str) -> Parameter:
-        # declare_config declares empty-list parameters with a type but no value; rclpy then
-        # reports them uninitialised. Unset means the empty list here.
-        try:
-            return super().get_parameter(name)
-        except ParameterUninitializedException:
-            if name in ('topics', 'required_topics'):
-                return Parameter(name, Parameter.Type.STRING_ARRAY, [])
-            raise
 
     # --- control -----------------------------------------------------------------------
     def _on_set_paused(self, request, response):
@@ -197,7 +185,7 @@ class BagPlayerNode(Node):
 
 
 def main(args=None):
-    return run_node(BagPlayerNode, args)
+    return run_node(BagPlayerNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

@@ -110,7 +110,7 @@ class CameraNode(Node):
 
 
 def main(args=None):
-    return run_node(CameraNode, args=args)
+    return run_node(CameraNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

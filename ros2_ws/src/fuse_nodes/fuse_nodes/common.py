@@ -7,7 +7,7 @@ import faulthandler
 import signal
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 import rclpy
 from builtin_interfaces.msg import Time as TimeMsg
@@ -87,16 +87,21 @@ def log_at(logger: Any, level: str, message: str) -> None:
 
 
 # --- parameters -----------------------------------------------------------------------------
-def declare_config(node: Node, cls: Type[C], prefix: str = '') -> C:
+def declare_config(node: Node, cls: Type[C], prefix: str = '',
+                   defaults: Optional[Mapping[str, Any]] = None) -> C:
     """Declare one ROS parameter per field of config dataclass `cls` and build the config.
 
     Parameter names, defaults, descriptions and ranges come from the dataclass, so the node,
-    its YAML file and the core share one definition. A bad value raises ConfigError naming
-    the parameter; the node's main() turns that into a clear start-up failure.
+    its YAML file and the core share one definition. `prefix` namespaces the parameters (the
+    sync node's ``streams.<name>.``); `defaults` replaces the dataclass default of the fields
+    it names (a stream's own topics). A bad value raises ConfigError naming the parameter;
+    the node's main() turns that into a clear start-up failure.
     """
     values: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
+        if defaults is not None and f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
@@ -200,6 +205,18 @@ def run_node(factory: Callable[[], Node], args: Optional[List[str]] = None,
     the node's close() then runs once. A ConfigError while building the node is printed as
     one clear line and exits with 2; a node that stops itself after a fatal error sets
     `exit_code` (non-zero) before shutting its context down.
+
+    The executor, chosen by each node's main() (`multithreaded`):
+
+    - MultiThreadedExecutor, only where one callback must run while another is busy, each
+      node putting its callbacks into callback groups for that: the arm (a command flood
+      must not starve the control loop, joint states, status or the e-stop), the policy
+      (services and diagnostics answer during an inference) and the expert (world-reset and
+      move-to-start responses arrive while its 5 Hz tick runs).
+    - SingleThreadedExecutor everywhere else (the default): the callbacks are short, and the
+      slow or blocking work runs on the node's own thread (sensor acquisition, bag playback)
+      or on a timer. rclpy's MultiThreadedExecutor polls in a busy loop (measured in the sync
+      node: 70-80 % of a core, ticks stalled by up to 1 s), so it is not the default.
     """
     rclpy.init(args=args if args is not None else sys.argv,
                signal_handler_options=SignalHandlerOptions.NO)

@@ -123,7 +123,7 @@ class DigitNode(Node):
 
 
 def main(args=None):
-    return run_node(DigitNode, args=args)
+    return run_node(DigitNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

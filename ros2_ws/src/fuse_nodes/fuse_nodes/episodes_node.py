@@ -455,7 +455,7 @@ class EpisodesNode(Node):
 
 
 def main(args=None):
-    return run_node(EpisodesNode, args)
+    return run_node(EpisodesNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

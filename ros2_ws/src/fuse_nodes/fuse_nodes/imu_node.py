@@ -93,7 +93,7 @@ class ImuNode(Node):
 
 
 def main(args=None):
-    return run_node(ImuNode, args=args)
+    return run_node(ImuNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

@@ -325,7 +325,7 @@ class RecorderNode(Node):
 
 
 def main(args=None):
-    return run_node(RecorderNode, args)
+    return run_node(RecorderNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

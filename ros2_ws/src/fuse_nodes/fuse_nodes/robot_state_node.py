@@ -115,7 +115,7 @@ class RobotStateNode(Node):
 
 
 def main(args=None):
-    return run_node(RobotStateNode, args=args)
+    return run_node(RobotStateNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

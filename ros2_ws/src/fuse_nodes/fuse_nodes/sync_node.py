@@ -8,7 +8,6 @@ import sys
 import time
 from typing import Deque, Dict, Optional
 
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.timer import TimerInfo
 from sensor_msgs.msg import Image
@@ -32,9 +31,9 @@ _HISTORY = 100
 class SyncNode(Node):
     """Thin shell around fuse_core.sync.WindowBuilder: subscriptions, tick timer, publisher.
 
-    Threading: sensor callbacks run in one (reentrant) callback group and the tick timer
-    plus the reset service in another, on a MultiThreadedExecutor; a tick's stamp is the
-    timer's scheduled time however late its callback runs (the delay shows as tick jitter).
+    Threading: one thread (a SingleThreadedExecutor, see common.run_node) runs the sensor
+    callbacks, the tick timer and the reset service; a tick's stamp is the timer's scheduled
+    time however late its callback runs (the delay shows as tick jitter).
 
     Preprocessing is lazy by default: a sample is converted at the first tick that uses it
     and cached, so it is still done once per sample. Both modes were measured. In isolation
@@ -43,7 +42,7 @@ class SyncNode(Node):
     the running node (30 fps images, diagnostics over ~60 ticks, 2-core machine under load)
     the lazy tick published sooner after its scheduled time: median delay + build 12 ms and
     41 ms in two runs, against 37 ms and 77 ms eager, because eager callbacks queue ahead of
-    the timer in the executor's thread pool (median timer delay 25-59 ms vs 1-2 ms lazy).
+    the timer in the executor (median timer delay 25-59 ms vs 1-2 ms lazy).
     Lazy also spends less CPU (only the samples a window uses are converted: ~13 ms per
     tick vs ~37 ms eager). preprocess_mode: eager remains for machines with cores to spare.
 
@@ -109,24 +108,9 @@ class SyncNode(Node):
     # --- parameters ----------------------------------------------------------------------
     def _declare_stream(self, name: str) -> StreamConfig:
         """Declare streams.<name>.{topic,background_topic,max_age_s} (defaults per known stream)."""
-        defaults = stream_defaults(name)
-        values = {}
-        for f in dataclasses.fields(StreamConfig):
-            desc = ParameterDescriptor(description=f.metadata['description'], read_only=True)
-            lo, hi = f.metadata.get('min'), f.metadata.get('max')
-            if lo is not None:
-                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
-                                                                step=0.0)]
-            pname = f'streams.{name}.{f.name}'
-            try:
-                value = self.declare_parameter(pname, defaults[f.name], desc).value
-            except Exception as exc:  # out-of-range or wrongly typed values are rejected by rclpy
-                raise ConfigError(f'{self.get_name()}: parameter {pname!r}: {exc}') from exc
-            if isinstance(defaults[f.name], float) and isinstance(value, int):
-                value = float(value)
-            values[f.name] = value
+        cfg = declare_config(self, StreamConfig, f'streams.{name}.', stream_defaults(name))
         try:
-            return stream_config(name, values)
+            return stream_config(name, dataclasses.asdict(cfg))
         except ConfigError as exc:
             raise ConfigError(f'{self.get_name()}: {exc}') from exc
 
@@ -244,7 +228,7 @@ class SyncNode(Node):
 
 
 def main(args=None):
-    return run_node(SyncNode, args=args)
+    return run_node(SyncNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

@@ -118,7 +118,7 @@ class TeleopNode(Node):
 
 
 def main(args=None):
-    return run_node(TeleopNode, args)
+    return run_node(TeleopNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

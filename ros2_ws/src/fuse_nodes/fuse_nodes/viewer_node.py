@@ -348,7 +348,7 @@ def _object_schema(*names: str) -> dict:
 
 
 def main(args=None):
-    return run_node(ViewerNode, args=args)
+    return run_node(ViewerNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

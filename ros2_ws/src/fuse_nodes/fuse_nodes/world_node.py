@@ -392,7 +392,7 @@ class WorldNode(Node):
 
 
 def main(args=None):
-    return run_node(WorldNode, args=args)
+    return run_node(WorldNode, args=args, multithreaded=False)
 
 
 if __name__ == '__main__':

@@ -474,10 +474,6 @@ class SafetyFilter:
             return 'timeout'
         return None
 
-    @property
-    def goal_joints(self) -> Optional[np.ndarray]:
-        return None if self._goal_joints is None else self._goal_joints.copy()
-
     # --- helpers ----------------------------------------------------------------------------
     def _reject(self, reason: str) -> FilterDecision:
         reason = bounded(reason, 2 * MAX_REASON_CHARS)

@@ -171,7 +171,6 @@ class StreamStats:
     errors: int = 0
     last_error: str = ''
     stale_ticks: int = 0
-    last_reason: str = ''
     newest_stamp_ns: int = 0
 
 
@@ -214,7 +213,6 @@ class WindowBuilder:
         self.stats: Dict[str, StreamStats] = {s: StreamStats() for s in self.stream_names}
         self.tick_index = 0
         self.ticks_since_reset = 0
-        self.windows_built = 0
         self.masked_steps = 0
         self._tick_lock = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -295,8 +293,6 @@ class WindowBuilder:
         for stream, st in self.stats.items():
             if stream in reasons:
                 st.stale_ticks += 1
-                st.last_reason = reasons[stream]
-        self.windows_built += 1
         return Window(tick_index=index, stamp_ns=int(t_ns), step_stamps_ns=steps,
                       timestep_pad_mask=pad_mask, tensors=tensors, newest_sample_ns=newest,
                       stale_streams=sorted(reasons), reasons=reasons)
