@@ -13,37 +13,29 @@ from fuse_core.errors import BundleError
 FORMAT_VERSION = 1
 GRAPH_KEYS = ('policy', 'observation_encoder', 'language', 'generative')
 
+#: The dtype each image op delivers; an image input's shape is its (height, width) size by 3 channels.
+IMAGE_OP_DTYPES = {'rgb_image': 'uint8', 'tactile_minus_background': 'int16'}
+
+
+def image_input(name: str, stream: str, op: str, size: Tuple[int, int],
+                interpolation: str = 'lanczos') -> Dict[str, Any]:
+    """The manifest entry of an image input: its shape and dtype follow from the op and size."""
+    return {
+        'name': name,
+        'shape': [size[0], size[1], 3],
+        'dtype': IMAGE_OP_DTYPES[op],
+        'stream': stream,
+        'preprocess': {'op': op, 'size': list(size), 'interpolation': interpolation},
+    }
+
+
 #: FuSe's observation set per timestep and the sensor stream + preprocessing feeding each input
 #: (docs/CONTRACTS.md): the manifest `inputs` of the reference bundle and of exported FuSe bundles.
 FUSE_OBSERVATION_INPUTS = [
-    {
-        'name': 'image_primary',
-        'shape': [256, 256, 3],
-        'dtype': 'uint8',
-        'stream': 'camera_primary',
-        'preprocess': {'op': 'rgb_image', 'size': [256, 256], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_wrist',
-        'shape': [128, 128, 3],
-        'dtype': 'uint8',
-        'stream': 'camera_wrist',
-        'preprocess': {'op': 'rgb_image', 'size': [128, 128], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_digit_left',
-        'shape': [224, 224, 3],
-        'dtype': 'int16',
-        'stream': 'digit_left',
-        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
-    },
-    {
-        'name': 'image_digit_right',
-        'shape': [224, 224, 3],
-        'dtype': 'int16',
-        'stream': 'digit_right',
-        'preprocess': {'op': 'tactile_minus_background', 'size': [224, 224], 'interpolation': 'lanczos'},
-    },
+    image_input('image_primary', 'camera_primary', 'rgb_image', (256, 256)),
+    image_input('image_wrist', 'camera_wrist', 'rgb_image', (128, 128)),
+    image_input('image_digit_left', 'digit_left', 'tactile_minus_background', (224, 224)),
+    image_input('image_digit_right', 'digit_right', 'tactile_minus_background', (224, 224)),
     {
         'name': 'mel_spectro',
         'shape': [128, 128],
@@ -201,6 +193,10 @@ def _positive(v) -> str:
     return '' if v > 0 else 'must be > 0'
 
 
+def _one_of(choices: Tuple[str, ...]):
+    return lambda v: '' if v in choices else f'is not one of {list(choices)}'
+
+
 def _int_list(r: _Reader, key: str, length: Optional[int] = None) -> Tuple[int, ...]:
     def check(v):
         if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
@@ -223,6 +219,16 @@ def _float_list(r: _Reader, key: str, length: int) -> Tuple[float, ...]:
     return tuple(float(x) for x in r.get(key, list, check=check))
 
 
+def _per_dim(r: _Reader, key: str, kind: type, what: str, dim: int) -> Tuple[Any, ...]:
+    """A list with one `kind` entry per action dimension."""
+    def check(v):
+        if len(v) == dim and all(isinstance(x, kind) for x in v):
+            return ''
+        return f'must be {dim} {what} (action.dim)'
+
+    return tuple(r.get(key, list, check=check))
+
+
 def _relative_file(v: str) -> str:
     p = Path(v)
     if not v or p.is_absolute() or '..' in p.parts:
@@ -235,9 +241,7 @@ def _parse_input(raw: Any, index: int) -> InputSpec:
     name = r.get('name', str, check=lambda v: '' if v.isidentifier() else 'must be an identifier')
     r.where = f'inputs[{index}] ({name})'
     shape = _int_list(r, 'shape')
-    dtype = r.get(
-        'dtype', str, check=lambda v: '' if v in INPUT_DTYPES else f'is not one of {list(INPUT_DTYPES)}'
-    )
+    dtype = r.get('dtype', str, check=_one_of(INPUT_DTYPES))
     stream = r.get('stream', str, check=lambda v: '' if v else 'must not be empty')
     required = r.get('required', bool, True)
     value_range = None
@@ -250,30 +254,19 @@ def _parse_input(raw: Any, index: int) -> InputSpec:
                               f'got {raw_range!r}')
         value_range = (float(raw_range[0]), float(raw_range[1]))
     p = r.sub('preprocess')
-    op = p.get(
-        'op', str, check=lambda v: '' if v in PREPROCESS_OPS else f'is not one of {list(PREPROCESS_OPS)}'
-    )
+    op = p.get('op', str, check=_one_of(PREPROCESS_OPS))
     size = tuple(_int_list(p, 'size', 2)) if 'size' in p.data else None
-    interp = p.get(
-        'interpolation',
-        str,
-        None,
-        check=lambda v: '' if v in INTERPOLATIONS else f'is not one of {list(INTERPOLATIONS)}',
-    )
+    interp = p.get('interpolation', str, None, check=_one_of(INTERPOLATIONS))
     options = {k: v for k, v in p.data.items() if k not in ('op', 'size', 'interpolation')}
-    if op in ('rgb_image', 'tactile_minus_background'):
+    if op in IMAGE_OP_DTYPES:
         if size is None:
             raise BundleError(f'manifest: {p.where}.size is required for op {op!r}')
         if len(shape) != 3 or shape[2] != 3 or tuple(shape[:2]) != size:
             raise BundleError(
                 f'manifest: {r.where}: op {op!r} needs shape [{size[0]}, {size[1]}, 3], got {list(shape)}'
             )
-    if op == 'rgb_image' and dtype != 'uint8':
-        raise BundleError(f'manifest: {r.where}: op rgb_image delivers uint8, dtype is {dtype!r}')
-    if op == 'tactile_minus_background' and dtype != 'int16':
-        raise BundleError(
-            f'manifest: {r.where}: op tactile_minus_background delivers int16, dtype is {dtype!r}'
-        )
+        if dtype != IMAGE_OP_DTYPES[op]:
+            raise BundleError(f'manifest: {r.where}: op {op} delivers {IMAGE_OP_DTYPES[op]}, dtype is {dtype!r}')
     r.no_unknown()
     return InputSpec(
         name=name,
@@ -289,9 +282,7 @@ def _parse_input(raw: Any, index: int) -> InputSpec:
 def _parse_language(r: _Reader) -> LanguageSpec:
     max_length = r.get('max_length', int, check=_positive)
     t = r.sub('tokenizer')
-    ttype = t.get(
-        'type', str, check=lambda v: '' if v in TOKENIZER_TYPES else f'is not one of {list(TOKENIZER_TYPES)}'
-    )
+    ttype = t.get('type', str, check=_one_of(TOKENIZER_TYPES))
     if ttype == 'hash_words':
         tok = TokenizerSpec(
             type=ttype,
@@ -324,31 +315,11 @@ def _parse_language(r: _Reader) -> LanguageSpec:
 def _parse_action(r: _Reader) -> ActionSpec:
     horizon = r.get('horizon', int, check=_positive)
     dim = r.get('dim', int, check=_positive)
-    layout = tuple(
-        r.get(
-            'layout',
-            list,
-            check=lambda v: (
-                ''
-                if len(v) == dim and all(isinstance(x, str) for x in v)
-                else f'must be {dim} names (action.dim)'
-            ),
-        )
-    )
+    layout = _per_dim(r, 'layout', str, 'names', dim)
     n = r.sub('normalization')
     mean = _float_list(n, 'mean', dim)
     std = _float_list(n, 'std', dim)
-    mask = tuple(
-        n.get(
-            'mask',
-            list,
-            check=lambda v: (
-                ''
-                if len(v) == dim and all(isinstance(x, bool) for x in v)
-                else f'must be {dim} booleans (action.dim)'
-            ),
-        )
-    )
+    mask = _per_dim(n, 'mask', bool, 'booleans', dim)
     n.no_unknown()
     bad = [i for i in range(dim) if mask[i] and not std[i] > 0]
     if bad:
@@ -402,10 +373,7 @@ def parse_manifest(data: Any) -> Manifest:
     action = _parse_action(r.sub('action'))
     statistics = r.get('statistics', str, None, check=_relative_file)
     description = r.get('description', str, '')
-    precision = r.get(
-        'precision', str, 'float32',
-        check=lambda v: '' if v in PRECISIONS else f'is not one of {list(PRECISIONS)}',
-    )
+    precision = r.get('precision', str, 'float32', check=_one_of(PRECISIONS))
     r.no_unknown()
     return Manifest(
         format_version=version,
