@@ -28,8 +28,11 @@ sys.path.insert(0, str(REPO / 'ros2_ws' / 'src' / 'fuse_core'))
 
 from fuse_core.bundle import Observation, PolicyRunner, load_bundle, parse_manifest  # noqa: E402
 sys.path.insert(0, str(REPO))
-from models.trainer.model import Block as _Block, CameraStem as _CameraStem, gelu  # noqa: E402
-from models.trainer.model import SpectroEncoder as _SpectroEncoder, TactileEncoder as _TactileEncoder  # noqa: E402
+from models.trainer.model import (  # noqa: E402
+    Block as _Block, CameraStem as _CameraStem, LanguageEncoder as _LanguageEncoder, ModelConfig,
+    SpectroEncoder as _SpectroEncoder, TactileEncoder as _TactileEncoder,
+    block_causal_mask as _block_causal_mask, gelu,
+)
 from fuse_core.bundle.tokenizers import HashWordsTokenizer  # noqa: E402
 
 # --- the FuSe observation and action spec (docs/FACTS.md section 1) ---------------------------
@@ -78,22 +81,9 @@ class ObservationEncoder(nn.Module):
         return digits, self.spectro(mel_spectro), self.primary(image_primary), self.wrist(image_wrist)
 
 
-class LanguageEncoder(nn.Module):
+def LanguageEncoder() -> nn.Module:
     """input_ids, attention_mask (1, L) -> (1, L, LANG_D) (exported as language.onnx)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(VOCAB, LANG_D)
-        self.pos = nn.Parameter(torch.randn(L, LANG_D) * 0.02)
-        self.mix = nn.Linear(2 * LANG_D, LANG_D)
-        self.norm = nn.LayerNorm(LANG_D, eps=1e-6)
-
-    def forward(self, input_ids, attention_mask):
-        m = attention_mask.to(torch.float32).unsqueeze(-1)
-        x = (self.embed(input_ids) + self.pos) * m
-        pooled = x.sum(dim=1, keepdim=True) / m.sum(dim=1, keepdim=True).clamp(min=1.0)
-        x = x + gelu(self.mix(torch.cat([x, pooled.expand_as(x)], dim=-1)))
-        return self.norm(x)
+    return _LanguageEncoder(ModelConfig(vocab_size=VOCAB, lang_dim=LANG_D, max_length=L))
 
 
 def Block() -> nn.Module:
@@ -101,20 +91,8 @@ def Block() -> nn.Module:
 
 
 def block_causal_mask(n_obs: int) -> torch.Tensor:
-    """Allowed (query, key) pairs: language is a prefix seen by all; observation tokens see
-    language and observations of their own and earlier steps; a step's readout sees the same
-    plus itself; nothing attends to a readout (Octo's block-causal rule)."""
-    per = n_obs + 1
-    T = L + W * per
-    allowed = torch.zeros(T, T, dtype=torch.bool)
-    allowed[:, :L] = True
-    for t in range(W):
-        q0 = L + t * per
-        for s in range(t + 1):
-            k0 = L + s * per
-            allowed[q0 : q0 + per, k0 : k0 + n_obs] = True
-        allowed[q0 + n_obs, q0 + n_obs] = True
-    return allowed
+    """The trainer's block-causal rule with one readout per step (the action readout)."""
+    return _block_causal_mask(n_obs, L, W, 0)
 
 
 class Policy(nn.Module):
@@ -247,6 +225,12 @@ class FullModel(nn.Module):
         return self.policy(*toks, pad, self.language(ids, mask))
 
 
+def predict(model: FullModel, obs, pad, ids, mask) -> torch.Tensor:
+    """The model on one synthetic batch (numpy arrays in, a torch tensor out)."""
+    return model({k: torch.from_numpy(v) for k, v in obs.items()}, torch.from_numpy(pad),
+                 torch.from_numpy(ids), torch.from_numpy(mask))
+
+
 def train(model: FullModel, steps: int, batch: int, seed: int, log_every: int = 50) -> list:
     rng = np.random.default_rng(seed)
     tok = HashWordsTokenizer(VOCAB, L, 512)
@@ -256,12 +240,7 @@ def train(model: FullModel, steps: int, batch: int, seed: int, log_every: int = 
     t0 = time.time()
     for step in range(steps):
         obs, pad, ids, mask, target = synthetic_batch(rng, batch, tok)
-        pred = model(
-            {k: torch.from_numpy(v) for k, v in obs.items()},
-            torch.from_numpy(pad),
-            torch.from_numpy(ids),
-            torch.from_numpy(mask),
-        )
+        pred = predict(model, obs, pad, ids, mask)
         loss = F.mse_loss(pred, torch.from_numpy(target))
         opt.zero_grad()
         loss.backward()
@@ -283,12 +262,7 @@ def evaluate(model: FullModel, seed: int, n: int = 64):
     tok = HashWordsTokenizer(VOCAB, L, 512)
     obs, pad, ids, mask, target = synthetic_batch(rng, n, tok)
     with torch.no_grad():
-        pred = model(
-            {k: torch.from_numpy(v) for k, v in obs.items()},
-            torch.from_numpy(pad),
-            torch.from_numpy(ids),
-            torch.from_numpy(mask),
-        ).numpy()
+        pred = predict(model, obs, pad, ids, mask).numpy()
     rmse = np.sqrt(((pred - target) ** 2).mean(axis=(0, 1)))
     spread = target.std(axis=(0, 1))
     return rmse, spread, target
@@ -396,12 +370,7 @@ def parity_check(model: FullModel, out: Path, seed: int) -> float:
         ids[0], mask[0] = (a[0] for a in tok(text))
         runner.set_instruction(text)
         with torch.no_grad():
-            ref = model(
-                {k: torch.from_numpy(v) for k, v in obs.items()},
-                torch.from_numpy(pad),
-                torch.from_numpy(ids),
-                torch.from_numpy(mask),
-            ).numpy()[0]
+            ref = predict(model, obs, pad, ids, mask).numpy()[0]
         res = runner.infer(Observation({k: v[0] for k, v in obs.items()}, pad[0]))
         worst = max(worst, float(np.abs(res.normalized - ref).max()))
     return worst

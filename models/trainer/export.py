@@ -31,49 +31,42 @@ LAYOUT = ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']
 PARITY_BOUND = 1e-4
 
 
-class _Encoder(nn.Module):
+class _Graph(nn.Module):
+    """One exported graph: a forward around the trained model."""
+
     def __init__(self, model: FuseModel) -> None:
         super().__init__()
         self.model = model
 
+    def _window(self, args) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """A window graph's inputs: the token groups, then the pad mask and one more input."""
+        groups = self.model.cfg.groups
+        return dict(zip(groups, args[: len(groups)])), args[len(groups)], args[len(groups) + 1]
+
+
+class _Encoder(_Graph):
     def forward(self, *inputs):
         obs = dict(zip(self.model.cfg.inputs, inputs))
         out = self.model.encoder(obs)
         return tuple(out[g] for g in self.model.cfg.groups)
 
 
-class _Policy(nn.Module):
-    def __init__(self, model: FuseModel) -> None:
-        super().__init__()
-        self.model = model
-
+class _Policy(_Graph):
     def forward(self, *args):
-        groups = self.model.cfg.groups
-        tokens = dict(zip(groups, args[: len(groups)]))
-        pad, language = args[len(groups)], args[len(groups) + 1]
+        tokens, pad, language = self._window(args)
         readout, _ = self.model.transformer(tokens, pad, language)
         return self.model.action_head(readout)
 
 
-class _Language(nn.Module):
-    def __init__(self, model: FuseModel) -> None:
-        super().__init__()
-        self.model = model
-
+class _Language(_Graph):
     def forward(self, input_ids, attention_mask):
         return self.model.language(input_ids, attention_mask)
 
 
-class _Generative(nn.Module):
-    def __init__(self, model: FuseModel) -> None:
-        super().__init__()
-        self.model = model
-
+class _Generative(_Graph):
     def forward(self, *args):
-        groups = self.model.cfg.groups
-        tokens = dict(zip(groups, args[: len(groups)]))
-        pad, index = args[len(groups)], args[len(groups) + 1]
-        keep = self.model.modality_groups[index].reshape(len(groups))
+        tokens, pad, index = self._window(args)
+        keep = self.model.modality_groups[index].reshape(len(tokens))
         _, lang_r = self.model.transformer(tokens, pad, None, keep)
         logits = self.model.gen_logits(lang_r, index)
         return torch.argmax(logits, dim=-1), logits

@@ -224,6 +224,25 @@ class AttentionPool(nn.Module):
         return y + self.fc2(gelu(self.fc1(self.ln(y))))
 
 
+def block_causal_mask(n_obs: int, length: int, window: int, lang_readouts: int) -> torch.Tensor:
+    """(T, T) allowed pairs over [language | per step: n_obs observation tokens, the action readout,
+    `lang_readouts` language readouts]: language is a prefix all see; observation tokens see
+    language and observations of their own and earlier steps; a readout sees the same plus itself;
+    nothing else attends to a readout (Octo's block-causal rule)."""
+    per = n_obs + 1 + lang_readouts
+    T = length + window * per
+    allowed = torch.zeros(T, T, dtype=torch.bool)
+    allowed[:, :length] = True
+    for t in range(window):
+        q0 = length + t * per
+        for s in range(t + 1):
+            k0 = length + s * per
+            allowed[q0: q0 + per, k0: k0 + n_obs] = True
+        for r in range(1 + lang_readouts):
+            allowed[q0 + n_obs + r, q0 + n_obs + r] = True
+    return allowed
+
+
 class FuseModel(nn.Module):
     """The whole trainable model. forward(batch) returns the heads' outputs for the losses."""
 
@@ -257,7 +276,8 @@ class FuseModel(nn.Module):
         self.gen_vocab = nn.Linear(d, cfg.vocab_size)
         n_obs = sum(group_tokens(cfg, g) for g in cfg.groups)
         self.n_obs = n_obs
-        self.register_buffer('allowed', self._block_causal(n_obs), persistent=False)
+        self.register_buffer('allowed', block_causal_mask(n_obs, cfg.max_length, cfg.window, cfg.lang_readouts),
+                             persistent=False)
         table = torch.zeros(len(MODALITY_COMBINATIONS), len(cfg.groups), dtype=torch.bool)
         for i, combo in enumerate(MODALITY_COMBINATIONS):
             keep = combination_modalities(combo) if combo else frozenset()
@@ -266,24 +286,6 @@ class FuseModel(nn.Module):
         self.register_buffer('modality_groups', table, persistent=False)
 
     # --- the block-causal transformer ----------------------------------------------------------
-    def _block_causal(self, n_obs: int) -> torch.Tensor:
-        """(T, T) allowed pairs: language is a prefix all see; observation tokens see language and
-        observations of their own and earlier steps; a readout sees the same plus itself;
-        nothing else attends to a readout (Octo's rule)."""
-        L, W, R = self.cfg.max_length, self.cfg.window, self.cfg.lang_readouts
-        per = n_obs + 1 + R
-        T = L + W * per
-        allowed = torch.zeros(T, T, dtype=torch.bool)
-        allowed[:, :L] = True
-        for t in range(W):
-            q0 = L + t * per
-            for s in range(t + 1):
-                k0 = L + s * per
-                allowed[q0: q0 + per, k0: k0 + n_obs] = True
-            for r in range(1 + R):
-                allowed[q0 + n_obs + r, q0 + n_obs + r] = True
-        return allowed
-
     def transformer(self, tokens: Mapping[str, torch.Tensor], pad: torch.Tensor,
                     language: Optional[torch.Tensor], keep: Optional[torch.Tensor] = None):
         """tokens: {group: (B, W, n, D)}; pad (B, W) bool; language (B, L, lang_dim) or None (no
