@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fuse_core.arm.backends import InterbotixArm, MockArm, driver_namespaces
+from fuse_core.arm.backends import MockArm
 from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.kinematics import FINGER_MAX, FINGER_MIN, SLEEP_JOINTS, WX250S, bridge_state_to_pose
 from fuse_core.arm.safety import APPLY, REJECT, SafetyFilter
 from fuse_core.config import from_mapping
 from fuse_core.errors import ConfigError, DeviceError
+from fuse_nodes.interbotix_arm import InterbotixArm, driver_namespaces
 
 FAKES = Path(__file__).resolve().parents[1] / 'fakes' / 'interbotix_xs_modules'
 JS = 'sensor_msgs/msg/JointState'
@@ -287,3 +288,27 @@ def test_missing_interbotix_package_is_a_clear_device_error(monkeypatch):
     monkeypatch.setitem(sys.modules, 'interbotix_xs_modules', None)
     with pytest.raises(DeviceError, match='interbotix_xs_modules'):
         make_arm(topics('/wx250s')).connect()
+
+
+# --- backend choice ------------------------------------------------------------------------
+def test_make_backend_builds_the_mock_here_and_asks_the_node_for_the_others():
+    from fuse_core.arm.backends import make_backend
+    mock = make_backend(ArmConfig(), {})
+    assert isinstance(mock, MockArm) and np.allclose(mock.joint_positions(), SLEEP_JOINTS)
+    start = make_backend(from_mapping(ArmConfig, {'mock_initial_pose': 'start'}), {})
+    cfg = ArmConfig()
+    assert np.allclose(WX250S.fk(start.joint_positions())[:3, 3], cfg.start_pose_xyz, atol=1e-3)
+    made = []
+    sim = from_mapping(ArmConfig, {'backend': 'sim'})
+    assert make_backend(sim, {'sim': lambda: made.append('sim') or MockArm()}) is not None and made == ['sim']
+    with pytest.raises(ConfigError, match="'backend' = 'sim'"):
+        make_backend(sim, {'interbotix': MockArm})
+
+
+def test_mock_refusals_are_counted_like_the_twin_arm():
+    arm = MockArm()
+    q = np.array(SLEEP_JOINTS, dtype=float)
+    q[0] = WX250S.upper[0] + 0.5
+    assert arm.set_joint_targets(q) is False and arm.refused == 1 and arm.commands_sent == 0
+    with pytest.raises(ValueError, match='mock arm: joint targets must be 6 finite values'):
+        arm.set_joint_targets([np.nan] * 6)

@@ -7,6 +7,7 @@ from sensor_msgs.msg import Image
 
 from fuse_core.bag import BagReader
 from fuse_core.bag.config import SENSOR_TOPICS, default_recording_path
+from fuse_nodes.layout import shipped_roots
 
 TYPES = {
     '/camera_primary/image_raw': 'sensor_msgs/msg/Image',
@@ -23,7 +24,7 @@ TYPES = {
 
 
 def test_shipped_recording_has_every_sensor_topic_and_is_small():
-    path = default_recording_path()
+    path = default_recording_path(shipped_roots())
     r = BagReader(path, required_topics=SENSOR_TOPICS, verify=True)
     assert {t: i.type for t, i in r.topics.items()} == TYPES
     assert 2.5 <= r.duration_ns / 1e9 <= 10.0

@@ -1,5 +1,7 @@
 """WindowBuilder: tick spacing, padding, staleness masks, once-per-sample preprocessing, config checks."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -240,16 +242,16 @@ def test_sync_yaml_is_valid_and_covers_the_reference_manifest():
     import yaml
 
     from fuse_core.bundle import read_manifest, resolve_bundle_path
-    from fuse_core.bundle.loader import REPO_ROOT
     from fuse_core.config import from_mapping
 
-    doc = yaml.safe_load((REPO_ROOT / 'ros2_ws/src/fuse_bringup/config/sync.yaml').read_text())
+    root = Path(__file__).resolve().parents[2]
+    doc = yaml.safe_load((root / 'ros2_ws/src/fuse_bringup/config/sync.yaml').read_text())
     params = dict(doc['sync']['ros__parameters'])
     stream_params = params.pop('streams')
     cfg = from_mapping(SyncConfig, params)
     assert sorted(stream_params) == sorted(cfg.stream_names)
     streams = {name: stream_config(name, values) for name, values in stream_params.items()}
-    manifest = read_manifest(resolve_bundle_path(cfg.bundle_path))   # the shipped reference bundle
+    manifest = read_manifest(resolve_bundle_path(cfg.bundle_path, [root]))   # the shipped reference bundle
     b = builder_from(manifest, cfg, streams)
     assert b.window_size == manifest.window_size == 2
     assert b.dt_ns == 200 * MS

@@ -55,8 +55,9 @@ def check_bundle_for_twin(bundle_path: str, published: tuple = TWIN_STREAMS,
     return its resolved path. Runs the bundle loader."""
     from fuse_core.bundle import load_bundle, resolve_bundle_path
     from fuse_core.sync.config import check_streams, stream_config, stream_defaults
+    from fuse_nodes.layout import shipped_roots
     try:
-        path = resolve_bundle_path(bundle_path)
+        path = resolve_bundle_path(bundle_path, shipped_roots())
         bundle = load_bundle(path)
     except (BundleError, ConfigError) as exc:
         raise EvaluationError(f'bundle {bundle_path!r}: {exc}') from exc

@@ -232,9 +232,10 @@ def _check_attached(action_source: str, bundle: str) -> None:
     """The launched graph must run the bundle this report names."""
     from fuse_core.bundle import resolve_bundle_path
     from fuse_core.errors import BundleError
+    from fuse_nodes.layout import shipped_roots
     path = action_source[len('bundle:'):] if action_source.startswith('bundle:') else ''
     try:
-        same = bool(path) and str(resolve_bundle_path(path)) == bundle
+        same = bool(path) and str(resolve_bundle_path(path, shipped_roots())) == bundle
     except BundleError:
         same = False
     if not same:

@@ -8,12 +8,12 @@ then the graph's override file (sim.yaml for the simulation), then explicit over
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-PACKAGE = 'fuse_bringup'
+from fuse_nodes.layout import find_shipped
+
 NODES_PACKAGE = 'fuse_nodes'
 
 
@@ -29,22 +29,9 @@ class NodeSpec:
     package: str = NODES_PACKAGE
 
 
-def repo_root() -> Optional[Path]:
-    """The source checkout when running from one (editable install), else None."""
-    here = Path(__file__).resolve()
-    candidate = here.parents[4] if len(here.parents) > 4 else None
-    if candidate is not None and (candidate / 'ros2_ws').is_dir() and (candidate / 'models').is_dir():
-        return candidate
-    return None
-
-
 def share_dir() -> Path:
-    """Directory holding config/ and launch/: the colcon install's share dir, else the source."""
-    src = Path(__file__).resolve().parents[1]
-    if (src / 'config').is_dir():
-        return src
-    from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory(PACKAGE))
+    """Directory holding config/ and launch/: the source's fuse_bringup, else its install share dir."""
+    return find_shipped('config').parent
 
 
 def config_dir() -> Path:
@@ -57,18 +44,12 @@ def config_path(name: str) -> Path:
 
 def default_bundle_path() -> str:
     """The reference model bundle that ships with the project."""
-    root = repo_root()
-    if root is not None:
-        return str(root / 'models' / 'reference')
-    return os.path.join(str(share_dir()), 'models', 'reference')
+    return str(find_shipped('models/reference'))
 
 
 def default_bag_path() -> str:
     """The synthetic recording that ships with the project for the simulation."""
-    root = repo_root()
-    if root is not None:
-        return str(root / 'recordings' / 'sim_synthetic')
-    return os.path.join(str(share_dir()), 'recordings', 'sim_synthetic')
+    return str(find_shipped('recordings/sim_synthetic'))
 
 
 # Parameter files of each node family (the same files on the robot and in the simulation).

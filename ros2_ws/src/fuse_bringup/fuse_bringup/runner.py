@@ -244,7 +244,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return export_main(argv[1:])
     if argv[:1] == ['replay-check']:
         from fuse_core.evaluation.replay import main as replay_main
-        return replay_main(argv[1:])
+        from fuse_nodes.layout import shipped_roots
+        return replay_main(argv[1:], shipped_roots())
     args = build_parser().parse_args(argv)
     if args.graph == 'collect':
         try:

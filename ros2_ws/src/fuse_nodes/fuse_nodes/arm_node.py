@@ -17,13 +17,12 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from fuse_core.arm.applied import applied_action
-from fuse_core.arm.backends import ArmBackend, InterbotixArm, MockArm
+from fuse_core.arm.backends import ArmBackend, make_backend
 from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.gate import CommandGate
-from fuse_core.arm.kinematics import (FINGER_NAMES, JOINT_NAMES, SLEEP_JOINTS, WX250S, bridge_state_to_pose,
-                                      quaternion_to_rotation, rotation_to_quaternion)
+from fuse_core.arm.kinematics import (FINGER_NAMES, JOINT_NAMES, WX250S, quaternion_to_rotation, rotation_to_quaternion)
 from fuse_core.arm.safety import APPLY, ESTOP, HOLD, MOVING_TO_POSE, REJECT, FilterDecision, SafetyFilter
-from fuse_core.errors import ConfigError, DeviceError
+from fuse_core.errors import DeviceError
 from fuse_core.timing import RateMonitor
 from fuse_nodes.common import (CONTROL_QOS, ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config,
                                run_node, time_to_ns)
@@ -115,24 +114,21 @@ class ArmNode(Node):
     # --- backend ----------------------------------------------------------------------------
     def _make_backend(self) -> ArmBackend:
         cfg = self.cfg
-        if cfg.backend == 'mock':
-            if cfg.mock_initial_pose == 'start':
-                # A simulated episode begins where a real one does: at the start pose.
-                joints, ok, err = WX250S.ik(bridge_state_to_pose(cfg.start_pose_xyz, cfg.start_pose_rpy),
-                                            SLEEP_JOINTS, max_iterations=200)
-                if not ok:
-                    raise ConfigError(f'start_pose_xyz/start_pose_rpy unreachable (IK error {err:.3g})')
-                return MockArm(joints, time_constant_s=cfg.mock_time_constant_s)
-            return MockArm.at_pose(cfg.mock_initial_pose, time_constant_s=cfg.mock_time_constant_s)
-        if cfg.backend == 'sim':
+
+        def sim() -> ArmBackend:
             from fuse_nodes.sim_arm import SimArm
             return SimArm(self)
-        own = [self.resolve_topic_name(n) for n in ('~/joint_states',)]
-        return InterbotixArm(cfg.robot_model, self.get_topic_names_and_types,
-                             moving_time=cfg.moving_time, accel_time=cfg.accel_time,
-                             pose_moving_time=cfg.pose_moving_time,
-                             connect_timeout_s=cfg.connect_timeout_s, own_topics=own,
-                             node_name=f'{self.get_name()}_interbotix')
+
+        def interbotix() -> ArmBackend:
+            from fuse_nodes.interbotix_arm import InterbotixArm
+            own = [self.resolve_topic_name(n) for n in ('~/joint_states',)]
+            return InterbotixArm(cfg.robot_model, self.get_topic_names_and_types,
+                                 moving_time=cfg.moving_time, accel_time=cfg.accel_time,
+                                 pose_moving_time=cfg.pose_moving_time,
+                                 connect_timeout_s=cfg.connect_timeout_s, own_topics=own,
+                                 node_name=f'{self.get_name()}_interbotix')
+
+        return make_backend(cfg, {'sim': sim, 'interbotix': interbotix})
 
     def _backend_label(self) -> str:
         return f'{self.backend.name} (synthetic)' if self.backend.synthetic else self.backend.name

@@ -23,6 +23,7 @@ from fuse_core.bag.qos import adapted_profile
 from fuse_core.errors import BagError, ConfigError
 from fuse_core.timing import RateMonitor, percentiles
 from fuse_nodes.common import ERROR, OK, WARN, Diagnostics, declare_config, ns_to_time, run_node
+from fuse_nodes.layout import shipped_roots
 from fuse_nodes.recorder_node import message_class, qos_to_rclpy
 
 # Sleep at most this long at a time, so pause, stop and /clock stay responsive.
@@ -36,7 +37,7 @@ class BagPlayerNode(Node):
         super().__init__('bag_player')
         self.cfg = declare_config(self, BagPlayerConfig)
         try:
-            path = self.cfg.bag_path or str(default_recording_path())
+            path = self.cfg.bag_path or str(default_recording_path(shipped_roots()))
             self.reader = BagReader(path, required_topics=self.cfg.required_topics,
                                     verify=self.cfg.verify_on_start)
         except BagError as exc:

@@ -34,6 +34,7 @@ from fuse_nodes.common import (
     time_to_ns,
 )
 from fuse_nodes.conversions import ConversionError, msg_to_window
+from fuse_nodes.layout import shipped_roots
 
 #: Window sanity bounds: tensor count and how far ahead of this node's clock a window may be
 #: stamped (the largest float magnitude is fuse_core.sync.wire.MAX_ABS_FLOAT_INPUT).
@@ -46,7 +47,7 @@ class PolicyNode(Node):
         super().__init__('policy')
         self.cfg = declare_config(self, PolicyConfig)
         try:
-            path = resolve_bundle_path(self.cfg.bundle_path)
+            path = resolve_bundle_path(self.cfg.bundle_path, shipped_roots())
             bundle = load_bundle(path, providers=self.cfg.providers, threads=self.cfg.intra_op_threads)
             self.runner = PolicyRunner(bundle)
             self.controller = PolicyController(self.runner, self.cfg, self._now_ns)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from fuse_core.arm.backends import ArmBackend
-from fuse_core.arm.kinematics import FINGER_MAX, FINGER_MIN, JOINT_NAMES, WX250S, ArmKinematics
+from fuse_core.arm.backends import JointTargetArm
+from fuse_core.arm.kinematics import JOINT_NAMES, WX250S, ArmKinematics
 from fuse_core.errors import DeviceError
 from fuse_nodes.common import STATE_QOS
 
@@ -20,27 +19,21 @@ TARGET_TOPIC = '/world/joint_targets'
 STATE_TOPIC = '/world/joint_states'
 
 
-class SimArm(ArmBackend):
+class SimArm(JointTargetArm):
     """The twin's arm, driven like the real driver: absolute joint targets, measured joint states.
 
-    Targets outside the joint limits are refused and counted here, as the real driver's caller
-    must do (xs_sdk checks nothing). Synthetic: for simulation and tests only.
+    Limits, refusals and the finger target are the shared JointTargetArm's (as for the mock);
+    this class only carries them over the world's topics. Synthetic: for simulation and tests only.
     """
 
     name = 'sim'
     synthetic = True
+    missing_joints = f'no joint states on {STATE_TOPIC}'
 
     def __init__(self, node: Node, kinematics: ArmKinematics = WX250S) -> None:
-        self.kinematics = kinematics
+        super().__init__(None, kinematics)
         self._node = node
-        self._lock = threading.Lock()
-        self._q: Optional[np.ndarray] = None
-        self._finger = FINGER_MAX
         self._received: Optional[float] = None
-        self._finger_target = FINGER_MAX
-        self._open = False
-        self.refused = 0
-        self.commands_sent = 0
         self._pub = node.create_publisher(JointState, TARGET_TOPIC, STATE_QOS)
         node.create_subscription(JointState, STATE_TOPIC, self._on_state, STATE_QOS,
                                  callback_group=MutuallyExclusiveCallbackGroup())
@@ -65,40 +58,15 @@ class SimArm(ArmBackend):
             raise DeviceError(f'sim: no joint states on {STATE_TOPIC} yet (is the world node running?)')
         self._open = True
 
-    @property
-    def connected(self) -> bool:
-        return self._open
-
-    def joint_positions(self) -> np.ndarray:
-        with self._lock:
-            if self._q is None:
-                raise DeviceError(f'sim: no joint states on {STATE_TOPIC}')
-            return self._q.copy()
-
-    def gripper_opening(self) -> float:
-        with self._lock:
-            return float(self._finger)
-
     def joint_state_age_s(self) -> Optional[float]:
         with self._lock:
             return None if self._received is None else time.monotonic() - self._received
 
-    def set_joint_targets(self, joints: Sequence[float], slow: bool = False) -> bool:
-        q = np.asarray(joints, dtype=float)
-        if q.shape != (self.kinematics.n,) or not np.all(np.isfinite(q)):
-            raise ValueError(f'sim arm: joint targets must be {self.kinematics.n} finite values, got {q.tolist()}')
-        if not self.kinematics.within_limits(q, tol=1e-6):
-            self.refused += 1
-            return False
+    def _send_targets(self, q: np.ndarray) -> None:
         self._publish(q)
-        self.commands_sent += 1
-        return True
 
-    def set_gripper(self, open_: bool) -> None:
-        target = FINGER_MAX if open_ else FINGER_MIN
-        if target != self._finger_target:
-            self._finger_target = target
-            self._publish(None)
+    def _gripper_changed(self) -> None:
+        self._publish(None)
 
     def hold(self) -> None:
         self._publish(self.joint_positions())
@@ -116,6 +84,3 @@ class SimArm(ArmBackend):
             # At shutdown the context goes first; a last hold caught in between is dropped.
             if self._node.context.ok():
                 raise
-
-    def close(self) -> None:
-        self._open = False

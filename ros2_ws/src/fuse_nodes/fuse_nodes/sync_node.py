@@ -23,6 +23,7 @@ from fuse_interfaces.msg import ObservationWindow
 from fuse_nodes.common import (CONTROL_QOS, ERROR, LATCHED_QOS, OK, SENSOR_QOS, WARN, Diagnostics,
                                declare_config, run_node, time_to_ns)
 from fuse_nodes.conversions import ConversionError, image_to_array, window_to_msg
+from fuse_nodes.layout import shipped_roots
 
 #: Tick statistics kept for diagnostics (about 20 s at 5 Hz).
 _HISTORY = 100
@@ -54,7 +55,7 @@ class SyncNode(Node):
         super().__init__('sync')
         self.cfg = declare_config(self, SyncConfig)
         try:
-            self.bundle_dir = resolve_bundle_path(self.cfg.bundle_path)
+            self.bundle_dir = resolve_bundle_path(self.cfg.bundle_path, shipped_roots())
             self.manifest = read_manifest(self.bundle_dir)
         except BundleError as exc:
             raise ConfigError(f'{self.get_name()}: parameter bundle_path: {exc}') from exc

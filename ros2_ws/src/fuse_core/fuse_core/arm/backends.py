@@ -1,22 +1,21 @@
-"""Arm backends behind one interface: a kinematic mock and the Interbotix Python API."""
+"""Arm backends behind one interface, the kinematic mock, and the choice of backend by name.
+
+Backends that need ROS (the twin's `sim`, the Interbotix driver) live in fuse_nodes; the arm
+node hands them to :func:`make_backend` as callables, so this module never imports ROS.
+"""
 
 from __future__ import annotations
 
 import abc
 import threading
-import time
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from fuse_core.arm.kinematics import (FINGER_MAX, FINGER_MIN, HOME_JOINTS, JOINT_NAMES, SLEEP_JOINTS,
-                                      WX250S, ArmKinematics)
-from fuse_core.errors import DeviceError
-
-#: (topic name, [type names]) pairs, as rclpy's Node.get_topic_names_and_types returns them.
-TopicLister = Callable[[], Iterable[Tuple[str, Sequence[str]]]]
-
-JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
+from fuse_core.arm.config import ArmConfig
+from fuse_core.arm.kinematics import (FINGER_MAX, FINGER_MIN, HOME_JOINTS, SLEEP_JOINTS, WX250S, ArmKinematics,
+                                      bridge_state_to_pose)
+from fuse_core.errors import ConfigError, DeviceError
 
 
 class ArmBackend(abc.ABC):
@@ -78,7 +77,74 @@ class ArmBackend(abc.ABC):
         self.close()
 
 
-class MockArm(ArmBackend):
+class JointTargetArm(ArmBackend):
+    """An arm driven by absolute joint targets whose joints and finger are kept here (mock, twin).
+
+    Targets must be finite; targets outside the joint limits are refused and counted, as the
+    real driver's caller must do (xs_sdk checks nothing). Subclasses send accepted targets
+    (:meth:`_send_targets`) and gripper changes (:meth:`_gripper_changed`) on their way.
+    """
+
+    #: What joint_positions() says before the first joints are known.
+    missing_joints = 'no joint states yet'
+
+    def __init__(self, initial_joints: Optional[Sequence[float]], kinematics: ArmKinematics) -> None:
+        self.kinematics = kinematics
+        self._lock = threading.Lock()
+        self._q: Optional[np.ndarray] = (None if initial_joints is None
+                                         else kinematics.clamp(np.asarray(initial_joints, dtype=float)))
+        self._finger = FINGER_MAX
+        self._finger_target = FINGER_MAX
+        self._open = False
+        self.refused = 0
+        self.commands_sent = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._open
+
+    def joint_positions(self) -> np.ndarray:
+        with self._lock:
+            if self._q is None:
+                raise DeviceError(f'{self.name}: {self.missing_joints}')
+            return self._q.copy()
+
+    def gripper_opening(self) -> float:
+        with self._lock:
+            return float(self._finger)
+
+    def set_joint_targets(self, joints: Sequence[float], slow: bool = False) -> bool:
+        q = np.asarray(joints, dtype=float)
+        if q.shape != (self.kinematics.n,) or not np.all(np.isfinite(q)):
+            raise ValueError(f'{self.name} arm: joint targets must be {self.kinematics.n} finite values, '
+                             f'got {q.tolist()}')
+        if not self.kinematics.within_limits(q, tol=1e-6):
+            self.refused += 1
+            return False
+        self._send_targets(np.clip(q, self.kinematics.lower, self.kinematics.upper))
+        self.commands_sent += 1
+        return True
+
+    @abc.abstractmethod
+    def _send_targets(self, q: np.ndarray) -> None:
+        """Pass on joint targets that are finite and within the limits."""
+
+    def set_gripper(self, open_: bool) -> None:
+        target = FINGER_MAX if open_ else FINGER_MIN
+        with self._lock:
+            changed = target != self._finger_target
+            self._finger_target = target
+        if changed:
+            self._gripper_changed()
+
+    def _gripper_changed(self) -> None:
+        """The finger target changed (the twin publishes it; the mock moves toward it in step)."""
+
+    def close(self) -> None:
+        self._open = False
+
+
+class MockArm(JointTargetArm):
     """Kinematic WidowX 250s: first-order motion toward the targets within the velocity limits.
 
     Deterministic: state changes only in :meth:`step` (the node calls it at its control rate)
@@ -90,16 +156,10 @@ class MockArm(ArmBackend):
 
     def __init__(self, initial_joints: Sequence[float] = SLEEP_JOINTS, time_constant_s: float = 0.05,
                  finger_speed: float = 0.05, kinematics: ArmKinematics = WX250S) -> None:
-        self.kinematics = kinematics
-        self._q = kinematics.clamp(np.asarray(initial_joints, dtype=float))
+        super().__init__(initial_joints, kinematics)
         self._target = self._q.copy()
-        self._finger = FINGER_MAX
-        self._finger_target = FINGER_MAX
         self.time_constant_s = float(time_constant_s)
         self.finger_speed = float(finger_speed)
-        self._lock = threading.Lock()
-        self._open = False
-        self.commands_sent = 0
 
     @classmethod
     def at_pose(cls, pose: str, **kwargs) -> 'MockArm':
@@ -109,37 +169,13 @@ class MockArm(ArmBackend):
     def connect(self) -> None:
         self._open = True
 
-    @property
-    def connected(self) -> bool:
-        return self._open
-
-    def joint_positions(self) -> np.ndarray:
-        with self._lock:
-            return self._q.copy()
-
-    def gripper_opening(self) -> float:
-        with self._lock:
-            return float(self._finger)
-
     def joint_targets(self) -> np.ndarray:
         with self._lock:
             return self._target.copy()
 
-    def set_joint_targets(self, joints: Sequence[float], slow: bool = False) -> bool:
-        q = np.asarray(joints, dtype=float)
-        if q.shape != (self.kinematics.n,) or not np.all(np.isfinite(q)):
-            raise ValueError(f'mock arm: joint targets must be {self.kinematics.n} finite values, '
-                             f'got {q.tolist()}')
-        if not self.kinematics.within_limits(q, tol=1e-6):
-            return False
+    def _send_targets(self, q: np.ndarray) -> None:
         with self._lock:
-            self._target = np.clip(q, self.kinematics.lower, self.kinematics.upper)
-            self.commands_sent += 1
-        return True
-
-    def set_gripper(self, open_: bool) -> None:
-        with self._lock:
-            self._finger_target = FINGER_MAX if open_ else FINGER_MIN
+            self._target = q
 
     def hold(self) -> None:
         with self._lock:
@@ -159,189 +195,30 @@ class MockArm(ArmBackend):
             df = np.clip(self._finger_target - self._finger, -self.finger_speed * dt, self.finger_speed * dt)
             self._finger = float(np.clip(self._finger + df, FINGER_MIN, FINGER_MAX))
 
-    def close(self) -> None:
-        self._open = False
+
+def mock_arm(cfg: ArmConfig, kinematics: ArmKinematics = WX250S) -> MockArm:
+    """The mock arm at cfg.mock_initial_pose; 'start' solves the episode start pose (ConfigError if unreachable)."""
+    if cfg.mock_initial_pose == 'start':
+        # A simulated episode begins where a real one does: at the start pose.
+        joints, ok, err = kinematics.ik(bridge_state_to_pose(cfg.start_pose_xyz, cfg.start_pose_rpy),
+                                        SLEEP_JOINTS, max_iterations=200)
+        if not ok:
+            raise ConfigError(f'start_pose_xyz/start_pose_rpy unreachable (IK error {err:.3g})')
+        return MockArm(joints, time_constant_s=cfg.mock_time_constant_s, kinematics=kinematics)
+    return MockArm.at_pose(cfg.mock_initial_pose, time_constant_s=cfg.mock_time_constant_s,
+                           kinematics=kinematics)
 
 
-def driver_namespaces(topics: Iterable[Tuple[str, Sequence[str]]], exclude: Iterable[str] = ()) -> List[str]:
-    """Namespaces that publish sensor_msgs/JointState on `<ns>/joint_states` (xs_sdk's topic)."""
-    skip = set(exclude)
-    found = set()
-    for name, types in topics:
-        if name in skip or not name.endswith('/joint_states') or JOINT_STATE_TYPE not in types:
-            continue
-        found.add(name[:-len('/joint_states')] or '/')
-    return sorted(found)
+#: Builds a backend that needs ROS (it creates topics or a driver node); supplied by the arm node.
+BackendFactory = Callable[[], ArmBackend]
 
 
-class InterbotixArm(ArmBackend):
-    """A real WidowX through `interbotix_xs_modules` (ROS 2 Humble+ API), imported only here.
-
-    Streams the joint targets the safety filter solved and path-checked with
-    arm.set_joint_positions(..., blocking=False) and no moving_time, which publishes one
-    JointGroupCommand and makes no service call (the API's own IK in set_ee_pose_matrix could
-    pick another solution, whose path nobody checked). Before building the
-    Interbotix objects (which wait for the driver's services forever) it checks that an
-    xs_sdk driver publishes joint states in the namespace `/<robot_model>` and refuses
-    otherwise, naming the namespaces it did find.
-    """
-
-    name = 'interbotix'
-    synthetic = False
-
-    def __init__(self, robot_model: str, list_topics: TopicLister, *, moving_time: float = 0.25,
-                 accel_time: float = 0.1, pose_moving_time: float = 2.0, connect_timeout_s: float = 5.0,
-                 own_topics: Iterable[str] = (), node_name: str = 'arm_interbotix',
-                 kinematics: ArmKinematics = WX250S) -> None:
-        self.robot_model = robot_model
-        self.namespace = f'/{robot_model}'
-        self._list_topics = list_topics
-        self.moving_time, self.accel_time = float(moving_time), float(accel_time)
-        self.pose_moving_time = float(pose_moving_time)
-        self.connect_timeout_s = float(connect_timeout_s)
-        self._own_topics = tuple(own_topics)
-        self._node_name = node_name
-        self.kinematics = kinematics
-        self._bot = None
-        self._node = None
-        self._shutdown = None
-        self._gripper_open: Optional[bool] = None
-        self._slow = False
-
-    # --- connection -------------------------------------------------------------------------
-    def check_namespace(self) -> None:
-        """Wait up to connect_timeout_s for `/<robot_model>/joint_states`; DeviceError if absent."""
-        deadline = time.monotonic() + self.connect_timeout_s
-        found: List[str] = []
-        while True:
-            found = driver_namespaces(self._list_topics(), exclude=self._own_topics)
-            if self.namespace in found:
-                return
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-        where = (f'found joint_states in namespace(s) {found}' if found
-                 else 'found no joint_states publisher at all (is xs_sdk running?)')
-        raise DeviceError(f'interbotix: no {self.robot_model} driver: expected sensor_msgs/JointState on '
-                          f'{self.namespace}/joint_states, {where}; refusing to command')
-
-    def connect(self) -> None:
-        if self._bot is not None:
-            return
-        try:
-            from interbotix_xs_modules.xs_robot.arm import InterbotixManipulatorXS
-        except ImportError as exc:
-            raise DeviceError('interbotix: cannot import interbotix_xs_modules (a ROS package from '
-                              f'Interbotix/interbotix_ros_toolboxes, not on PyPI): {exc}') from exc
-        try:
-            from interbotix_common_modules.common_robot import robot as ixrobot
-        except ImportError as exc:
-            # Older releases call rclpy.init themselves, which fails inside a running node.
-            raise DeviceError('interbotix: interbotix_common_modules.common_robot is missing; this '
-                              'interbotix_xs_modules release predates the node= API and cannot run '
-                              f'inside the arm node: {exc}') from exc
-        self.check_namespace()
-        try:
-            if self._node is None:
-                # One Interbotix node per process: the API keeps it global, so a retry reuses it.
-                try:
-                    self._node = ixrobot.get_interbotix_global_node()
-                except NameError:
-                    self._node = None
-                if self._node is None:
-                    self._node = ixrobot.create_interbotix_global_node(node_name=self._node_name)
-            bot = InterbotixManipulatorXS(robot_model=self.robot_model, group_name='arm',
-                                          gripper_name='gripper', moving_time=self.moving_time,
-                                          accel_time=self.accel_time, node=self._node)
-            self._check_group(bot)
-            ixrobot.robot_startup(self._node)
-        except DeviceError:
-            raise
-        except Exception as exc:  # the API raises bare exceptions; keep the cause in the message
-            raise DeviceError(f'interbotix: start-up failed: {type(exc).__name__}: {exc}') from exc
-        self._bot, self._shutdown = bot, ixrobot.robot_shutdown
-        self._gripper_open = None
-        self._slow = False
-
-    def _check_group(self, bot) -> None:
-        info = bot.arm.group_info
-        names = tuple(info.joint_names)
-        if names != JOINT_NAMES:
-            raise DeviceError(f'interbotix: arm group joints are {list(names)}, expected {list(JOINT_NAMES)} '
-                              f'for {self.robot_model}')
-        missing = [n for n in JOINT_NAMES + ('left_finger',) if n not in bot.core.js_index_map]
-        if missing:
-            raise DeviceError(f'interbotix: joint_states lacks {missing}')
-
-    @property
-    def connected(self) -> bool:
-        return self._bot is not None
-
-    def _require(self):
-        if self._bot is None:
-            raise DeviceError('interbotix: not connected; refusing to command')
-        return self._bot
-
-    # --- state ------------------------------------------------------------------------------
-    def _positions(self, names: Sequence[str]) -> List[float]:
-        core = self._require().core
-        with core.js_mutex:
-            js = core.joint_states
-            return [float(js.position[core.js_index_map[n]]) for n in names]
-
-    def joint_positions(self) -> np.ndarray:
-        return np.array(self._positions(JOINT_NAMES))
-
-    def gripper_opening(self) -> float:
-        return self._positions(('left_finger',))[0]
-
-    def joint_state_age_s(self) -> Optional[float]:
-        core = self._require().core
-        with core.js_mutex:
-            stamp = core.joint_states.header.stamp
-            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-        return (time.time_ns() - stamp_ns) / 1e9
-
-    # --- commands ---------------------------------------------------------------------------
-    def _profile(self, slow: bool) -> None:
-        # Changing the profile is a service call, so it happens only when switching modes.
-        if slow != self._slow:
-            bot = self._require()
-            if slow:
-                bot.arm.set_trajectory_time(moving_time=self.pose_moving_time, accel_time=self.accel_time)
-            else:
-                bot.arm.set_trajectory_time(moving_time=self.moving_time, accel_time=self.accel_time)
-            self._slow = slow
-
-    def set_joint_targets(self, joints: Sequence[float], slow: bool = False) -> bool:
-        bot = self._require()
-        q = [float(x) for x in joints]
-        if len(q) != len(JOINT_NAMES) or not all(np.isfinite(q)):
-            raise ValueError(f'interbotix: joint targets must be 6 finite values, got {q}')
-        self._profile(slow)
-        return bool(bot.arm.set_joint_positions(q, blocking=False))
-
-    def set_gripper(self, open_: bool) -> None:
-        bot = self._require()
-        if self._gripper_open is open_:
-            return
-        # delay=0: publish the effort command and return; the API's timer stops it at the limit.
-        if open_:
-            bot.gripper.release(delay=0.0)
-        else:
-            bot.gripper.grasp(delay=0.0)
-        self._gripper_open = open_
-
-    def hold(self) -> None:
-        bot = self._require()
-        q = [float(x) for x in self.joint_positions()]
-        bot.arm.set_joint_positions(q, blocking=False)
-
-    def close(self) -> None:
-        """Stop the Interbotix executor; its robot_shutdown also shuts rclpy down, so call last."""
-        if self._bot is None:
-            return
-        shutdown, node = self._shutdown, self._node
-        self._bot = self._shutdown = None
-        if shutdown is not None:
-            shutdown(node)
+def make_backend(cfg: ArmConfig, ros_backends: Mapping[str, BackendFactory]) -> ArmBackend:
+    """The backend named by cfg.backend: the mock is built here, the others by their factory."""
+    if cfg.backend == 'mock':
+        return mock_arm(cfg)
+    factory = ros_backends.get(cfg.backend)
+    if factory is None:
+        raise ConfigError(f"parameter 'backend' = {cfg.backend!r}: no such backend here "
+                          f"(available: {['mock', *sorted(ros_backends)]})")
+    return factory()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 from fuse_core.config import ValidatedConfig, param
 from fuse_core.errors import BagError, ConfigError
@@ -128,14 +127,9 @@ class BagPlayerConfig(ValidatedConfig):
         _check_topics('BagPlayerConfig', 'required_topics', self.required_topics)
 
 
-def default_recording_path() -> Path:
-    """The shipped recording: in the source checkout, else in fuse_bringup's install share."""
-    here = Path(__file__).resolve()
-    candidates = []
-    # Source checkout / editable install: <repo>/ros2_ws/src/fuse_core/fuse_core/bag/config.py
-    if len(here.parents) > 5:
-        candidates.append(here.parents[5] / 'recordings' / SHIPPED_RECORDING)
-    candidates.append(Path(sys.prefix) / 'share' / 'fuse_bringup' / 'recordings' / SHIPPED_RECORDING)
+def default_recording_path(roots: Sequence[Path]) -> Path:
+    """The shipped recording: the first of `roots` (fuse_nodes.layout.shipped_roots()) holding it."""
+    candidates = [Path(root) / 'recordings' / SHIPPED_RECORDING for root in roots]
     for c in candidates:
         if (c / 'metadata.yaml').is_file():
             return c

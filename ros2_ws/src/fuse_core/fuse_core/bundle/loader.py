@@ -13,8 +13,6 @@ from fuse_core.bundle.manifest import Manifest, read_manifest
 from fuse_core.bundle.tokenizers import Tokenizer, make_tokenizer
 from fuse_core.errors import BundleError
 
-#: Repository root when running from the source tree (or an editable install).
-REPO_ROOT = Path(__file__).resolve().parents[5]
 DEFAULT_BUNDLE = 'models/reference'
 
 PROVIDER_CHOICES = ('auto', 'cpu', 'cuda')
@@ -32,13 +30,13 @@ _ORT_TYPES = {
 }
 
 
-def resolve_bundle_path(value: str = '') -> Path:
+def resolve_bundle_path(value: str = '', roots: Sequence[Path] = ()) -> Path:
     """Turn the bundle_path parameter into a bundle directory.
 
     An absolute path is used as it is. A relative path (no ``package://`` scheme) is looked
-    up, in this order, under the repository root, under the fuse_bringup share directory
-    (an installed workspace), and under the current directory; the first holding a
-    manifest.json wins. An empty value means the shipped reference bundle.
+    up under each of `roots` in order (the nodes pass fuse_nodes.layout.shipped_roots(): the
+    source checkout, then the installed share directory), then under the current directory;
+    the first holding a manifest.json wins. An empty value means the shipped reference bundle.
     """
     value = (value or DEFAULT_BUNDLE).strip()
     if '://' in value:
@@ -52,24 +50,12 @@ def resolve_bundle_path(value: str = '') -> Path:
             raise BundleError(f'bundle_path {str(path)!r} has no manifest.json')
         return path
     tried = []
-    for base in _search_roots():
+    for base in [*map(Path, roots), Path.cwd()]:
         candidate = base / path
         tried.append(str(candidate))
         if (candidate / 'manifest.json').is_file():
             return candidate.resolve()
     raise BundleError(f'bundle_path {value!r}: no manifest.json in any of {tried}')
-
-
-def _search_roots() -> List[Path]:
-    roots = [REPO_ROOT]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        roots.append(Path(get_package_share_directory('fuse_bringup')))
-    except Exception:  # not installed, or no ament index: the other roots still apply
-        pass
-    roots.append(Path.cwd())
-    return roots
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,10 @@ def score(replays: Sequence[EpisodeReplay], std: Sequence[float]) -> dict:
 
 def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DEFAULT_VARIANTS,
         outcomes: Optional[Sequence[str]] = ('success',), threads: int = 2,
-        progress: Callable[[str], None] = print) -> dict:
-    """Replay every episode through every variant; returns the report (see write_report)."""
+        progress: Callable[[str], None] = print, roots: Sequence[Path] = ()) -> dict:
+    """Replay every episode through every variant; returns the report (see write_report).
+
+    A relative bundle_path is looked up under `roots`, then the current directory."""
     from fuse_core.bundle import load_bundle, resolve_bundle_path
     from fuse_core.bundle.runner import PolicyRunner
     from fuse_core.export.steps import APPLIED_TOPIC, read_episode
@@ -234,7 +236,7 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
         if v not in VARIANTS:
             raise EvaluationError(f'unknown variant {v!r} (variants: {list(VARIANTS)})')
     try:
-        path = resolve_bundle_path(bundle_path)
+        path = resolve_bundle_path(bundle_path, roots)
         bundle = load_bundle(path, threads=threads)
     except (BundleError, ConfigError) as exc:
         raise EvaluationError(f'bundle {bundle_path!r}: {exc}') from exc
@@ -300,7 +302,7 @@ def write_report(report: dict, out: Path) -> None:
     (out / REPORT_HTML).write_text(replay_page(report))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, roots: Sequence[Path] = ()) -> int:
     from fuse_core.export.cli import find_episodes
     p = argparse.ArgumentParser(prog='fuse replay-check', description=(
         'Open-loop replay check: feed recorded episodes through the sync node\'s preprocessing into a '
@@ -323,7 +325,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         episodes = find_episodes(a.episodes)
         if not episodes:
             raise EvaluationError(f'no episode bags in {[str(x) for x in a.episodes]}')
-        report = run(a.bundle, episodes, variants, outcomes, a.threads)
+        report = run(a.bundle, episodes, variants, outcomes, a.threads, roots=roots)
     except (EvaluationError, EpisodeError) as exc:
         print(f'[replay] error: {exc}', file=sys.stderr)
         return 2
