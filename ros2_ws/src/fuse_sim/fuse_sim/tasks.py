@@ -132,41 +132,59 @@ class Task(abc.ABC):
         return world.body_position(body)[2] - CUBE_HALF > LIFT_HEIGHT
 
 
-class PickCube(Task):
-    name = 'pick_cube'
-    template = 'pick up the {colour} cube'
-    time_limit_s = 20.0
-    n_cubes = 3
+def _cubes(n: int) -> List[SceneObject]:
+    return [SceneObject(f'cube_{i}', 'cube') for i in range(n)]
+
+
+class _ColouredCubes(Task):
+    """Cubes of distinct colours; the instruction names the target cube's colour."""
+
+    n_cubes = 2
+    described = '{}'  # the ObjectDescription template of `describe`
 
     def __init__(self) -> None:
         self.target = 'cube_0'
         self.colours: List[str] = []
 
-    def scene(self) -> SceneSpec:
-        return SceneSpec([SceneObject(f'cube_{i}', 'cube') for i in range(self.n_cubes)])
-
-    def reset(self, world: 'World', rng: np.random.Generator) -> str:
-        n = int(rng.integers(2, self.n_cubes + 1))     # two or three cubes; the rest off the table
+    def _draw_colours(self, rng: np.random.Generator) -> None:
         self.colours = list(rng.choice(sorted(COLOURS), size=self.n_cubes, replace=False))
-        spots = _place(rng, self.n_cubes, 0.08)
+
+    def _place_cubes(self, world: 'World', rng: np.random.Generator, spots: List[np.ndarray], present: int) -> str:
+        """Cubes below `present` at their spots, the rest off the table; draw the target among them."""
         for i in range(self.n_cubes):
-            xy = spots[i] if i < n else np.array([0.5 + 0.1 * i, 0.45])
+            xy = spots[i] if i < present else np.array([0.5 + 0.1 * i, 0.45])
             self._set_free_pose(world, f'cube_{i}', xy, CUBE_HALF)
             world.model.geom_rgba[world.geom_id(f'cube_{i}_geom')] = COLOURS[self.colours[i]]
-        k = int(rng.integers(0, n))
+        k = int(rng.integers(0, present))
         self.target = f'cube_{k}'
-        self.present = [f'cube_{i}' for i in range(n)]
         return self.template.format(colour=self.colours[k])
-
-    def visible_objects(self, world: 'World') -> Dict[str, VisibleObject]:
-        return {n: VisibleObject(n, world.body_position(n), self.colour_of(n)) for n in self.present}
 
     def colour_of(self, name: str) -> str:
         return self.colours[int(name.split('_')[1])]
 
     def describe(self, world: 'World') -> ObjectDescription:
-        return ObjectDescription('pick up the {}', 'cube', self.colour_of(self.target), FEELS['hard'],
-                                 SOUNDS['hard'])
+        return ObjectDescription(self.described, 'cube', self.colour_of(self.target), FEELS['hard'], SOUNDS['hard'])
+
+
+class PickCube(_ColouredCubes):
+    name = 'pick_cube'
+    template = 'pick up the {colour} cube'
+    described = 'pick up the {}'
+    time_limit_s = 20.0
+    n_cubes = 3
+
+    def scene(self) -> SceneSpec:
+        return SceneSpec(_cubes(self.n_cubes))
+
+    def reset(self, world: 'World', rng: np.random.Generator) -> str:
+        n = int(rng.integers(2, self.n_cubes + 1))     # two or three cubes; the rest off the table
+        self._draw_colours(rng)
+        spots = _place(rng, self.n_cubes, 0.08)
+        self.present = [f'cube_{i}' for i in range(n)]
+        return self._place_cubes(world, rng, spots, n)
+
+    def visible_objects(self, world: 'World') -> Dict[str, VisibleObject]:
+        return {n: VisibleObject(n, world.body_position(n), self.colour_of(n)) for n in self.present}
 
     def evaluate(self, world: 'World') -> TaskStatus:
         status = TaskStatus()
@@ -175,36 +193,23 @@ class PickCube(Task):
         return self._timeout(world, status)
 
 
-class PlaceInBowl(Task):
+class PlaceInBowl(_ColouredCubes):
     name = 'place_in_bowl'
     template = 'put the {colour} cube in the bowl'
+    described = 'put the {} in the bowl'
     time_limit_s = 25.0
 
-    def __init__(self) -> None:
-        self.target = 'cube_0'
-        self.colours: List[str] = []
-
     def scene(self) -> SceneSpec:
-        return SceneSpec([SceneObject('cube_0', 'cube'), SceneObject('cube_1', 'cube'),
-                          SceneObject('bowl', 'bowl', rgba=(0.9, 0.9, 0.92, 1.0))])
+        return SceneSpec(_cubes(2) + [SceneObject('bowl', 'bowl', rgba=(0.9, 0.9, 0.92, 1.0))])
 
     def reset(self, world: 'World', rng: np.random.Generator) -> str:
-        self.colours = list(rng.choice(sorted(COLOURS), size=2, replace=False))
+        self._draw_colours(rng)
         spots = _place(rng, 3, 0.12)
         self._set_static_pos(world, 'bowl', spots[2])
-        for i in range(2):
-            self._set_free_pose(world, f'cube_{i}', spots[i], CUBE_HALF)
-            world.model.geom_rgba[world.geom_id(f'cube_{i}_geom')] = COLOURS[self.colours[i]]
-        k = int(rng.integers(0, 2))
-        self.target = f'cube_{k}'
-        return self.template.format(colour=self.colours[k])
+        return self._place_cubes(world, rng, spots, 2)
 
     def colour_of(self, name: str) -> str:
-        return 'white' if name == 'bowl' else self.colours[int(name.split('_')[1])]
-
-    def describe(self, world: 'World') -> ObjectDescription:
-        return ObjectDescription('put the {} in the bowl', 'cube', self.colour_of(self.target), FEELS['hard'],
-                                 SOUNDS['hard'])
+        return 'white' if name == 'bowl' else super().colour_of(name)
 
     def evaluate(self, world: 'World') -> TaskStatus:
         from fuse_sim.model import BOWL_RADIUS, BOWL_WALL_HEIGHT
@@ -231,7 +236,7 @@ class PickSoft(Task):
         self.colour = 'red'
 
     def scene(self) -> SceneSpec:
-        return SceneSpec([SceneObject('cube_0', 'cube'), SceneObject('cube_1', 'cube')])
+        return SceneSpec(_cubes(2))
 
     def reset(self, world: 'World', rng: np.random.Generator) -> str:
         self.colour = str(rng.choice(sorted(COLOURS)))
