@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+import importlib
 import time
 from dataclasses import dataclass, field
-from typing import FrozenSet, Sequence
+from typing import Any, Callable, FrozenSet, Optional, Sequence
 
 import numpy as np
+
+from fuse_core.errors import DeviceError
 
 #: Buttons that end or restart an episode (forwarded to the episode manager).
 EPISODE_KEYS = ('success', 'failure', 'discard', 'reset', 'abort')
@@ -65,3 +68,43 @@ class TeleopSource(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class DeviceTeleopSource(TeleopSource):
+    """A device behind an optional Python package; `device_factory` stands in for it (tests)."""
+
+    def __init__(self, path: str = '', device_factory: Optional[Callable[[], Any]] = None) -> None:
+        self.path = path
+        self._factory = device_factory
+        self._dev: Any = None
+
+    def connect(self) -> None:
+        self._attach(self._factory() if self._factory is not None else self._open())
+
+    @abc.abstractmethod
+    def _open(self) -> Any:
+        """Find and open the real device; DeviceNotFoundError naming it if it is absent."""
+
+    def _attach(self, dev: Any) -> None:
+        """Take an opened device into use (set it up, reset the reading state)."""
+        self._dev = dev
+
+    def _package(self, module: str, package: str):
+        try:
+            return importlib.import_module(module)
+        except ImportError as exc:
+            raise DeviceError(f'{self.name}: the {package} package is not installed (pip install '
+                              f'{package})') from exc
+
+    def _connected(self) -> Any:
+        if self._dev is None:
+            raise DeviceError(f'{self.name}: not connected')
+        return self._dev
+
+    def close(self) -> None:
+        if self._dev is not None:
+            try:
+                self._dev.close()
+            except OSError:
+                pass
+        self._dev = None

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from fuse_core.errors import DeviceError, DeviceNotFoundError
-from fuse_core.teleop.base import TeleopInput, TeleopSource
+from fuse_core.teleop.base import DeviceTeleopSource, TeleopInput
 
 # Linux input event codes (linux/input-event-codes.h), so parsing needs no evdev import.
 EV_KEY, EV_ABS = 1, 3
@@ -21,45 +21,36 @@ BUTTONS: Dict[int, str] = {BTN_SOUTH: 'success', BTN_EAST: 'failure', BTN_WEST: 
 DEADMAN = BTN_TL
 
 
-class GamepadSource(TeleopSource):
+class GamepadSource(DeviceTeleopSource):
     """Left stick: x (push = +x) and y (left = +y); right stick: z (push = +z) and yaw (left = +yaw);
     d-pad: pitch (up/down) and roll (left/right)."""
 
     name = 'gamepad'
 
     def __init__(self, path: str = '', device_factory: Optional[Callable[[], object]] = None) -> None:
-        self.path = path
-        self._factory = device_factory
-        self._dev = None
+        super().__init__(path, device_factory)
         self._abs: Dict[int, float] = {}
         self._ranges: Dict[int, tuple] = {}
         self._deadman = False
 
-    def connect(self) -> None:
-        if self._factory is not None:
-            dev = self._factory()
-        else:
+    def _open(self) -> Any:
+        evdev = self._package('evdev', 'evdev')
+        paths = [self.path] if self.path else evdev.list_devices()
+        for p in paths:
             try:
-                import evdev
-            except ImportError as exc:
-                raise DeviceError('gamepad: the evdev package is not installed (pip install evdev)') from exc
-            paths = [self.path] if self.path else evdev.list_devices()
-            dev = None
-            for p in paths:
-                try:
-                    d = evdev.InputDevice(p)
-                except OSError as exc:
-                    if self.path:
-                        raise DeviceNotFoundError(f'gamepad: cannot open {p}: {exc}') from exc
-                    continue
-                caps = d.capabilities()
-                if EV_ABS in caps and EV_KEY in caps and BTN_TL in caps.get(EV_KEY, []):
-                    dev = d
-                    break
-                d.close()
-            if dev is None:
-                raise DeviceNotFoundError('gamepad: no input device with sticks and shoulder buttons '
-                                          f'(looked at {paths or "no /dev/input/event*"})')
+                d = evdev.InputDevice(p)
+            except OSError as exc:
+                if self.path:
+                    raise DeviceNotFoundError(f'gamepad: cannot open {p}: {exc}') from exc
+                continue
+            caps = d.capabilities()
+            if EV_ABS in caps and EV_KEY in caps and BTN_TL in caps.get(EV_KEY, []):
+                return d
+            d.close()
+        raise DeviceNotFoundError('gamepad: no input device with sticks and shoulder buttons '
+                                  f'(looked at {paths or "no /dev/input/event*"})')
+
+    def _attach(self, dev: Any) -> None:
         self._ranges = {}
         for code in (ABS_X, ABS_Y, ABS_RX, ABS_RY, ABS_HAT0X, ABS_HAT0Y):
             try:
@@ -77,11 +68,10 @@ class GamepadSource(TeleopSource):
         return max(-1.0, min(1.0, (self._abs[code] - mid) / half))
 
     def read(self) -> TeleopInput:
-        if self._dev is None:
-            raise DeviceError('gamepad: not connected')
+        dev = self._connected()
         pressed = set()
         try:
-            for ev in self._dev.read():
+            for ev in dev.read():
                 if ev.type == EV_ABS:
                     self._abs[ev.code] = float(ev.value)
                 elif ev.type == EV_KEY:
@@ -97,11 +87,3 @@ class GamepadSource(TeleopSource):
         t = [-n(ABS_Y), -n(ABS_X), -n(ABS_RY)]
         r = [n(ABS_HAT0X), -n(ABS_HAT0Y), -n(ABS_RX)]
         return TeleopInput(t, r, deadman=self._deadman, pressed=frozenset(pressed))
-
-    def close(self) -> None:
-        if self._dev is not None:
-            try:
-                self._dev.close()
-            except OSError:
-                pass
-        self._dev = None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import struct
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from fuse_core.errors import DeviceError, DeviceNotFoundError
-from fuse_core.teleop.base import TeleopInput, TeleopSource
+from fuse_core.teleop.base import DeviceTeleopSource, TeleopInput
 
 VENDOR_IDS = (0x256F, 0x046D)  # 3Dconnexion, and Logitech for the older SpaceNavigator / SpaceMouse
 #: Raw axis value at full deflection (the devices report about +-350).
@@ -33,7 +33,7 @@ def parse_report(report, state: dict) -> None:
         state['buttons'] = data[1]
 
 
-class SpaceMouseSource(TeleopSource):
+class SpaceMouseSource(DeviceTeleopSource):
     """Device axes -> base frame (operator facing the robot's front): push away = +x (base forward
     is device -y), left = +y (device -x), lift = +z (device -z). Left button toggles the gripper,
     right button is `success`. Deflection is the dead-man: let go and the arm holds."""
@@ -42,33 +42,28 @@ class SpaceMouseSource(TeleopSource):
 
     def __init__(self, path: str = '', device_factory: Optional[Callable[[], object]] = None,
                  full_scale: float = FULL_SCALE) -> None:
-        self.path, self.full_scale = path, full_scale
-        self._factory = device_factory
-        self._dev = None
+        super().__init__(path, device_factory)
+        self.full_scale = full_scale
         self._state = {'tx': 0, 'ty': 0, 'tz': 0, 'rx': 0, 'ry': 0, 'rz': 0, 'buttons': 0}
         self._buttons = 0
 
-    def connect(self) -> None:
-        if self._factory is not None:
-            dev = self._factory()
-        else:
-            try:
-                import hid
-            except ImportError as exc:
-                raise DeviceError('spacemouse: the hidapi package is not installed (pip install '
-                                  'hidapi)') from exc
-            dev = hid.device()
-            try:
-                if self.path:
-                    dev.open_path(self.path.encode())
-                else:
-                    found = [d for d in hid.enumerate() if d['vendor_id'] in VENDOR_IDS]
-                    if not found:
-                        raise DeviceNotFoundError('spacemouse: no 3Dconnexion device found '
-                                                  '(check the udev rule for /dev/hidraw*)')
-                    dev.open_path(found[0]['path'])
-            except OSError as exc:
-                raise DeviceNotFoundError(f'spacemouse: cannot open {self.path or "the device"}: {exc}') from exc
+    def _open(self) -> Any:
+        hid = self._package('hid', 'hidapi')
+        dev = hid.device()
+        try:
+            if self.path:
+                dev.open_path(self.path.encode())
+            else:
+                found = [d for d in hid.enumerate() if d['vendor_id'] in VENDOR_IDS]
+                if not found:
+                    raise DeviceNotFoundError('spacemouse: no 3Dconnexion device found '
+                                              '(check the udev rule for /dev/hidraw*)')
+                dev.open_path(found[0]['path'])
+        except OSError as exc:
+            raise DeviceNotFoundError(f'spacemouse: cannot open {self.path or "the device"}: {exc}') from exc
+        return dev
+
+    def _attach(self, dev: Any) -> None:
         try:
             dev.set_nonblocking(1)
         except OSError as exc:
@@ -76,12 +71,11 @@ class SpaceMouseSource(TeleopSource):
         self._dev = dev
 
     def read(self) -> TeleopInput:
-        if self._dev is None:
-            raise DeviceError('spacemouse: not connected')
+        dev = self._connected()
         pressed = set()
         for _ in range(256):  # drain what arrived since the last tick
             try:
-                report = self._dev.read(64)
+                report = dev.read(64)
             except (OSError, ValueError) as exc:
                 raise DeviceError(f'spacemouse: device lost: {exc}') from exc
             if not report:
@@ -100,11 +94,3 @@ class SpaceMouseSource(TeleopSource):
         r = [max(-1.0, min(1.0, v)) for v in r]
         deflected = any(abs(v) > 0.02 for v in t + r)
         return TeleopInput(t, r, deadman=deflected, pressed=frozenset(pressed))
-
-    def close(self) -> None:
-        if self._dev is not None:
-            try:
-                self._dev.close()
-            except OSError:
-                pass
-        self._dev = None
