@@ -45,7 +45,7 @@ import psutil
 
 from fuse_bringup import graph
 from fuse_bringup.dds import dds_environment
-from fuse_bringup.runner import GraphProcesses
+from fuse_bringup.runner import GraphObserver, GraphProcesses
 from fuse_core.evaluation.report import reason_kind
 
 DEFAULT_INSTRUCTION = 'pick up the blue cube'
@@ -89,19 +89,15 @@ def stats(values: List[float]) -> Dict[str, float]:
             'max': float(max(values)) if values else float('nan'), 'n': len(values)}
 
 
-class LoopListener:
+class LoopListener(GraphObserver):
     """Records arrival and stamps of every control-path message, in this process."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from fuse_interfaces.msg import ActionChunk, ArmStatus, DeltaEECommand, ObservationWindow
         from fuse_nodes.common import CONTROL_QOS, STATE_QOS
 
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node('bench_loop', context=self.ctx)
+        super().__init__(domain_id, 'bench_loop')
         self.lock = threading.Lock()
         self.recording = False
         self.windows: List[dict] = []
@@ -122,16 +118,7 @@ class LoopListener:
         self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, STATE_QOS)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # the context is shut down while spinning at exit
-            pass
+        self.spin()
 
     def _receive_ns(self, info) -> int:
         """Middleware arrival time; this process's scheduling delay under load is not counted."""
@@ -201,11 +188,6 @@ class LoopListener:
                     self.diag[st.name] = values
                     if self.recording and st.name not in self.diag_first:
                         self.diag_first[st.name] = values
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.ctx.try_shutdown()
 
 
 class CpuSampler:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tests'))
 
+from fuse_bringup.runner import GraphObserver  # noqa: E402
 from fuse_core.arm.backends import MockArm  # noqa: E402
 from fuse_core.arm.kinematics import SLEEP_JOINTS, WX250S, bridge_state_to_pose  # noqa: E402
 from fuse_core.arm.path import PathResult  # noqa: E402
@@ -161,37 +161,33 @@ def section_cost():
 
 
 # --- ROS sections -------------------------------------------------------------------------------
-class Watcher:
+class Watcher(GraphObserver):
     def __init__(self, domain):
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from fuse_interfaces.msg import ArmStatus
-        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import JointState
 
         from fuse_nodes.common import STATE_QOS
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node('bench_safety_watch', context=self.ctx)
+        super().__init__(domain, 'bench_safety_watch')
         self.js, self.status, self.diag = [], [], {}
         self.node.create_subscription(JointState, '/arm/joint_states', lambda m: self.js.append(time.monotonic()),
                                       STATE_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', lambda m: self.status.append((time.monotonic(), m)),
                                       STATE_QOS)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        threading.Thread(target=self.ex.spin, daemon=True).start()
+        self.spin()
 
     def _on_diag(self, msg):
         for st in msg.status:
             if st.name.startswith('arm'):
                 self.diag = {kv.key: kv.value for kv in st.values}
 
-    def close(self):
-        self.ex.shutdown()
-        self.node.destroy_node()
-        self.ctx.try_shutdown()
+    def wait_tracking(self, timeout_s: float, poll_s: float) -> None:
+        """Until the arm reports tracking after this call (or timeout_s passes)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s and not any(
+                t > started and m.state == 'tracking' for t, m in list(self.status)[-5:]):
+            time.sleep(poll_s)
 
 
 def section_ros():
@@ -243,10 +239,7 @@ def section_ros():
             p = subprocess.Popen([sys.executable, str(ATTACKER), 'publish', '--name', 'bench_commander', '--rate',
                                   '5', '--duration', '30', '--step', '0', '0', '0'], env=env,
                                  stdout=subprocess.DEVNULL)
-            started = time.monotonic()
-            while time.monotonic() - started < 15 and not any(
-                    t > started and m.state == 'tracking' for t, m in list(w.status)[-5:]):
-                time.sleep(0.05)
+            w.wait_tracking(15, 0.05)
             time.sleep(1.0)
             t_fault = time.monotonic()
             p.send_signal(sig)
@@ -285,10 +278,7 @@ def section_graph():
                                    Path(tempfile.mkdtemp(prefix='bench_safety_graph_')))
             procs.start()
             try:
-                started = time.monotonic()
-                while time.monotonic() - started < 60 and not any(
-                        t > started and m.state == 'tracking' for t, m in list(w.status)[-5:]):
-                    time.sleep(0.1)
+                w.wait_tracking(60, 0.1)
                 time.sleep(2.0)
                 t_fault = time.monotonic()
                 procs.procs[node].send_signal(sig)

@@ -52,22 +52,12 @@ def render_times() -> None:
     digit = DigitSimulator(w.model, 'digit_left')
     print('== render time per sensor (median of 50, MUJOCO_GL=%s)' % os.environ.get('MUJOCO_GL'))
 
-    def squeeze():
-        from fuse_core.arm.kinematics import WX250S, bridge_state_to_pose
-        p = w.body_position(w.task.target)
-        for z in (0.10, 0.015):
-            r = WX250S.ik(bridge_state_to_pose([p[0], p[1], z], [0, 0, 0]), w.joint_positions(), max_iterations=200)
-            w.set_joint_targets(r.joints)
-            w.advance(0.6)
-        w.set_gripper(False)
-        w.advance(1.0)
-
     for name, fn in (('primary 320x240', lambda: cams.render(w.data, 'primary')),
                      ('wrist 320x240', lambda: cams.render(w.data, 'wrist')),
                      ('DIGIT 320x240, nothing touching', lambda: digit.render(w.data)),
                      ('DIGIT 320x240, squeezing a cube', lambda: digit.render(w.data))):
         if 'squeezing' in name:
-            squeeze()
+            w.squeeze(w.task.target)
         fn()
         times = []
         for _ in range(50):

@@ -10,7 +10,6 @@ import numpy as np
 
 
 def main() -> int:
-    from fuse_core.arm.kinematics import WX250S, bridge_state_to_pose
     from fuse_sim.config import WorldConfig
     from fuse_sim.sensors import DigitSimulator, SceneRenderer, primary_and_wrist
     from fuse_sim.world import World
@@ -33,13 +32,7 @@ def main() -> int:
     out['digit_free_equals_background'] = all(bool(np.array_equal(d.render(w.data), d.background))
                                               for d in digits.values())
     out['digit_shape'] = list(digits['left'].render(w.data).shape)
-    p = w.body_position(w.task.target)
-    for z in (0.10, 0.015):
-        r = WX250S.ik(bridge_state_to_pose([p[0], p[1], z], [0, 0, 0]), w.joint_positions(), max_iterations=200)
-        w.set_joint_targets(r.joints)
-        w.advance(0.6)
-    w.set_gripper(False)
-    w.advance(1.0)
+    w.squeeze(w.task.target)
     changed = {}
     for side, d in digits.items():
         img = d.render(w.data).astype(int)

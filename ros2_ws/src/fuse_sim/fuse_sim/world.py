@@ -179,6 +179,17 @@ class World:
     def set_gripper(self, open_: bool) -> None:
         self.set_finger_target(FINGER_MAX if open_ else FINGER_MIN)
 
+    def squeeze(self, body: str) -> None:
+        """Close the fingers on `body` without a controller: joint targets (IK) straight above it,
+        down to grasp height, then the gripper shut (the squeeze the DIGIT checks feel)."""
+        p = self.body_position(body)
+        for z in (0.10, 0.015):
+            r = WX250S.ik(bridge_state_to_pose([p[0], p[1], z], [0, 0, 0]), self.joint_positions(), max_iterations=200)
+            self.set_joint_targets(r.joints)
+            self.advance(0.6)
+        self.set_gripper(False)
+        self.advance(1.0)
+
     def refuse(self, reason: str) -> bool:
         """Count a refused target (also for targets the caller could not even parse)."""
         self.counters.targets_refused += 1
