@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Callable
 
 
 def rlds(path: str) -> dict:
@@ -57,6 +60,20 @@ def lerobot(path: str) -> dict:
         index += n
     return {'format': 'lerobot', 'fps': ds.fps, 'codebase_version': ds.meta.info.get('codebase_version'),
             'tasks': list(ds.meta.tasks.index), 'episodes': episodes}
+
+
+def writer_main(argv, doc: str, option: str, default: str, build: Callable[[Path, Path, str], Path],
+                check: Callable[[str], dict]) -> int:
+    """A dataset writer's command line (STAGED_DIR OUT_DIR and its one option): build the dataset, reload
+    it with the ecosystem's reader in the same process and print what that read (JSON)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument('staged', type=Path)
+    ap.add_argument('out', type=Path)
+    ap.add_argument(option, default=default)
+    a = ap.parse_args(argv)
+    built = build(a.staged, a.out, getattr(a, option.lstrip('-').replace('-', '_')))
+    print(json.dumps(dict(check(str(built)), path=str(built))))
+    return 0
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,6 @@ waveform as observation.mic.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,10 +19,8 @@ IMAGE_KEYS = ('image_0', 'image_1', 'digit_0', 'digit_1', 'digit_0_background', 
 def build(staged: Path, out: Path, repo_id: str) -> Path:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    from fuse_core.export.steps import read_staged
-    files = sorted(staged.glob('*.npz'))
-    if not files:
-        raise SystemExit(f'lerobot: no staged episodes in {staged}')
+    from fuse_core.export.steps import read_staged, staged_files
+    files = staged_files(staged, 'lerobot')
     _, obs0, _ = read_staged(files[0])
     features = {f'observation.images.{k}': {'dtype': 'image', 'shape': tuple(obs0[k].shape[1:]),
                                             'names': ['height', 'width', 'channels']} for k in IMAGE_KEYS}
@@ -52,18 +49,8 @@ def build(staged: Path, out: Path, repo_id: str) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('staged', type=Path)
-    ap.add_argument('out', type=Path)
-    ap.add_argument('--repo-id', default='local/fuse_episodes')
-    a = ap.parse_args(argv)
-    import json
-
     from fuse_core.export import check
-    build(a.staged, a.out, a.repo_id)
-    # Reload with LeRobotDataset in the same process and report what it read.
-    print(json.dumps(dict(check.lerobot(str(a.out)), path=str(a.out))))
-    return 0
+    return check.writer_main(argv, __doc__, '--repo-id', 'local/fuse_episodes', build, check.lerobot)
 
 
 if __name__ == '__main__':

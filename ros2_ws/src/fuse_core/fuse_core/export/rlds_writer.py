@@ -13,7 +13,6 @@ all_lang_0..all_lang_8 (builder metadata all_lang_info names their combinations,
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,10 +24,8 @@ def build(staged: Path, out: Path, name: str) -> Path:
     import tensorflow_datasets as tfds
 
     from fuse_core.export.instructions import ALL_LANG_INFO, ALL_LANG_KEYS, rlds_language_fields
-    from fuse_core.export.steps import read_staged
-    files = sorted(staged.glob('*.npz'))
-    if not files:
-        raise SystemExit(f'rlds: no staged episodes in {staged}')
+    from fuse_core.export.steps import read_staged, staged_files
+    files = staged_files(staged, 'rlds')
     _, obs0, _ = read_staged(files[0])
 
     def image(key):
@@ -110,19 +107,9 @@ def build(staged: Path, out: Path, name: str) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('staged', type=Path)
-    ap.add_argument('out', type=Path)
-    ap.add_argument('--name', default='fuse_episodes')
-    a = ap.parse_args(argv)
     # Through the module (not __main__), so TFDS sees the builder in a real package.
-    import json
-
     from fuse_core.export import check, rlds_writer
-    built = rlds_writer.build(a.staged, a.out, a.name)
-    # Reload with tfds in the same process (one TensorFlow start-up) and report what it read.
-    print(json.dumps(dict(check.rlds(str(built)), path=str(built))))
-    return 0
+    return check.writer_main(argv, __doc__, '--name', 'fuse_episodes', rlds_writer.build, check.rlds)
 
 
 if __name__ == '__main__':

@@ -351,3 +351,11 @@ def read_staged(path) -> Tuple[dict, Dict[str, np.ndarray], np.ndarray]:
     meta = json.loads(bytes(z['meta']).decode())
     obs = {k[4:]: z[k] for k in z.files if k.startswith('obs_')}
     return meta, obs, z['action']
+
+
+def staged_files(staged: Path, writer: str) -> List[Path]:
+    """The staged episodes of a directory, in order; a writer with none to write exits naming itself."""
+    files = sorted(Path(staged).glob('*.npz'))
+    if not files:
+        raise SystemExit(f'{writer}: no staged episodes in {staged}')
+    return files

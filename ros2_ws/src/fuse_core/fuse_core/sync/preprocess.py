@@ -155,36 +155,38 @@ class Preprocessor(abc.ABC):
         return interp
 
 
-class RgbImage(Preprocessor):
-    """bgr8/rgb8 camera frame -> RGB uint8 (size[0], size[1], 3), values 0..255."""
+class _ImageOp(Preprocessor):
+    """An op whose output is an image of the manifest's size, 3 channels, of the op's own dtype."""
 
-    op = 'rgb_image'
+    delivers: type = np.uint8
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.size = self._check_size(self.options.get('size'))
         self.interpolation = self._check_interpolation()
-        if self.shape != (*self.size, 3) or self.dtype != np.uint8:
-            raise ConfigError(f'manifest input {self.name!r}: rgb_image gives {(*self.size, 3)} uint8, '
-                              f'but the manifest declares {self.shape} {self.dtype.name}')
+        if self.shape != (*self.size, 3) or self.dtype != self.delivers:
+            raise ConfigError(f'manifest input {self.name!r}: {self.op} gives {(*self.size, 3)} '
+                              f'{np.dtype(self.delivers).name}, but the manifest declares {self.shape} '
+                              f'{self.dtype.name}')
+
+
+class RgbImage(_ImageOp):
+    """bgr8/rgb8 camera frame -> RGB uint8 (size[0], size[1], 3), values 0..255."""
+
+    op = 'rgb_image'
 
     def _prepare(self, image: np.ndarray, encoding: str) -> np.ndarray:
         return rgb_resized(image, encoding, self.size, self.interpolation, self.stream)
 
 
-class TactileMinusBackground(Preprocessor):
+class TactileMinusBackground(_ImageOp):
     """DIGIT frame and latched background, both resized, RGB; int16 frame - background."""
 
     op = 'tactile_minus_background'
+    delivers = np.int16
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.size = self._check_size(self.options.get('size'))
-        self.interpolation = self._check_interpolation()
-        if self.shape != (*self.size, 3) or self.dtype != np.int16:
-            raise ConfigError(f'manifest input {self.name!r}: tactile_minus_background gives '
-                              f'{(*self.size, 3)} int16, but the manifest declares {self.shape} '
-                              f'{self.dtype.name}')
         self._background: Optional[np.ndarray] = None
         self._version = 0
 
