@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, FrozenSet, Optional, Sequence
@@ -89,12 +88,9 @@ class DeviceTeleopSource(TeleopSource):
         """Take an opened device into use (set it up, reset the reading state)."""
         self._dev = dev
 
-    def _package(self, module: str, package: str):
-        try:
-            return importlib.import_module(module)
-        except ImportError as exc:
-            raise DeviceError(f'{self.name}: the {package} package is not installed (pip install '
-                              f'{package})') from exc
+    def _missing(self, package: str) -> DeviceError:
+        """The error for a device package that is not installed (raise it from the ImportError)."""
+        return DeviceError(f'{self.name}: the {package} package is not installed (pip install {package})')
 
     def _connected(self) -> Any:
         if self._dev is None:

@@ -34,7 +34,10 @@ class GamepadSource(DeviceTeleopSource):
         self._deadman = False
 
     def _open(self) -> Any:
-        evdev = self._package('evdev', 'evdev')
+        try:
+            import evdev
+        except ImportError as exc:
+            raise self._missing('evdev') from exc
         paths = [self.path] if self.path else evdev.list_devices()
         for p in paths:
             try:

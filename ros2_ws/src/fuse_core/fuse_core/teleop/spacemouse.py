@@ -48,7 +48,10 @@ class SpaceMouseSource(DeviceTeleopSource):
         self._buttons = 0
 
     def _open(self) -> Any:
-        hid = self._package('hid', 'hidapi')
+        try:
+            import hid
+        except ImportError as exc:
+            raise self._missing('hidapi') from exc
         dev = hid.device()
         try:
             if self.path:
