@@ -147,16 +147,16 @@ def test_wav_without_loop_ends_with_source_exhausted(tmp_path):
 
 def test_wav_errors_name_the_problem(tmp_path):
     with pytest.raises(DeviceNotFoundError, match='does not exist'):
-        WavFileSource(str(tmp_path / 'missing.wav')).open()
+        WavFileSource(str(tmp_path / 'missing.wav')).connect()
     write_pcm16(tmp_path / 'r.wav', np.zeros((10, 1)), rate=16000)
     with pytest.raises(ConfigError, match='sample_rate'):
-        WavFileSource(str(tmp_path / 'r.wav')).open()
+        WavFileSource(str(tmp_path / 'r.wav')).connect()
     write_pcm16(tmp_path / 's.wav', np.zeros((10, 2)))
     with pytest.raises(ConfigError, match='channels'):
-        WavFileSource(str(tmp_path / 's.wav'), channels=1).open()
+        WavFileSource(str(tmp_path / 's.wav'), channels=1).connect()
     (tmp_path / 'x.wav').write_bytes(b'not a wav file at all')
     with pytest.raises(DeviceError, match='RIFF'):
-        WavFileSource(str(tmp_path / 'x.wav')).open()
+        WavFileSource(str(tmp_path / 'x.wav')).connect()
 
 
 # --- sounddevice (faked) --------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_queue_is_bounded_and_drops_the_oldest(sd):
 
 def test_missing_device_is_device_not_found_listing_inputs(sd):
     with pytest.raises(DeviceNotFoundError, match="'Blue Yeti' not found.*USB Mic"):
-        SoundDeviceSource(device='Blue Yeti').open()
+        SoundDeviceSource(device='Blue Yeti').connect()
     assert sd.rescans == 1  # PortAudio was re-initialised to look for a new device
 
 
@@ -340,7 +340,7 @@ def test_device_that_appears_after_a_rescan_is_opened(sd):
 def test_no_default_input_device(monkeypatch):
     monkeypatch.setitem(sys.modules, 'sounddevice', fake_sounddevice(devices=()))
     with pytest.raises(DeviceNotFoundError, match='system default'):
-        SoundDeviceSource().open()
+        SoundDeviceSource().connect()
 
 
 def test_missing_portaudio_is_device_not_found(monkeypatch):
@@ -353,15 +353,15 @@ def test_missing_portaudio_is_device_not_found(monkeypatch):
     monkeypatch.delitem(sys.modules, 'sounddevice', raising=False)
     monkeypatch.setattr(sys, 'meta_path', [Loader()] + sys.meta_path)
     with pytest.raises(DeviceNotFoundError, match='libportaudio2'):
-        SoundDeviceSource().open()
+        SoundDeviceSource().connect()
 
 
 def test_device_with_too_few_channels_or_wrong_rate(sd):
     with pytest.raises(DeviceError, match='input channel'):
-        SoundDeviceSource(channels=2).open()
+        SoundDeviceSource(channels=2).connect()
     sd.actual_rate = 48000
     with pytest.raises(DeviceError, match='48000'):
-        SoundDeviceSource().open()
+        SoundDeviceSource().connect()
     assert sd.streams[-1].closed
 
 

@@ -9,9 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from fuse_core.camera import OpenCVCamera, SourceRunner, opencv_camera
+from fuse_core.acquisition import ReaderSettings, SensorReader
+from fuse_core.camera import OpenCVCamera, opencv_camera
 from fuse_core.camera.base import DeviceSettingsError, StaleFrameError
 from fuse_core.errors import DeviceError, DeviceNotFoundError
+
+
+def frame_reader(src, on_frame, log=None, **settings):
+    """A SensorReader calling on_frame(frame, stamp) for each frame, as the frame nodes do."""
+    return SensorReader(src, lambda item: on_frame(*item), ReaderSettings(**settings), log=log)
 
 
 class FakeDevices:
@@ -180,7 +186,7 @@ def test_slow_reader_gets_the_newest_frame_and_skips_are_counted(devices):
 def test_runner_reconnects_after_unplug_and_replug(devices):
     frames, logs = [], []
     cam = OpenCVCamera('/dev/video4', 64, 48, 30.0)
-    runner = SourceRunner(cam, lambda f, t: frames.append(t), backoff_s=0.02, backoff_max_s=0.05,
+    runner = frame_reader(cam, lambda f, t: frames.append(t), backoff_s=0.02, backoff_max_s=0.05,
                           read_timeout_s=1.0, log=lambda level, msg: logs.append(msg))
     runner.start()
     try:

@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import yaml
 
-from fuse_core.camera import (CameraConfig, ImageFolderSource, SourceRunner, SyntheticCameraSource,
+from fuse_core.acquisition import ReaderSettings, SensorReader
+from fuse_core.camera import (CameraConfig, ImageFolderSource, SyntheticCameraSource,
                               VideoFileSource, make_camera_source)
 from fuse_core.camera.base import ActualSettings, FrameSource, Pacer
 from fuse_core.config import from_mapping
 from fuse_core.errors import ConfigError, DeviceError, DeviceNotFoundError, SourceExhaustedError
+
+
+def frame_reader(src, on_frame, log=None, **settings):
+    """A SensorReader calling on_frame(frame, stamp) for each frame, as the frame nodes do."""
+    return SensorReader(src, lambda item: on_frame(*item), ReaderSettings(**settings), log=log)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'ros2_ws/src/fuse_bringup/config'
 
@@ -208,7 +214,7 @@ def _wait(pred, timeout=5.0):
 def test_missing_device_is_retried_and_recovers():
     src = FlakySource(absent_connects=2, frames_per_session=10**6)
     frames, logs = [], []
-    runner = SourceRunner(src, lambda f, t: frames.append(int(f[0, 0, 0])), backoff_s=0.01,
+    runner = frame_reader(src, lambda f, t: frames.append(int(f[0, 0, 0])), backoff_s=0.01,
                           backoff_max_s=0.02, log=lambda level, msg: logs.append((level, msg)))
     runner.start()
     try:
@@ -228,7 +234,7 @@ def test_missing_device_is_retried_and_recovers():
 def test_unplug_closes_and_reconnects():
     src = FlakySource(absent_connects=0, frames_per_session=3)
     frames = []
-    runner = SourceRunner(src, lambda f, t: frames.append(int(f[0, 0, 0])), backoff_s=0.01,
+    runner = frame_reader(src, lambda f, t: frames.append(int(f[0, 0, 0])), backoff_s=0.01,
                           backoff_max_s=0.01)
     runner.start()
     try:
@@ -248,7 +254,7 @@ def test_stale_frames_are_dropped_and_counted():
 
     src = OldFrames(absent_connects=0, frames_per_session=10**6)
     frames = []
-    runner = SourceRunner(src, lambda f, t: frames.append(f), max_age_s=0.5)
+    runner = frame_reader(src, lambda f, t: frames.append(f), max_age_s=0.5)
     runner.start()
     try:
         assert _wait(lambda: runner.monitor.drops >= 5)
@@ -266,7 +272,7 @@ def test_a_failing_frame_handler_is_reported_not_fatal():
         if len(calls) == 1:
             raise RuntimeError('publish failed')
 
-    runner = SourceRunner(src, handler)
+    runner = frame_reader(src, handler)
     runner.start()
     try:
         assert _wait(lambda: len(calls) >= 3)
@@ -279,7 +285,7 @@ def test_finished_file_stops_the_loop(tmp_path):
     import cv2
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((4, 4, 3), np.uint8))
     frames, logs = [], []
-    runner = SourceRunner(ImageFolderSource(str(tmp_path), 500.0, loop=False),
+    runner = frame_reader(ImageFolderSource(str(tmp_path), 500.0, loop=False),
                           lambda f, t: frames.append(f), log=lambda level, msg: logs.append((level, msg)))
     runner.start()
     assert _wait(lambda: runner.state == 'finished')
@@ -295,7 +301,7 @@ def test_finished_file_stops_the_loop(tmp_path):
 def test_retry_delays_double_up_to_the_cap_and_are_logged():
     src = FlakySource(absent_connects=10**6, frames_per_session=0)
     logs = []
-    runner = SourceRunner(src, lambda f, t: None, backoff_s=0.1, backoff_max_s=0.4,
+    runner = frame_reader(src, lambda f, t: None, backoff_s=0.1, backoff_max_s=0.4,
                           log=lambda level, msg: logs.append(msg))
     runner.start()
     try:
@@ -310,7 +316,7 @@ def test_retry_delays_double_up_to_the_cap_and_are_logged():
 
 def test_stop_interrupts_a_long_backoff():
     src = FlakySource(absent_connects=10**6, frames_per_session=0)
-    runner = SourceRunner(src, lambda f, t: None, backoff_s=30.0, backoff_max_s=30.0)
+    runner = frame_reader(src, lambda f, t: None, backoff_s=30.0, backoff_max_s=30.0)
     runner.start()
     assert _wait(lambda: runner.state == 'waiting')
     t0 = time.monotonic()

@@ -11,12 +11,17 @@ import numpy as np
 import pytest
 import yaml
 
-from fuse_core.camera import SourceRunner
+from fuse_core.acquisition import ReaderSettings, SensorReader
 from fuse_core.camera.base import DeviceSettingsError
 from fuse_core.config import from_mapping
 from fuse_core.digit import (DigitConfig, DigitSource, SyntheticDigitSource, frame_shape,
                              make_digit_source, to_portrait)
 from fuse_core.errors import ConfigError, DeviceError, DeviceNotFoundError
+
+
+def frame_reader(src, on_frame, log=None, **settings):
+    """A SensorReader calling on_frame(frame, stamp) for each frame, as the frame nodes do."""
+    return SensorReader(src, lambda item: on_frame(*item), ReaderSettings(**settings), log=log)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'ros2_ws/src/fuse_bringup/config'
 STREAMS = {
@@ -170,7 +175,7 @@ def test_unplug_is_a_device_error(udev):
 def test_missing_at_start_then_replugged_under_another_node_reconnects_by_serial(udev):
     src = DigitSource('D7', 'QVGA', 60)
     frames, logs = [], []
-    runner = SourceRunner(src, lambda f, t: frames.append(t), backoff_s=0.01, backoff_max_s=0.05,
+    runner = frame_reader(src, lambda f, t: frames.append(t), backoff_s=0.01, backoff_max_s=0.05,
                           log=lambda level, msg: logs.append((level, msg)))
     runner.start()
     try:

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fuse_core.acquisition import BACKOFF_GROWTH_CAP, ReaderSettings, SensorReader
 from fuse_core.config import from_mapping
 from fuse_core.errors import ConfigError, DeviceError, DeviceNotFoundError, SourceExhaustedError
 from fuse_core.imu import bno055
 from fuse_core.imu.capture import CaptureWriter
 from fuse_core.imu.config import ImuConfig
 from fuse_core.imu.protocols import make_encoder
-from fuse_core.imu.reader import ImuReader
 from fuse_core.imu.sample import CaptureStamper, ImuSample
 from fuse_core.imu.sources import RawFileImuSource, SerialImuSource, SyntheticImuSource, make_source
 from fuse_core.imu.synthetic import SyntheticImuModel
@@ -242,7 +242,7 @@ def test_reader_waits_for_missing_port_and_recovers_after_unplug(tmp_path):
         with lock:
             got.extend(samples)
 
-    reader = ImuReader(src, on_samples, backoff_s=0.05)
+    reader = SensorReader(src, on_samples, ReaderSettings(0.05, 0.05 * BACKOFF_GROWTH_CAP))
     reader.start()
     ptys = []
     try:
@@ -292,8 +292,9 @@ def test_reader_stops_at_the_end_of_a_non_looping_file(tmp_path):
     f.write_bytes(data)
     got = []
     logs = []
-    reader = ImuReader(RawFileImuSource(str(f), 'vectornav', byte_rate=1e6, loop=False), got.extend,
-                       backoff_s=0.05, log=lambda level, msg: logs.append((level, msg)))
+    reader = SensorReader(RawFileImuSource(str(f), 'vectornav', byte_rate=1e6, loop=False), got.extend,
+                          ReaderSettings(0.05, 0.05 * BACKOFF_GROWTH_CAP),
+                          log=lambda level, msg: logs.append((level, msg)))
     reader.start()
     try:
         assert wait_until(lambda: reader.finished)
@@ -422,7 +423,7 @@ def test_make_source_picks_the_configured_kind(tmp_path):
 
 def test_core_imports_need_neither_pyserial_nor_rclpy():
     code = ('import sys\n'
-            'import fuse_core.imu, fuse_core.imu.sources, fuse_core.imu.reader, fuse_core.imu.config\n'
+            'import fuse_core.imu, fuse_core.imu.sources, fuse_core.acquisition, fuse_core.imu.config\n'
             'bad = [m for m in ("serial", "rclpy") if m in sys.modules]\n'
             'assert not bad, bad\n')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=60)

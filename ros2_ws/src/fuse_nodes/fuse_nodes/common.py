@@ -73,6 +73,15 @@ class SensorStamp:
             return self._clock.now().to_msg()
         return ns_to_time(capture_ns)
 
+    def derived(self, capture_ns: int, sample_stamp: Optional[TimeMsg] = None) -> TimeMsg:
+        """The stamp of data computed from samples (a spectrogram) whose newest was captured at
+        ``capture_ns``: under use_sim_time the stamp that sample was published with where it is
+        known (``sample_stamp``), so both say the same time; else as ``stamp(capture_ns)``.
+        """
+        if self.sim_time and sample_stamp is not None:
+            return sample_stamp
+        return self(capture_ns)
+
 
 # --- logging --------------------------------------------------------------------------------
 def log_at(logger: Any, level: str, message: str) -> None:

@@ -4,34 +4,26 @@ from __future__ import annotations
 
 import sys
 import threading
-from functools import partial
 
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from fuse_core.camera import SourceRunner
 from fuse_core.digit import BackgroundCapture, DigitConfig, GlitchDetector, make_digit_source
 from fuse_interfaces.srv import CaptureBackground
-from fuse_nodes.common import (ERROR, OK, LATCHED_QOS, SENSOR_QOS, WARN, Diagnostics, SensorStamp,
-                               declare_config, log_at, run_node)
+from fuse_nodes.common import LATCHED_QOS, OK, SENSOR_QOS, WARN, run_node
 from fuse_nodes.conversions import array_to_image
+from fuse_nodes.sensor_node import SensorNode
 
 
-class DigitNode(Node):
-    """Thin shell around fuse_core.digit: parameters, publishers, service, diagnostics.
+class DigitNode(SensorNode):
+    """Tactile images; glitched frames are dropped before publishing and never enter a background."""
 
-    As in the camera node, frames are published from the acquisition thread as soon as they
-    are read (no timer latency). Glitched frames are dropped before publishing and never
-    enter a background average.
-    """
+    config_class = DigitConfig
+    synthetic_note = 'generated tactile images, not sensor data'
 
     def __init__(self) -> None:
         super().__init__('digit')
-        self.cfg = declare_config(self, DigitConfig)
-        self.frame_id = self.cfg.frame_id or f'{self.get_name()}_frame'
-        self._stamp = SensorStamp(self)
-        self.source = make_digit_source(self.cfg, name=self.get_name())
-        self.glitches = GlitchDetector(self.cfg.glitch_threshold, self.cfg.glitch_min_rows)
+        cfg = self.cfg
+        self.glitches = GlitchDetector(cfg.glitch_threshold, cfg.glitch_min_rows)
         self.glitched_frames = 0
         self.background = BackgroundCapture()
         self._background_lock = threading.Lock()
@@ -39,55 +31,40 @@ class DigitNode(Node):
         self.pub = self.create_publisher(Image, '~/image_raw', SENSOR_QOS)
         self.background_pub = self.create_publisher(Image, '~/background', LATCHED_QOS)
         self.srv = self.create_service(CaptureBackground, '~/capture_background', self._capture)
-        self.runner = SourceRunner(self.source, self._on_frame, backoff_s=self.cfg.reconnect_backoff_s,
-                                   backoff_max_s=self.cfg.reconnect_backoff_max_s,
-                                   read_timeout_s=self.cfg.read_timeout_s,
-                                   max_age_s=self.cfg.max_frame_age_s,
-                                   log=partial(log_at, self.get_logger()))
-        self.diagnostics = Diagnostics(self, hardware_id=self.source.describe())
-        self.diagnostics.add('digit', self._status)
-        if self.source.synthetic:
-            self.get_logger().warning(f'SYNTHETIC source: {self.source.describe()} '
-                                      '(generated tactile images, not sensor data)')
-        rows, cols, _ = self.cfg.shape
-        self.get_logger().info(f'{self.source.describe()}: {self.cfg.resolution} {self.cfg.orientation} '
-                               f'({rows} rows x {cols} cols) @ {self.cfg.framerate} Hz, '
-                               f'frame_id {self.frame_id}')
-        if self.cfg.capture_background_on_start:
-            self.background.request(self.cfg.background_frames)
-        self.runner.start()
+        if cfg.capture_background_on_start:
+            self.background.request(cfg.background_frames)
+        rows, cols, _ = cfg.shape
+        self.start(f'{self.source.describe()}: {cfg.resolution} {cfg.orientation} ({rows} rows x {cols} cols) '
+                   f'@ {cfg.framerate} Hz, frame_id {self.frame_id}')
 
-    def _on_frame(self, frame, stamp_ns: int) -> None:
+    def make_source(self):
+        return make_digit_source(self.cfg, name=self.get_name())
+
+    def _image(self, frame, stamp_ns: int) -> Image:
+        return array_to_image(frame, 'bgr8', stamp=self.stamp(stamp_ns), frame_id=self.frame_id)
+
+    def on_item(self, item) -> None:
+        frame, stamp_ns = item
         if self.glitches.is_glitched(frame):
             self.glitched_frames += 1
             return
-        msg = array_to_image(frame, 'bgr8', stamp=self._stamp(stamp_ns), frame_id=self.frame_id)
-        try:
-            self.pub.publish(msg)
-        except Exception:
-            # Ctrl-C shuts the context down before close() stops the acquisition thread;
-            # a frame caught in between is simply not published.
-            if self.context.ok():
-                raise
+        if not self.guarded_publish(self.pub, self._image(frame, stamp_ns)):
             return
         background = self.background.offer(frame, stamp_ns)
         if background is not None:
-            self._publish_background(background, stamp_ns)
-
-    def _publish_background(self, background, stamp_ns: int) -> None:
-        with self._background_lock:
-            self.background_pub.publish(array_to_image(background, 'bgr8', stamp=self._stamp(stamp_ns),
-                                                       frame_id=self.frame_id))
-            self._backgrounds_published += 1
-        self.get_logger().info(f'background captured and latched ({background.shape[0]}x'
-                               f'{background.shape[1]})')
+            with self._background_lock:
+                if not self.guarded_publish(self.background_pub, self._image(background, stamp_ns)):
+                    return
+                self._backgrounds_published += 1
+            self.get_logger().info(f'background captured and latched ({background.shape[0]}x'
+                                   f'{background.shape[1]})')
 
     def _capture(self, request, response):
         n = int(request.num_frames) or self.cfg.background_frames
-        if not self.runner.streaming:
+        if not self.reader.streaming:
             response.success = False
-            response.message = f'{self.source.describe()} is not streaming ({self.runner.state}: ' \
-                               f'{self.runner.monitor.last_error or "no device yet"})'
+            response.message = f'{self.source.describe()} is not streaming ({self.reader.state}: ' \
+                               f'{self.reader.monitor.last_error or "no device yet"})'
             return response
         ticket = self.background.request(n)
         # Room for glitched frames that are skipped, and for a slow start.
@@ -102,24 +79,15 @@ class DigitNode(Node):
                                f'{self.background_pub.topic_name}'
         return response
 
-    def _status(self):
-        runner = self.runner
-        mon = runner.monitor
-        values = runner.status()
-        values.update(target_hz=self.cfg.framerate, glitched_frames=self.glitched_frames,
-                      orientation=self.cfg.orientation, frame_id=self.frame_id,
-                      backgrounds_published=self._backgrounds_published)
-        prefix = 'SYNTHETIC source; ' if self.source.synthetic else ''
-        if runner.state == 'finished':  # a non-looping replay ended: done, not failed
-            return OK, prefix + f'finished: {runner.finished_reason}', values
-        if not runner.streaming:
-            return ERROR, prefix + f'{runner.state}: {mon.last_error or "no device yet"}', values
-        if self._backgrounds_published == 0:
-            return WARN, prefix + 'streaming, no background captured yet', values
-        return OK, prefix + 'streaming', values
+    def status_values(self):
+        return dict(target_hz=self.cfg.framerate, glitched_frames=self.glitched_frames,
+                    orientation=self.cfg.orientation, frame_id=self.frame_id,
+                    backgrounds_published=self._backgrounds_published)
 
-    def close(self) -> None:
-        self.runner.stop()
+    def streaming_status(self, values):
+        if self._backgrounds_published == 0:
+            return WARN, 'streaming, no background captured yet'
+        return OK, 'streaming'
 
 
 def main(args=None):

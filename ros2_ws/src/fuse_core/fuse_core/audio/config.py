@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fuse_core.acquisition import ReaderSettings, StreamSourceConfig
 from fuse_core.audio.spectrogram import LogMelSpectrogram
-from fuse_core.config import ValidatedConfig, param, validate
+from fuse_core.config import param
 from fuse_core.errors import ConfigError
 
-SOURCES = ('real', 'file', 'synthetic')
+#: How long one read waits for a block: short, so that stop() is prompt (a lost device is
+#: noticed by the source after stall_timeout_s).
+READ_TIMEOUT_S = 0.2
 
 
 @dataclass
-class AudioConfig(ValidatedConfig):
+class AudioConfig(StreamSourceConfig):
     """Microphone source, chunking and FuSe's log-mel spectrogram settings."""
 
-    source: str = param('real', 'where samples come from: real (sound card), file (WAV replay) '
-                        'or synthetic (deterministic test signal)', choices=SOURCES)
     device: str = param('', 'input device: empty = system default, an integer = PortAudio index, '
                         'otherwise a (sub)string of the device name')
-    file_path: str = param('', 'WAV file replayed in real time when source is file')
-    loop: bool = param(True, 'replay the WAV file from the start when it ends')
     sample_rate: int = param(44100, 'sampling rate in Hz (FuSe: 44100)', min=1, max=384000)
     channels: int = param(1, 'input channels; the spectrogram uses their mean', min=1, max=32)
     block_size: int = param(441, 'samples per published AudioChunk (441 = 10 ms at 44.1 kHz)',
@@ -38,7 +37,6 @@ class AudioConfig(ValidatedConfig):
     fmax: float = param(0.0, 'highest mel frequency in Hz; 0 = sample_rate / 2', min=0.0)
     top_db: float = param(80.0, 'dB range kept below the window maximum', min=0.0)
     frame_id: str = param('microphone_frame', 'header.frame_id of published messages')
-    seed: int = param(0, 'seed of the synthetic signal', min=0)
     reconnect_backoff_s: float = param(1.0, 'first wait before reopening a failed source; '
                                        'doubles up to reconnect_backoff_max_s', min=0.01, max=600.0)
     reconnect_backoff_max_s: float = param(10.0, 'longest wait between reopen attempts',
@@ -47,7 +45,7 @@ class AudioConfig(ValidatedConfig):
                                    min=0.1, max=600.0)
 
     def __post_init__(self) -> None:
-        validate(self)
+        super().__post_init__()
         owner = type(self).__name__
         nyquist = self.sample_rate / 2.0
         if self.fmax > nyquist:
@@ -59,12 +57,9 @@ class AudioConfig(ValidatedConfig):
         if round(self.window_s * self.sample_rate) < 1:
             raise ConfigError(f'{owner}: parameter \'window_s\' = {self.window_s} is shorter than '
                               f'one sample at {self.sample_rate} Hz')
-        if self.source == 'file' and not self.file_path:
-            raise ConfigError(f'{owner}: parameter \'file_path\' is empty but source is \'file\'')
-        if self.reconnect_backoff_max_s < self.reconnect_backoff_s:
-            raise ConfigError(f'{owner}: parameter \'reconnect_backoff_max_s\' = '
-                              f'{self.reconnect_backoff_max_s} is below reconnect_backoff_s = '
-                              f'{self.reconnect_backoff_s}')
+
+    def reader_settings(self) -> ReaderSettings:
+        return ReaderSettings(self.reconnect_backoff_s, self.backoff_max_s, READ_TIMEOUT_S)
 
     @property
     def window_samples(self) -> int:

@@ -11,10 +11,11 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from fuse_core.acquisition import Source
 from fuse_core.audio.config import AudioConfig
 from fuse_core.errors import ConfigError, DeviceError, DeviceNotFoundError, SourceExhaustedError
 
@@ -52,7 +53,7 @@ class AudioBlock:
 BlockListener = Callable[[AudioBlock], None]
 
 
-class AudioSource(abc.ABC):
+class AudioSource(Source[AudioBlock]):
     """A source of AudioBlocks: pull them with read(), or be called back with each.
 
     ``on_block`` (optional) is called with every block on the thread that produces it (for a
@@ -60,6 +61,7 @@ class AudioSource(abc.ABC):
     """
 
     kind = ''
+    item = 'chunk'
 
     def __init__(self, sample_rate: int, channels: int, block_size: int,
                  on_block: Optional[BlockListener] = None) -> None:
@@ -76,33 +78,37 @@ class AudioSource(abc.ABC):
         return self._open
 
     @abc.abstractmethod
-    def open(self) -> 'AudioSource':
+    def connect(self) -> None:
         """Start producing; raises DeviceNotFoundError/DeviceError when it cannot."""
 
     @abc.abstractmethod
-    def read(self, timeout_s: float = 1.0) -> Optional[AudioBlock]:
+    def read(self, timeout_s: Optional[float] = 1.0) -> Optional[AudioBlock]:
         """The next block, or None if none arrived within timeout_s.
 
         Raises DeviceError when the source has failed, SourceExhaustedError at the end of a
         non-looping file.
         """
 
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Stop producing and release the device; safe to call twice."""
-
     def describe(self) -> str:
         return f'{self.kind} audio source, {self.sample_rate} Hz x {self.channels} ch'
+
+    def capture_stamps(self, item: AudioBlock) -> Tuple[int]:
+        return (item.capture_time_ns,)
+
+    @property
+    def frames_skipped(self) -> int:
+        return self.dropped_blocks
+
+    def health(self) -> Dict[str, Any]:
+        values: Dict[str, Any] = {'overflows': self.overflows, 'callback_errors': self.callback_errors,
+                                  'dropped_blocks': self.dropped_blocks}
+        if self.last_error:  # a failing audio callback says more than the reader's last error
+            values['last_error'] = self.last_error
+        return values
 
     def _deliver(self, block: AudioBlock) -> None:
         if self.on_block is not None:
             self.on_block(block)
-
-    def __enter__(self) -> 'AudioSource':
-        return self.open()
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class _PacedSource(AudioSource):
@@ -116,20 +122,20 @@ class _PacedSource(AudioSource):
         self._start_mono = 0.0
         self._start_wall_ns = 0
 
-    def open(self) -> 'AudioSource':
+    def connect(self) -> None:
         self._prepare()
         self._index = 0
         self._start_mono = self._clock()
         self._start_wall_ns = time.time_ns()
         self._open = True
-        return self
 
     def close(self) -> None:
         self._open = False
 
-    def read(self, timeout_s: float = 1.0) -> Optional[AudioBlock]:
+    def read(self, timeout_s: Optional[float] = 1.0) -> Optional[AudioBlock]:
+        timeout_s = 1.0 if timeout_s is None else timeout_s
         if not self._open:
-            raise DeviceError(f'{self.describe()}: read() before open()')
+            raise DeviceError(f'{self.describe()}: read() before connect()')
         due = self._start_mono + (self._index + self.block_size) / self.sample_rate
         wait = due - self._clock()
         if wait > timeout_s:
@@ -146,7 +152,7 @@ class _PacedSource(AudioSource):
         return block
 
     def _prepare(self) -> None:
-        """Load or initialise what _generate needs (called by open)."""
+        """Load or initialise what _generate needs (called by connect)."""
 
     @abc.abstractmethod
     def _generate(self, start: int, n: int) -> np.ndarray:
@@ -353,7 +359,7 @@ class SoundDeviceSource(AudioSource):
                 f'audio input device {self.device or "(system default)"!r} not found ({exc}); '
                 f'input devices: {names or "none"}') from exc
 
-    def open(self) -> 'AudioSource':
+    def connect(self) -> None:
         sd = _import_sounddevice()
         try:
             info = self._query(sd)
@@ -392,7 +398,6 @@ class SoundDeviceSource(AudioSource):
         self._stream = stream
         self._last_block_mono = time.monotonic()
         self._open = True
-        return self
 
     def _capture_time_ns(self, frames: int, adc: float, current: float) -> int:
         """Wall-clock time of the block's first sample, never before the previous block's end."""
@@ -439,9 +444,10 @@ class SoundDeviceSource(AudioSource):
             self._consecutive_errors += 1
             self.last_error = f'audio callback failed: {type(exc).__name__}: {exc}'
 
-    def read(self, timeout_s: float = 1.0) -> Optional[AudioBlock]:
+    def read(self, timeout_s: Optional[float] = 1.0) -> Optional[AudioBlock]:
+        timeout_s = 1.0 if timeout_s is None else timeout_s
         if not self._open:
-            raise DeviceError(f'{self.describe()}: read() before open()')
+            raise DeviceError(f'{self.describe()}: read() before connect()')
         try:
             block = self._queue.get(timeout=max(timeout_s, 0.0))
         except queue.Empty:

@@ -1,4 +1,4 @@
-"""Camera frame sources (real V4L2, file replay, synthetic) and their acquisition loop."""
+"""Camera frame sources: real V4L2, file replay, synthetic (read by fuse_core.acquisition.SensorReader)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from fuse_core.camera.base import (ActualSettings, DeviceSettingsError, Frame, F
 from fuse_core.camera.config import CameraConfig
 from fuse_core.camera.file_sources import ImageFolderSource, VideoFileSource, open_recording
 from fuse_core.camera.opencv_camera import OpenCVCamera
-from fuse_core.camera.runner import SourceRunner
 from fuse_core.camera.synthetic import SyntheticCameraSource
 
 
@@ -22,5 +21,5 @@ def make_camera_source(cfg: CameraConfig, name: str = 'camera') -> FrameSource:
 
 
 __all__ = ['ActualSettings', 'CameraConfig', 'DeviceSettingsError', 'Frame', 'FrameSource',
-           'ImageFolderSource', 'OpenCVCamera', 'Pacer', 'SourceRunner', 'StaleFrameError',
+           'ImageFolderSource', 'OpenCVCamera', 'Pacer', 'StaleFrameError',
            'SyntheticCameraSource', 'VideoFileSource', 'make_camera_source', 'open_recording']

@@ -9,13 +9,16 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from fuse_core.acquisition import SOURCE_KINDS, Source
 from fuse_core.errors import DeviceError
+from fuse_core.supervisor import BACKOFF, CONNECTED
 from fuse_core.timing import wall_ns
 
 #: A frame and its capture time: (H x W x 3 BGR uint8 array, wall-clock nanoseconds).
 Frame = Tuple[np.ndarray, int]
 
-SOURCE_KINDS = ('real', 'file', 'synthetic')
+__all__ = ['SOURCE_KINDS', 'ActualSettings', 'DeviceSettingsError', 'Frame', 'FrameSource', 'Pacer',
+           'StaleFrameError']
 
 
 class DeviceSettingsError(DeviceError):
@@ -45,52 +48,29 @@ class ActualSettings:
                 'actual_pixel_format': self.pixel_format}
 
 
-class FrameSource(abc.ABC):
-    """A source of BGR frames: connect / read / close, usable as a context manager.
-
-    `read` blocks until the next frame and returns it with its capture time; it raises
-    DeviceError when the device fails (the caller closes and reconnects) and
-    SourceExhaustedError when a non-looping file source ends. After `connect`, `actual`
-    holds the settings the source really runs with.
+class FrameSource(Source[Frame]):
+    """A source of BGR frames: `read` blocks until the next frame and returns it with its
+    capture time (wall-clock ns). After `connect`, `actual` holds the settings the source
+    really runs with.
     """
 
-    #: 'real', 'file' or 'synthetic'; synthetic data is always reported as such.
-    kind: str = 'real'
+    item = 'frame'
+    # The camera and DIGIT diagnostics have always reported these two states under these names.
+    state_names = {CONNECTED: 'streaming', BACKOFF: 'waiting'}
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.actual: Optional[ActualSettings] = None
 
-    @property
-    def synthetic(self) -> bool:
-        return self.kind == 'synthetic'
-
-    @abc.abstractmethod
-    def connect(self) -> None:
-        """Open the device (or file); fill `actual`. Safe to call again after close()."""
-
     @abc.abstractmethod
     def read(self, timeout_s: Optional[float] = None) -> Frame:
         """The next frame and its capture time in wall-clock ns."""
 
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Release the device; safe to call when not connected or after a failure."""
-
-    @property
-    def frames_skipped(self) -> int:
-        """Frames the source captured but nobody read (newest-only buffering)."""
-        return 0
+    def capture_stamps(self, item: Frame) -> Tuple[int]:
+        return (item[1],)
 
     def describe(self) -> str:
         return f'{self.kind} source {self.name}'
-
-    def __enter__(self) -> 'FrameSource':
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class Pacer:

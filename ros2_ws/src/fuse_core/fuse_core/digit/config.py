@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fuse_core.camera.base import SOURCE_KINDS
-from fuse_core.config import ValidatedConfig, param
+from fuse_core.camera.config import FrameSourceConfig
+from fuse_core.config import param
 from fuse_core.errors import ConfigError
 
 #: resolution -> (width, height) of the sensor's landscape image, and the rates it streams at
@@ -25,11 +25,8 @@ def frame_shape(resolution: str, orientation: str) -> tuple:
 
 
 @dataclass
-class DigitConfig(ValidatedConfig):
-    source: str = param('real', 'Frame source: real (DIGIT by serial), file (video or image folder) '
-                        'or synthetic (tests and simulation only)', choices=SOURCE_KINDS)
+class DigitConfig(FrameSourceConfig):
     serial: str = param('', 'Serial number of the DIGIT (e.g. D20001); required when source is real')
-    file_path: str = param('', 'Video file or folder of images to replay; used when source is file')
     resolution: str = param('QVGA', 'QVGA (320x240, 60/30 fps) or VGA (640x480, 30/15 fps)',
                             choices=tuple(DIGIT_MODES))
     framerate: int = param(60, 'Frame rate in Hz; a real DIGIT supports 60/30 (QVGA) or 30/15 (VGA)',
@@ -48,16 +45,6 @@ class DigitConfig(ValidatedConfig):
                                     min=0.0, max=255.0)
     glitch_min_rows: int = param(2, 'Glitched rows that make a frame glitched (dropped)',
                                  min=1, max=4096)
-    loop: bool = param(True, 'Restart a file source at its end')
-    seed: int = param(0, 'Seed of the synthetic tactile images', min=0, max=2**31 - 1)
-    reconnect_backoff_s: float = param(1.0, 'First delay before reconnecting a failed DIGIT; '
-                                       'doubles per failure', min=0.01, max=60.0)
-    reconnect_backoff_max_s: float = param(30.0, 'Longest delay between reconnect attempts',
-                                           min=0.01, max=600.0)
-    read_timeout_s: float = param(2.0, 'No frame for this long = device lost (then reconnect)',
-                                  min=0.05, max=60.0)
-    max_frame_age_s: float = param(0.5, 'Frames older than this when ready to publish are dropped',
-                                   min=0.001, max=60.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,12 +55,6 @@ class DigitConfig(ValidatedConfig):
             if self.framerate not in rates:
                 raise ConfigError(f"DigitConfig: parameter 'framerate' = {self.framerate} is not "
                                   f'supported by a DIGIT at {self.resolution} (one of {list(rates)})')
-        if self.source == 'file' and not self.file_path:
-            raise ConfigError("DigitConfig: parameter 'file_path' must be set when source is 'file'")
-        if self.reconnect_backoff_max_s < self.reconnect_backoff_s:
-            raise ConfigError(f"DigitConfig: parameter 'reconnect_backoff_max_s' = "
-                              f'{self.reconnect_backoff_max_s} is below reconnect_backoff_s = '
-                              f'{self.reconnect_backoff_s}')
 
     @property
     def shape(self) -> tuple:

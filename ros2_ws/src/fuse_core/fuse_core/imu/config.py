@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fuse_core.config import ValidatedConfig, param
+from fuse_core.acquisition import SourceConfig
+from fuse_core.config import param
 from fuse_core.errors import ConfigError
 from fuse_core.imu.protocols import PROTOCOLS
 from fuse_core.imu.witmotion import DEFAULT_MAG_TESLA_PER_COUNT
 
-SOURCES = ('real', 'file', 'synthetic')
-
 
 @dataclass
-class ImuConfig(ValidatedConfig):
-    source: str = param('real', 'where samples come from: real (serial port), file (raw byte '
-                        'capture replayed through the parser) or synthetic (tests/simulation only)',
-                        choices=SOURCES)
+class ImuConfig(SourceConfig):
+    """The IMU's source (a file replays raw bytes through the parser), protocol and covariances.
+
+    Its reconnect backoff grows up to 16x reconnect_backoff_s (no parameter for the cap).
+    """
+
     protocol: str = param('bno055', 'serial protocol of the IMU', choices=PROTOCOLS)
     port: str = param('/dev/ttyUSB0', 'serial device path (a /dev/serial/by-id/ link survives '
                       're-plugging) or a pyserial URL such as loop://')
@@ -42,16 +43,10 @@ class ImuConfig(ValidatedConfig):
     witmotion_mag_tesla_per_count: float = param(
         DEFAULT_MAG_TESLA_PER_COUNT, 'WitMotion magnetometer scale, tesla per count (chip dependent)',
         min=1e-12, max=1e-3)
-    seed: int = param(0, 'seed of the synthetic source', min=0)
-    reconnect_backoff_s: float = param(1.0, 'first wait before reopening a missing/failed device; '
-                                       'doubles on each failure up to 16x', min=0.01, max=60.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.frame_id:
             raise ConfigError("ImuConfig: parameter 'frame_id' must not be empty")
-        if self.source == 'file' and not self.file_path:
-            raise ConfigError("ImuConfig: parameter 'file_path' must name a raw capture when "
-                              "source is 'file'")
         if self.source == 'real' and not self.port:
             raise ConfigError("ImuConfig: parameter 'port' must not be empty when source is 'real'")

@@ -12,8 +12,9 @@ import abc
 import os
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
+from fuse_core.acquisition import Source
 from fuse_core.errors import DeviceError, DeviceNotFoundError, SourceExhaustedError
 from fuse_core.imu import bno055, capture
 from fuse_core.imu.protocols import POLLED_PROTOCOLS, make_encoder, make_parser
@@ -21,11 +22,12 @@ from fuse_core.imu.sample import CaptureStamper, ImuParser, ImuSample
 from fuse_core.imu.synthetic import SyntheticImuModel
 
 
-class ImuSource(abc.ABC):
-    """connect / read / close, usable as a context manager; ``parser`` holds the counters."""
+class ImuSource(Source[List[ImuSample]]):
+    """An IMU: ``read()`` returns the samples the bytes it got completed (often none);
+    ``parser`` holds the decoding counters. The read timeout is set when the source is built.
+    """
 
     kind = ''
-    synthetic = False
 
     def __init__(self, parser: ImuParser, rate_hz: float, latency_s: float = 0.0) -> None:
         self.parser = parser
@@ -33,30 +35,17 @@ class ImuSource(abc.ABC):
         self.stamper = CaptureStamper(1.0 / self.rate_hz, latency_s)
 
     @abc.abstractmethod
-    def connect(self) -> None:
+    def read(self, timeout_s: Optional[float] = None) -> List[ImuSample]:
         ...
 
-    @abc.abstractmethod
-    def read(self) -> List[ImuSample]:
-        ...
+    def capture_stamps(self, item: List[ImuSample]) -> List[int]:
+        return [s.stamp_ns for s in item]
 
-    @abc.abstractmethod
-    def close(self) -> None:
-        ...
-
-    @abc.abstractmethod
-    def describe(self) -> str:
-        ...
+    def health(self) -> Dict[str, Any]:
+        return self.parser.counters()
 
     def _decode(self, data: bytes, read_ns: int) -> List[ImuSample]:
         return self.stamper.stamp(self.parser.feed(data), read_ns)
-
-    def __enter__(self) -> 'ImuSource':
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _is_url(port: str) -> bool:
@@ -158,7 +147,7 @@ class SerialImuSource(ImuSource):
             self._capture.write(time.time_ns(), data)
         return data
 
-    def read(self) -> List[ImuSample]:
+    def read(self, timeout_s: Optional[float] = None) -> List[ImuSample]:
         if self.polled:
             wait = self._next_poll - time.monotonic()
             if wait > 0:
@@ -206,10 +195,7 @@ class RawFileImuSource(ImuSource):
         self._f = None
         self._timed = False
         self._records = None
-        self._t0_wall = 0.0
-        self._t0_file: Optional[int] = None
-        self._sent = 0
-        self._pending: Optional[tuple] = None
+        self._restart_clock()
 
     def describe(self) -> str:
         timing = 'original timing' if self._timed else f'{self._rate():.0f} B/s'
@@ -235,10 +221,14 @@ class RawFileImuSource(ImuSource):
             self._records = capture.read_records(self._f)
         else:
             self._records = None
+        self._restart_clock()
+
+    def _restart_clock(self) -> None:
+        """Replay from the start: the file's first byte (or record) is due now."""
         self._t0_wall = time.monotonic()
-        self._t0_file = None
+        self._t0_file: Optional[int] = None
         self._sent = 0
-        self._pending = None
+        self._pending: Optional[tuple] = None
 
     def _next_chunk(self, max_bytes: int) -> Optional[bytes]:
         if self._records is None:
@@ -255,7 +245,7 @@ class RawFileImuSource(ImuSource):
         self._pending = (t_ns, data[max_bytes:])
         return data[:max_bytes]
 
-    def read(self) -> List[ImuSample]:
+    def read(self, timeout_s: Optional[float] = None) -> List[ImuSample]:
         if self._f is None:
             raise DeviceError(f'IMU capture file {self.path} is not open')
         if self._timed:
@@ -309,7 +299,6 @@ class SyntheticImuSource(ImuSource):
     """
 
     kind = 'synthetic'
-    synthetic = True
 
     def __init__(self, protocol: str, rate_hz: float = 200.0, seed: int = 0,
                  parser: Optional[ImuParser] = None, latency_s: float = 0.0,
@@ -330,7 +319,7 @@ class SyntheticImuSource(ImuSource):
         self._t0 = time.monotonic()
         self._emitted = 0
 
-    def read(self) -> List[ImuSample]:
+    def read(self, timeout_s: Optional[float] = None) -> List[ImuSample]:
         if self._t0 is None:
             raise DeviceError('synthetic IMU is not connected')
         due = int((time.monotonic() - self._t0) * self.rate_hz) + 1 - self._emitted
@@ -351,6 +340,9 @@ class SyntheticImuSource(ImuSource):
 
     def close(self) -> None:
         self._t0 = None
+
+    def health(self) -> Dict[str, Any]:
+        return {**super().health(), 'skipped': self.skipped}
 
 
 def make_source(cfg) -> ImuSource:
