@@ -9,7 +9,8 @@ wrong value fails once, at start-up, with a message naming the parameter.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Optional
+from pathlib import Path
+from typing import Any, Iterable, Optional, Type, Union
 
 from fuse_core.errors import ConfigError
 
@@ -73,3 +74,14 @@ class ValidatedConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+
+
+def load_yaml(path: Union[str, Path], what: str, error: Type[Exception] = ConfigError) -> Any:
+    """Parse a YAML file; an unreadable file or bad YAML raises ``error`` naming ``what`` and the file."""
+    import yaml  # only where a file is read: importing fuse_core stays light
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise error(f'{what} {path}: {exc.strerror or exc}') from exc
+    except yaml.YAMLError as exc:
+        raise error(f'{what} {path} is not valid YAML: {exc}') from exc

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from fuse_core.arm.description import LINKS, Joint, joint_transforms, wx250s_joints
 from fuse_core.arm.kinematics import pose_from_xyz_rpy
-from fuse_core.config import ValidatedConfig, param
+from fuse_core.config import ValidatedConfig, load_yaml, param
 from fuse_core.errors import ConfigError
 
 #: The frames the sensor nodes stamp; a calibration file must mount every one of them.
@@ -97,15 +96,7 @@ def parse_sensor_frames(data, path: str = '<sensor frames>', known_parents: Sequ
 
 def load_sensor_frames(path: str, **kwargs) -> List[Mount]:
     """Read and validate a sensor frames YAML file."""
-    import yaml
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f'sensor frames file {path}: {exc.strerror or exc}') from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f'sensor frames file {path} is not valid YAML: {exc}') from exc
-    return parse_sensor_frames(data, str(path), **kwargs)
+    return parse_sensor_frames(load_yaml(path, 'sensor frames file'), str(path), **kwargs)
 
 
 class LinkStates:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from fuse_core.config import load_yaml
 from fuse_core.errors import ConfigError
 
 DISTORTION_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant')
@@ -85,15 +86,8 @@ def parse_calibration(data, path: str = '<calibration>') -> CameraCalibration:
 
 def load_calibration(url: str) -> CameraCalibration:
     """Read a calibration file; CalibrationError names the file and the problem."""
-    import yaml
     path = resolve_url(url)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise CalibrationError(f'camera calibration {path}: {exc.strerror or exc}') from exc
-    except yaml.YAMLError as exc:
-        raise CalibrationError(f'camera calibration {path} is not valid YAML: {exc}') from exc
-    return parse_calibration(data, str(path))
+    return parse_calibration(load_yaml(path, 'camera calibration', CalibrationError), str(path))
 
 
 def dump_calibration(cal: CameraCalibration) -> str:
