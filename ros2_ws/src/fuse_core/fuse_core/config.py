@@ -9,8 +9,9 @@ wrong value fails once, at start-up, with a message naming the parameter.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
-from typing import Any, Iterable, Optional, Type, Union
+from typing import Any, Callable, Iterable, List, Optional, Type, Union
 
 from fuse_core.errors import ConfigError
 
@@ -85,3 +86,14 @@ def load_yaml(path: Union[str, Path], what: str, error: Type[Exception] = Config
         raise error(f'{what} {path}: {exc.strerror or exc}') from exc
     except yaml.YAMLError as exc:
         raise error(f'{what} {path} is not valid YAML: {exc}') from exc
+
+
+def finite_floats(values: Iterable[Any], error: Callable[[Any], Exception]) -> List[float]:
+    """The values as floats; ``error(value)`` is raised for the first that is not a finite number
+    (booleans included, though Python counts them as ints)."""
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise error(v)
+        out.append(float(v))
+    return out

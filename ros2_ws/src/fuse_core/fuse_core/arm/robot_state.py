@@ -10,7 +10,7 @@ import numpy as np
 
 from fuse_core.arm.description import LINKS, Joint, joint_transforms, wx250s_joints
 from fuse_core.arm.kinematics import pose_from_xyz_rpy
-from fuse_core.config import ValidatedConfig, load_yaml, param
+from fuse_core.config import ValidatedConfig, finite_floats, load_yaml, param
 from fuse_core.errors import ConfigError
 
 #: The frames the sensor nodes stamp; a calibration file must mount every one of them.
@@ -48,11 +48,8 @@ class Mount:
 def _vector(path: str, name: str, key: str, value) -> Tuple[float, float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 3:
         raise ConfigError(f'{path}: frame {name!r}: {key} must be a list of 3 numbers, got {value!r}')
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ConfigError(f'{path}: frame {name!r}: {key} must be 3 finite numbers, got {value!r}')
-        out.append(float(v))
+    out = finite_floats(value, lambda v: ConfigError(
+        f'{path}: frame {name!r}: {key} must be 3 finite numbers, got {value!r}'))
     return (out[0], out[1], out[2])
 
 

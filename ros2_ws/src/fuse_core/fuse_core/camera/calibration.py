@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from fuse_core.config import load_yaml
+from fuse_core.config import finite_floats, load_yaml
 from fuse_core.errors import ConfigError
 
 DISTORTION_MODELS = ('plumb_bob', 'rational_polynomial', 'equidistant')
@@ -53,12 +52,8 @@ def _matrix(path: str, data: dict, key: str, rows: int, cols: Optional[int]) -> 
     n = rows * (cols if cols is not None else int(m.get('cols') or 0))
     if len(values) != n:
         raise CalibrationError(f'{path}: {key} has {len(values)} values, expected {n}')
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise CalibrationError(f'{path}: {key} holds a value that is not a finite number: {v!r}')
-        out.append(float(v))
-    return out
+    return finite_floats(values, lambda v: CalibrationError(
+        f'{path}: {key} holds a value that is not a finite number: {v!r}'))
 
 
 def parse_calibration(data, path: str = '<calibration>') -> CameraCalibration:
