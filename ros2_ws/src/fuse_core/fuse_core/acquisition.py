@@ -280,9 +280,6 @@ class SensorReader(Generic[T]):
     def connected(self) -> bool:
         return self.supervisor.state == CONNECTED
 
-    #: Frame streams have always said 'streaming'.
-    streaming = connected
-
     @property
     def finished(self) -> bool:
         return self.supervisor.state == FINISHED

@@ -61,7 +61,7 @@ class DigitNode(SensorNode):
 
     def _capture(self, request, response):
         n = int(request.num_frames) or self.cfg.background_frames
-        if not self.reader.streaming:
+        if not self.reader.connected:
             response.success = False
             response.message = f'{self.source.describe()} is not streaming ({self.reader.state}: ' \
                                f'{self.reader.monitor.last_error or "no device yet"})'
