@@ -90,8 +90,9 @@ def test_rebuilt_builds_a_fresh_source_at_every_connect():
     reader.start()
     assert wait_for(lambda: reader.finished, 5.0)
     reader.stop()
-    # The first build failed to connect; the second connected, read its one batch and ended.
-    assert len(built) == 2 and reader.status()['chunks'] == 1 and source.describe() == 'batch source'
+    # The first build failed to connect (and was closed); the second read its one batch and ended.
+    assert len(built) == 2 and built[0].closes == 1 and reader.status()['chunks'] == 1
+    assert source.describe() == 'batch source'
 
 
 def test_audio_sources_say_whether_they_are_synthetic():

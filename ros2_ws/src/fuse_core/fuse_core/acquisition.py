@@ -105,7 +105,11 @@ class Rebuilt(Source[T]):
     def connect(self) -> None:
         self.current = None
         source = self._factory()
-        source.connect()
+        try:
+            source.connect()
+        except BaseException:
+            source.close()  # a half-opened device is released before the retry builds another
+            raise
         self.current = source
 
     def read(self, timeout_s: Optional[float] = None) -> Optional[T]:
@@ -169,7 +173,8 @@ class SourceConfig(ValidatedConfig):
 
     @property
     def backoff_max_s(self) -> float:
-        """The longest wait between reconnect attempts."""
+        """The longest wait between reconnect attempts (a fixed multiple of the first, where the
+        device has no parameter for it)."""
         return self.reconnect_backoff_s * BACKOFF_GROWTH_CAP
 
     def reader_settings(self) -> ReaderSettings:
