@@ -28,6 +28,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
+from fuse_core.gripper import gripper_open
 
 from .errors import DatasetError
 from .combos import MODALITY_COMBINATIONS
@@ -344,7 +345,7 @@ class LeRobotWindows:
         mean, std, mask = np.asarray(a['mean']), np.asarray(a['std']), np.asarray(a['mask'], bool)
         chunk[:, mask] = (chunk[:, mask] - mean[mask]) / std[mask]
         if binarize_gripper and self.action_dim > GRIPPER and not mask[GRIPPER]:
-            chunk[:, GRIPPER] = (chunk[:, GRIPPER] > 0.5).astype(np.float64)
+            chunk[:, GRIPPER] = gripper_open(chunk[:, GRIPPER]).astype(np.float64)
         out['action'] = chunk.astype(np.float32)
         out['action_mask'] = np.array([i + k <= end for k in range(H)])
         out['episode'] = np.int64(self.frames.episode[i])

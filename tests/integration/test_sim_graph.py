@@ -11,51 +11,30 @@ import pytest
 
 from fuse_bringup import graph
 from fuse_bringup.runner import GraphProcesses
-from support.ros_harness import fresh_domain_id, node_env, wait_for
+from support.ros_harness import fresh_domain_id, node_env, running_graph, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_sim_graph_replays_the_bag_and_commands_the_arm_at_5hz(tmp_path):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from fuse_interfaces.msg import ArmStatus, DeltaEECommand
     from fuse_nodes.common import CONTROL_QOS, STATE_QOS
 
-    domain = fresh_domain_id()
     specs = graph.sim_graph(world='bag')
     assert [s.name for s in specs] == ['bag_player', 'sync', 'policy', 'arm', 'robot_state']
-    procs = GraphProcesses(specs, node_env(domain), tmp_path)
-    procs.start()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node('sim_graph_test', context=ctx)
-    commands, status = [], []
-    node.create_subscription(DeltaEECommand, '/policy/command', commands.append, CONTROL_QOS)
-    node.create_subscription(ArmStatus, '/arm/status', status.append, STATE_QOS)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-
-    def logs():
-        return '\n'.join(f'--- {s.name} ---\n' + (tmp_path / f'{s.name}.log').read_text(errors='replace')[-2500:]
-                         for s in specs)
-    try:
-        assert wait_for(lambda: len([c for c in commands if not c.hold]) >= 30, 90,
-                        spin=lambda: ex.spin_once(timeout_sec=0.05)), logs()
-        assert not procs.exited(), logs()
+    with running_graph(specs, tmp_path, 'sim_graph_test') as run:
+        commands, status = [], []
+        run.node.create_subscription(DeltaEECommand, '/policy/command', commands.append, CONTROL_QOS)
+        run.node.create_subscription(ArmStatus, '/arm/status', status.append, STATE_QOS)
+        assert wait_for(lambda: len([c for c in commands if not c.hold]) >= 30, 90, spin=run.spin), run.logs()
+        assert not run.procs.exited(), run.logs()
         moving = [c for c in commands if not c.hold]
         ticks = np.array([c.tick_index for c in moving])
         stamps = np.array([c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in moving])
         rate = (ticks[-1] - ticks[0]) / (stamps[-1] - stamps[0])
         assert abs(rate - 5.0) < 0.1, f'{rate:.3f} Hz'
         assert len(moving) >= 0.9 * (ticks[-1] - ticks[0] + 1), 'commands missing for fresh ticks'
-        assert status and status[-1].backend == 'mock' and status[-1].commands_applied > 0, logs()
-    finally:
-        ex.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
-        codes = procs.stop()
-    assert all(c == 0 for c in codes.values()), f'{codes}\n' + logs()
+        assert status and status[-1].backend == 'mock' and status[-1].commands_applied > 0, run.logs()
 
 
 def test_run_sh_prints_status_and_stops_cleanly(tmp_path):

@@ -11,8 +11,7 @@ import pytest
 pytest.importorskip('mujoco')
 
 from fuse_bringup import graph  # noqa: E402
-from fuse_bringup.runner import GraphProcesses  # noqa: E402
-from support.ros_harness import fresh_domain_id, node_env, wait_for  # noqa: E402
+from support.ros_harness import running_graph, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -125,8 +124,6 @@ def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_co
 @pytest.mark.parametrize('task', ['pick_cube', 'pick_soft', 'press_beep'])
 def test_expert_completes_the_task_through_world_sync_and_arm(tmp_path, task):
     """pick_cube by sight; pick_soft from the gripper opening in /arm/status; press_beep from /audio/chunk."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from fuse_interfaces.msg import ArmStatus, ObservationWindow, TaskState
     from fuse_nodes.common import CONTROL_QOS, STATE_QOS
 
@@ -136,37 +133,19 @@ def test_expert_completes_the_task_through_world_sync_and_arm(tmp_path, task):
     extra = {'expert': {'episodes': 1}}
     specs = [dataclasses.replace(s, parameters={**s.parameters, **extra.get(s.name, {})}) for s in specs]
     assert all(s.parameters.get('use_sim_time') for s in specs if s.name != 'world')
-    domain = fresh_domain_id()
-    procs = GraphProcesses(specs, node_env(domain), tmp_path)
-    procs.start()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node('twin_loop_test', context=ctx)
-    states, arm, windows = [], [], []
-    node.create_subscription(TaskState, '/world/task_state', states.append, STATE_QOS)
-    node.create_subscription(ArmStatus, '/arm/status', arm.append, STATE_QOS)
-    node.create_subscription(ObservationWindow, '/sync/window', windows.append, CONTROL_QOS, raw=True)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-
-    def logs():
-        return '\n'.join(f'--- {s.name} ---\n' + (tmp_path / f'{s.name}.log').read_text(errors='replace')[-2500:]
-                         for s in specs)
-    try:
+    with running_graph(specs, tmp_path, 'twin_loop_test') as run:
+        states, arm, windows = [], [], []
+        run.node.create_subscription(TaskState, '/world/task_state', states.append, STATE_QOS)
+        run.node.create_subscription(ArmStatus, '/arm/status', arm.append, STATE_QOS)
+        run.node.create_subscription(ObservationWindow, '/sync/window', windows.append, CONTROL_QOS, raw=True)
         done = lambda: any(s.seed == 3 and s.state != 'running' for s in states)  # noqa: E731
-        assert wait_for(done, 240, spin=lambda: ex.spin_once(timeout_sec=0.05)), logs()
+        assert wait_for(done, 240, spin=run.spin), run.logs()
         final = next(s for s in states if s.seed == 3 and s.state != 'running')
-        assert final.task == task and final.state == 'success', (final.detail, logs())
+        assert final.task == task and final.state == 'success', (final.detail, run.logs())
         assert final.episode_time_s < final.time_limit_s
-        assert arm and arm[-1].backend == 'sim' and arm[-1].commands_applied > 5, logs()
+        assert arm and arm[-1].backend == 'sim' and arm[-1].commands_applied > 5, run.logs()
         # The world and sync keep running after the episode: a test subscription matched late
         # (discovery on a busy machine) still sees windows.
-        wait_for(lambda: len(windows) >= 3, 30, spin=lambda: ex.spin_once(timeout_sec=0.05))
+        wait_for(lambda: len(windows) >= 3, 30, spin=run.spin)
         assert len(windows) >= 3, 'sync formed no observation windows from the world\'s sensors'
-        assert not procs.exited(), logs()
-    finally:
-        ex.shutdown()
-        node.destroy_node()
-        ctx.try_shutdown()
-        codes = procs.stop()
-    assert all(c == 0 for c in codes.values()), f'{codes}\n' + logs()
+        assert not run.procs.exited(), run.logs()

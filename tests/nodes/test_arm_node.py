@@ -92,10 +92,10 @@ class ArmClient(ProbeNode):
 
 @pytest.fixture
 def arm(launch_node, rclpy_context):
-    """Start the arm node (mock backend) and a client; yields (process, client)."""
+    """Start the arm node (mock backend) and a client, at_start: moved to the start pose; yields (process, client)."""
     clients = []
 
-    def _start(wait_for_poses=True, **params):
+    def _start(wait_for_poses=True, at_start=False, **params):
         base = {'backend': 'mock', 'watchdog_s': WATCHDOG_S, 'status_rate_hz': STATUS_HZ,
                 'commander': '/arm_test_client', 'motion_services': True}
         base.update(params)
@@ -104,6 +104,8 @@ def arm(launch_node, rclpy_context):
         clients.append(client)
         assert wait_for(lambda: (client.poses or not wait_for_poses) and client.status, 20.0, client.spin), \
             proc.log()
+        if at_start:
+            go_to_start(proc, client)
         return proc, client
 
     yield _start
@@ -130,8 +132,7 @@ def go_to_start(proc, client):
 
 @pytest.mark.integration
 def test_commands_move_the_ee_in_the_commanded_direction_and_shutdown_is_clean(arm):
-    proc, client = arm()
-    go_to_start(proc, client)
+    proc, client = arm(at_start=True)
     start = client.xyz()
     client.stream(2.0, translation=(0.02, 0.0, 0.0))  # ~10 commands of +2 cm in x
     client.spin_for(0.5)
@@ -179,8 +180,7 @@ def test_joint_states_at_100_hz_with_names_and_frames(arm):
 
 @pytest.mark.integration
 def test_estop_during_motion_stops_until_reset(arm):
-    proc, client = arm()
-    go_to_start(proc, client)
+    proc, client = arm(at_start=True)
     start = client.xyz()
     client.stream(0.6, translation=(0.0, 0.02, 0.0))
     res = client.call('estop')
@@ -213,8 +213,7 @@ def test_estop_during_motion_stops_until_reset(arm):
 
 @pytest.mark.integration
 def test_watchdog_holds_when_commands_stop(arm):
-    proc, client = arm()
-    go_to_start(proc, client)
+    proc, client = arm(at_start=True)
     last = client.stream(1.0, translation=(0.01, 0.0, 0.0))
     assert wait_for(lambda: client.last_status().state == 'holding', 5.0, client.spin), proc.log()
     stamp_ns, st = next((t, s) for t, s in client.status if s.state == 'holding')
@@ -245,8 +244,7 @@ def test_dry_run_counts_commands_but_never_moves(arm):
 
 @pytest.mark.integration
 def test_nan_commands_are_rejected_over_ros(arm):
-    proc, client = arm()
-    go_to_start(proc, client)
+    proc, client = arm(at_start=True)
     start = client.xyz()
     for _ in range(3):
         client.send(translation=(float('nan'), 0.0, 0.0))

@@ -65,17 +65,25 @@ class Received:
                                  lambda m: self.clock.append(time_to_ns(m.clock)), 10)
 
 
+@pytest.fixture
+def player(rclpy_context, launch_node, tmp_path):
+    """Plays a write_bag() bag with bag_path and `params`: (process, test node, its executor, Received)."""
+    def _start(**params):
+        bag = write_bag(tmp_path / 'bag')
+        node, ex = make_test_node(rclpy_context, 'player_test')
+        got = Received(node)
+        p = launch_node('fuse_nodes.bag_player_node', 'bag_player', params={'bag_path': str(bag), **params})
+        return p, node, ex, got
+    return _start
+
+
 def spin_until(executor, pred, timeout):
     return wait_for(pred, timeout=timeout, spin=lambda: executor.spin_once(timeout_sec=0.02))
 
 
-def test_replays_types_at_recorded_rate_restamped_to_wall_time(rclpy_context, launch_node, tmp_path):
+def test_replays_types_at_recorded_rate_restamped_to_wall_time(player):
     from sensor_msgs.msg import Imu
-    bag = write_bag(tmp_path / 'bag')
-    node, ex = make_test_node(rclpy_context, 'player_test')
-    got = Received(node)
-    p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
-                    params={'bag_path': str(bag), 'start_paused': True})
+    p, node, ex, got = player(start_paused=True)
     # Start once the test's subscriptions are matched, so the whole bag is seen.
     assert spin_until(ex, lambda: node.count_publishers('/imu/data') > 0, 20), p.log()
     spin_until(ex, lambda: False, 1.0)
@@ -109,14 +117,8 @@ def call_set_paused(node, ex, paused):
     return fut.result()
 
 
-def test_start_paused_waits_and_loop_restarts_with_increasing_stamps(
-        rclpy_context, launch_node, tmp_path):
-    bag = write_bag(tmp_path / 'bag')
-    node, ex = make_test_node(rclpy_context, 'player_test')
-    got = Received(node)
-    p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
-                    params={'bag_path': str(bag), 'loop': True, 'rate': 2.0,
-                            'start_paused': True})
+def test_start_paused_waits_and_loop_restarts_with_increasing_stamps(player):
+    p, node, ex, got = player(loop=True, rate=2.0, start_paused=True)
     assert spin_until(ex, lambda: node.count_publishers('/imu/data') > 0, 20), p.log()
     spin_until(ex, lambda: False, 1.0)
     assert got.imu == []  # paused
@@ -136,14 +138,8 @@ def test_start_paused_waits_and_loop_restarts_with_increasing_stamps(
     assert p.stop() == 0, p.log()
 
 
-def test_publishes_clock_with_bag_time_that_continues_across_loops(
-        rclpy_context, launch_node, tmp_path):
-    bag = write_bag(tmp_path / 'bag')
-    node, ex = make_test_node(rclpy_context, 'player_test')
-    got = Received(node)
-    p = launch_node('fuse_nodes.bag_player_node', 'bag_player',
-                    params={'bag_path': str(bag), 'loop': True, 'rate': 2.0, 'restamp': False,
-                            'publish_clock': True})
+def test_publishes_clock_with_bag_time_that_continues_across_loops(player):
+    p, node, ex, got = player(loop=True, rate=2.0, restamp=False, publish_clock=True)
     assert spin_until(ex, lambda: got.clock and got.clock[-1] > T0 + int(2.5 * S), 20), p.log()
     assert got.clock == sorted(got.clock)
     assert got.clock[0] >= T0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 from fuse_bringup.dds import dds_environment
 from fuse_bringup.graph import NodeSpec, ros_args
@@ -128,3 +129,45 @@ def node_env(domain_id: int) -> Dict[str, str]:
     env.setdefault('PYTHONUNBUFFERED', '1')
     env['RCUTILS_COLORIZED_OUTPUT'] = '0'
     return env
+
+
+def graph_logs(specs: Sequence[NodeSpec], log_dir: Path, tail: int = 2500) -> str:
+    """The end of each node's log under `log_dir`, one section per node (for assertion messages)."""
+    return '\n'.join(f'--- {s.name} ---\n' + (Path(log_dir) / f'{s.name}.log').read_text(errors='replace')[-tail:]
+                     for s in specs)
+
+
+class RunningGraph(NamedTuple):
+    procs: object                      # fuse_bringup.runner.GraphProcesses
+    node: object                       # the test's probe node, on the graph's domain
+    spin: Callable[[], None]           # one spin of the probe's executor (at most 50 ms)
+    logs: Callable[[], str]            # graph_logs of the graph
+
+
+@contextlib.contextmanager
+def running_graph(specs: Sequence[NodeSpec], log_dir: Path, probe_name: str) -> Iterator[RunningGraph]:
+    """Start `specs` as the runner does (fuse_bringup.runner.GraphProcesses) on a fresh domain, with
+    a probe node of the test on that domain.
+
+    On leaving, the probe is destroyed and the graph stopped (Ctrl-C); when the body passed,
+    every node must then have exited with 0.
+    """
+    import rclpy
+    from fuse_bringup.runner import GraphProcesses
+    domain = fresh_domain_id()
+    procs = GraphProcesses(specs, node_env(domain), log_dir)
+    procs.start()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node, executor = make_test_node(ctx, probe_name)
+
+    def logs() -> str:
+        return graph_logs(specs, log_dir)
+    try:
+        yield RunningGraph(procs, node, lambda: executor.spin_once(timeout_sec=0.05), logs)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        ctx.try_shutdown()
+        codes = procs.stop()
+    assert all(c == 0 for c in codes.values()), f'{codes}\n' + logs()

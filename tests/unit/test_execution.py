@@ -81,7 +81,8 @@ def test_make_strategy_rejects_unknown():
 
 def test_gripper_binarised_at_half():
     g = GripperBinarizer()
-    assert [g(v) for v in (0.9, 0.51, 0.5, 0.2, 0.7, -0.3)] == [1.0, 1.0, 0.0, 0.0, 1.0, 0.0]
+    # 0.5 itself is open: fuse_core.gripper's one rule, the safety filter's (test_safety).
+    assert [g(v) for v in (0.9, 0.51, 0.5, 0.2, 0.7, -0.3)] == [1.0, 1.0, 1.0, 0.0, 1.0, 0.0]
 
 
 def test_gripper_sticky_holds_a_change():

@@ -410,7 +410,8 @@ def test_yaml_keys_are_exactly_the_config_fields():
     cfg = from_mapping(ImuConfig, section)
     assert cfg.frame_id == 'imu_link' and cfg.rate_hz == 200.0
     import dataclasses
-    assert set(section) == {f.name for f in dataclasses.fields(ImuConfig)}
+    # The file holds only what the robot changes (tests/unit/test_parameter_files.py); every key is a field.
+    assert set(section) <= {f.name for f in dataclasses.fields(ImuConfig)}
 
 
 def test_make_source_picks_the_configured_kind(tmp_path):

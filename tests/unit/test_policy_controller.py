@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from types import SimpleNamespace
@@ -329,6 +330,16 @@ def make_async(**cfg):
     return ctl, runner, clock
 
 
+@contextlib.contextmanager
+def async_controller(**cfg):
+    """make_async(**cfg) for the body of a with statement, drained after it (pass or fail)."""
+    ctl, runner, clock = make_async(**cfg)
+    try:
+        yield ctl, runner, clock
+    finally:
+        drain(ctl, runner)
+
+
 def async_window(clock, tick):
     w = window(clock, tick=tick)
     w.sample_stamps = {n: [tick - 1, tick] for n in w.tensors}
@@ -368,8 +379,7 @@ def inferred_ticks(runner):
 
 
 def test_async_tick_never_waits_and_holds_until_the_first_chunk():
-    ctl, runner, clock = make_async()
-    try:
+    with async_controller() as (ctl, runner, clock):
         d = tick_running(ctl, clock, 1)  # inference of tick 1 starts, blocked
         assert d.outcome == 'uncovered' and d.action is None
         assert 'no action chunk covers tick 1' in d.message and 'inference of window 1 running' in d.message
@@ -385,26 +395,20 @@ def test_async_tick_never_waits_and_holds_until_the_first_chunk():
         assert ctl._worker.dropped_results == 1  # chunk 1 was superseded before this tick
         s = ctl.summary()
         assert s['uncovered_ticks'] == 2 and s['chunk_delay_ticks_p50'] == 1 and s['commands_sent'] == 1
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_newest_window_replaces_the_waiting_one():
-    ctl, runner, clock = make_async()
-    try:
+    with async_controller() as (ctl, runner, clock):
         tick_running(ctl, clock, 1)
         for tick in (2, 3):
             ctl.process(async_window(clock, tick))
         finish(ctl, runner, 2)
         assert inferred_ticks(runner) == [1, 3] and ctl._worker.replaced == 1
         assert ctl.summary()['windows_replaced_before_inference'] == 1
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_inference_slower_than_the_chunk_holds_and_refuses_it():
-    ctl, runner, clock = make_async()
-    try:
+    with async_controller() as (ctl, runner, clock):
         assert tick_running(ctl, clock, 1).outcome == 'uncovered'
         for tick in range(2, 6):
             assert ctl.process(async_window(clock, tick)).outcome == 'uncovered'
@@ -412,13 +416,10 @@ def test_async_inference_slower_than_the_chunk_holds_and_refuses_it():
         d = ctl.process(async_window(clock, 6))
         assert d.outcome == 'uncovered' and d.action is None
         assert ctl.counters.refused_chunks == 1 and 'overtaken' in d.message
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_stale_window_holds_and_drops_the_chunks():
-    ctl, runner, clock = make_async()
-    try:
+    with async_controller() as (ctl, runner, clock):
         ctl.process(async_window(clock, 1))
         finish(ctl, runner)
         assert ctl.process(async_window(clock, 2)).outcome == 'command'
@@ -429,52 +430,41 @@ def test_async_stale_window_holds_and_drops_the_chunks():
         # the chunks planned before the stale window never resume, not even the fresh one
         d = ctl.process(async_window(clock, 4))
         assert d.outcome == 'uncovered' and d.action is None
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_rejected_chunk_never_commands():
-    ctl, runner, clock = make_async()
-    orig = runner.infer
+    with async_controller() as (ctl, runner, clock):
+        orig = runner.infer
 
-    def bad(obs):
-        result = orig(obs)
-        result.actions[2, 1] = np.nan
-        return result
+        def bad(obs):
+            result = orig(obs)
+            result.actions[2, 1] = np.nan
+            return result
 
-    ctl._worker._infer = bad
-    try:
+        ctl._worker._infer = bad
         ctl.process(async_window(clock, 1))
         finish(ctl, runner)
         d = ctl.process(async_window(clock, 2))
         assert d.outcome == 'rejected' and d.action is None and ctl.counters.rejected == 1
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_instruction_change_discards_the_chunk_in_flight():
-    ctl, runner, clock = make_async()
-    try:
+    with async_controller() as (ctl, runner, clock):
         tick_running(ctl, clock, 1)
         ctl.set_instruction('push the cup')
         finish(ctl, runner)
         d = ctl.process(async_window(clock, 2))  # the chunk for the old instruction is dropped
         assert d.outcome == 'uncovered'
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_refill_fraction_waits_until_the_chunk_runs_low():
-    ctl, runner, clock = make_async(async_refill_fraction=0.5)  # start when < 2 of 4 left
-    try:
+    with async_controller(async_refill_fraction=0.5) as (ctl, runner, clock):  # start when < 2 of 4 left
         ctl.process(async_window(clock, 1))
         finish(ctl, runner)
         assert ctl.process(async_window(clock, 2)).outcome == 'command'  # 2 left after tick 2
         assert ctl._worker.submitted == 1
         assert ctl.process(async_window(clock, 3)).outcome == 'command'  # 1 left: next starts
         assert ctl._worker.submitted == 2
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_no_instruction_starts_no_inference():
@@ -488,30 +478,23 @@ def test_async_no_instruction_starts_no_inference():
 
 
 def test_async_malformed_window_drops_the_chunks():
-    ctl, runner, clock = make_async()
-    try:
+    with async_controller() as (ctl, runner, clock):
         ctl.process(async_window(clock, 1))
         finish(ctl, runner)
         assert ctl.process(async_window(clock, 2)).outcome == 'command'
         finish(ctl, runner)
         assert ctl.malformed('window 3: tensor appears twice').outcome == 'mismatch'
         assert ctl.process(async_window(clock, 4)).outcome == 'uncovered'
-    finally:
-        drain(ctl, runner)
 
 
 def test_async_inference_error_is_a_hold_naming_it():
-    ctl, runner, clock = make_async()
+    with async_controller() as (ctl, runner, clock):
+        def broken(obs):
+            raise RuntimeError('onnxruntime: bad allocation')
 
-    def broken(obs):
-        raise RuntimeError('onnxruntime: bad allocation')
-
-    ctl._worker._infer = broken
-    try:
+        ctl._worker._infer = broken
         ctl.process(async_window(clock, 1))
         assert ctl._worker.wait_completed(1, 5.0)
         d = ctl.process(async_window(clock, 2))
         assert d.outcome == 'error' and d.action is None and 'bad allocation' in d.message
         assert ctl.counters.errors == 1
-    finally:
-        drain(ctl, runner)

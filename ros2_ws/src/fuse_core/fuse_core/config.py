@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Type, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Type, Union
 
 from fuse_core.errors import ConfigError
 
@@ -57,6 +57,13 @@ def validate(cfg: Any) -> None:
                     raise ConfigError(f'{owner}: parameter {f.name!r} = {value!r} must be >= {lo}')
                 if hi is not None and item > hi:
                     raise ConfigError(f'{owner}: parameter {f.name!r} = {value!r} must be <= {hi}')
+
+
+def field_defaults(cls: type) -> Dict[str, Any]:
+    """Field name -> default of a config dataclass, without building it (some defaults, such as
+    an empty DIGIT serial, are valid only together with a configured value)."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            for f in dataclasses.fields(cls)}
 
 
 def from_mapping(cls: type, values: dict) -> Any:

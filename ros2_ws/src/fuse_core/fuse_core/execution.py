@@ -9,6 +9,7 @@ from typing import Deque, List, Optional, Tuple
 import numpy as np
 
 from fuse_core.errors import ConfigError, FuseError
+from fuse_core.gripper import GRIPPER_THRESHOLD, binarised_gripper
 
 EXECUTION_CHOICES = ('receding_horizon', 'temporal_ensemble', 'async')
 #: How the asynchronous executor merges the chunks that cover one tick.
@@ -218,7 +219,7 @@ class ChunkExecutor:
 
 
 class GripperBinarizer:
-    """Continuous gripper output -> 1 (open) or 0 (closed), threshold 0.5.
+    """Continuous gripper output -> 1 (open) or 0 (closed) by fuse_core.gripper's rule.
 
     "Sticky": once the binarised value changes, the new value is held for `sticky_steps`
     ticks whatever the model says, so a prediction hovering near the threshold cannot make the
@@ -226,7 +227,7 @@ class GripperBinarizer:
     tick it happens on, i.e. plain thresholding; larger values damp chatter further.
     """
 
-    def __init__(self, threshold: float = 0.5, sticky_steps: int = 1) -> None:
+    def __init__(self, threshold: float = GRIPPER_THRESHOLD, sticky_steps: int = 1) -> None:
         if sticky_steps < 1:
             raise ConfigError(f'gripper sticky_steps must be >= 1, got {sticky_steps}')
         self.threshold, self.sticky_steps = float(threshold), int(sticky_steps)
@@ -237,7 +238,7 @@ class GripperBinarizer:
         self._state, self._hold = None, 0
 
     def __call__(self, value: float) -> float:
-        wanted = 1.0 if value > self.threshold else 0.0
+        wanted = binarised_gripper(value, self.threshold)
         if self._hold > 0:
             self._hold -= 1
             return self._state

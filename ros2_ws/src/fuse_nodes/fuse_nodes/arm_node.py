@@ -23,6 +23,7 @@ from fuse_core.arm.gate import CommandGate
 from fuse_core.arm.kinematics import (FINGER_NAMES, JOINT_NAMES, WX250S, quaternion_to_rotation, rotation_to_quaternion)
 from fuse_core.arm.safety import APPLY, ESTOP, HOLD, MOVING_TO_POSE, REJECT, FilterDecision, SafetyFilter
 from fuse_core.errors import DeviceError
+from fuse_core.gripper import gripper_open
 from fuse_core.timing import RateMonitor
 from fuse_nodes.common import (CONTROL_QOS, ERROR, OK, STATE_QOS, WARN, Diagnostics, declare_config,
                                run_node, time_to_ns)
@@ -176,7 +177,7 @@ class ArmNode(Node):
                 ok = self.backend.set_joint_targets(decision.joints, slow=True)
             else:
                 ok = self.backend.set_ee_target(decision.target, decision.joints, decision.seed)
-            self.backend.set_gripper(decision.gripper >= 0.5)
+            self.backend.set_gripper(gripper_open(decision.gripper))
         except DeviceError as exc:
             self._last_error = str(exc)
             self.filter.backend_refused(decision, f'backend error: {exc}')

@@ -13,6 +13,7 @@ import numpy as np
 
 from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.safety import SafetyFilter
+from fuse_core.gripper import gripper_open
 from fuse_sim.audio import AudioSynth
 from fuse_sim.config import WorldConfig
 from fuse_sim.expert import ExpertObservation, ScriptedExpert
@@ -75,7 +76,7 @@ class EpisodeRunner:
             if d.applied:
                 if not w.set_joint_targets(d.joints):
                     filt.backend_refused(d, w.counters.last_refusal)
-                w.set_gripper(d.gripper >= 0.5)
+                w.set_gripper(gripper_open(d.gripper))
             else:
                 holds += 1
             ticks += 1

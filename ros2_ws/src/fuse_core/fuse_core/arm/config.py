@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import numpy as np
 
-from fuse_core.arm.safety import SafetyLimits
 from fuse_core.config import ValidatedConfig, param, validate
 from fuse_core.errors import ConfigError
+from fuse_core.gripper import GRIPPER_THRESHOLD
+
+if TYPE_CHECKING:  # fuse_core.arm.safety takes its defaults from this module
+    from fuse_core.arm.safety import SafetyLimits
 
 
 @dataclass
@@ -69,7 +73,8 @@ class ArmConfig(ValidatedConfig):
                                         'Bridge/FuSe state convention: R = Rz*Ry*Rx(rpy) @ '
                                         '[[0,0,1],[0,1,0],[-1,0,0]], so 0 = gripper pointing down',
                                         min=-3.2, max=3.2)
-    gripper_threshold: float = param(0.5, 'Gripper commands >= this open the gripper', min=0.0, max=1.0)
+    gripper_threshold: float = param(GRIPPER_THRESHOLD, 'Gripper commands >= this open the gripper', min=0.0,
+                                     max=1.0)
     dry_run: bool = param(False, 'Filter, log and count commands but never send them to the backend')
     base_frame: str = param('wx250s/base_link', 'frame_id of ~/ee_pose and ~/status poses')
     moving_time: float = param(0.25, 'Interbotix time profile: duration of one streamed move (s)',
@@ -123,18 +128,8 @@ class ArmConfig(ValidatedConfig):
             raise ConfigError(f'ArmConfig: parameter base_frame {self.base_frame!r} does not match '
                               f'robot_model {self.robot_model!r} (expected {expected_frame!r})')
 
-    def safety_limits(self) -> SafetyLimits:
-        return SafetyLimits(
-            max_step_translation=self.max_step_translation,
-            max_step_rotation=self.max_step_rotation,
-            workspace_min=tuple(self.workspace_min), workspace_max=tuple(self.workspace_max),
-            orientation_min=tuple(self.orientation_min), orientation_max=tuple(self.orientation_max),
-            watchdog_s=self.watchdog_s, max_command_age_s=self.max_command_age_s,
-            max_linear_speed=self.max_linear_speed, max_angular_speed=self.max_angular_speed,
-            floor_z=self.floor_z, path_spacing=self.path_spacing, path_tolerance=self.path_tolerance,
-            max_joint_step=self.max_joint_step,
-            max_future_s=self.max_future_s, pose_move_margin=self.pose_move_margin,
-            rearm_gap_s=self.rearm_gap_s,
-            gripper_threshold=self.gripper_threshold, ik_max_iterations=self.ik_max_iterations,
-            ik_position_tolerance=self.ik_position_tolerance,
-            ik_orientation_tolerance=self.ik_orientation_tolerance)
+    def safety_limits(self) -> 'SafetyLimits':
+        """The safety filter's limits: each SafetyLimits field from the parameter of its name."""
+        from fuse_core.arm.safety import SafetyLimits
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(SafetyLimits)}
+        return SafetyLimits(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

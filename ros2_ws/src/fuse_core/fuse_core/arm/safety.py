@@ -10,54 +10,62 @@ import numpy as np
 
 from fuse_core.arm.kinematics import (BRIDGE_DEFAULT_ROTATION, HOME_JOINTS, SLEEP_JOINTS, WX250S, ArmKinematics,
                                       bridge_state_to_pose, rotation_to_rpy, rpy_to_rotation)
+from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.gate import MAX_REASON_CHARS, bounded
 from fuse_core.arm.path import PathChecker, PathResult
+from fuse_core.config import field_defaults
+from fuse_core.gripper import binarised_gripper
 
 # States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
 IDLE, TRACKING, HOLDING, ESTOP, MOVING_TO_POSE = 'idle', 'tracking', 'holding', 'estop', 'moving_to_pose'
 
 APPLY, HOLD, REJECT = 'apply', 'hold', 'reject'
 
+#: The arm node's parameter defaults, written once in ArmConfig (sequences as tuples here).
+_ARM = {name: tuple(value) if isinstance(value, list) else value
+        for name, value in field_defaults(ArmConfig).items()}
+
 
 @dataclass(frozen=True)
 class SafetyLimits:
-    """What the filter enforces; the arm node builds it from its parameters."""
+    """What the filter enforces: the arm parameters of the same names (ArmConfig.safety_limits()),
+    with their defaults."""
 
-    max_step_translation: float = 0.05
-    max_step_rotation: float = 0.25
-    workspace_min: Sequence[float] = (0.10, -0.15, -0.01)
-    workspace_max: Sequence[float] = (0.45, 0.25, 0.25)
+    max_step_translation: float = _ARM['max_step_translation']
+    max_step_rotation: float = _ARM['max_step_rotation']
+    workspace_min: Sequence[float] = _ARM['workspace_min']
+    workspace_max: Sequence[float] = _ARM['workspace_max']
     # Orientation box, as roll/pitch/yaw of the Bridge state (0 = gripper pointing down): rotation
     # deltas accumulate on the commanded target, and without a bound a policy that keeps turning
     # one way drives the target out of reach and the arm holds for good.
-    orientation_min: Sequence[float] = (-1.0, -1.0, -1.57)
-    orientation_max: Sequence[float] = (1.0, 1.0, 1.57)
-    watchdog_s: float = 0.5
-    max_command_age_s: float = 1.0
+    orientation_min: Sequence[float] = _ARM['orientation_min']
+    orientation_max: Sequence[float] = _ARM['orientation_max']
+    watchdog_s: float = _ARM['watchdog_s']
+    max_command_age_s: float = _ARM['max_command_age_s']
     # Speed limits per unit of time, whatever the command rate: the commanded target moves at
     # most max_linear_speed * dt (m, Euclidean) and turns at most max_angular_speed * dt (rad)
     # since the previous applied command; dt is capped where the per-step clip takes over.
-    max_linear_speed: float = 0.25
-    max_angular_speed: float = 1.25
+    max_linear_speed: float = _ARM['max_linear_speed']
+    max_angular_speed: float = _ARM['max_angular_speed']
     # Table plane: no checked point of the arm (elbow, wrist, end effector) goes below it.
-    floor_z: float = -0.01
+    floor_z: float = _ARM['floor_z']
     # Path check resolution: EE travel between neighbouring uncertified samples (m).
-    path_spacing: float = 2.5e-4
+    path_spacing: float = _ARM['path_spacing']
     # How far past the box faces and the floor a path may bow (m); targets stay in the box.
-    path_tolerance: float = 5e-4
+    path_tolerance: float = _ARM['path_tolerance']
     # One command may move no joint farther than this (rad): refuses IK branch flips.
-    max_joint_step: float = 1.0
+    max_joint_step: float = _ARM['max_joint_step']
     # Commands stamped further ahead of the arm's clock than this are refused (s).
-    max_future_s: float = 0.05
+    max_future_s: float = _ARM['max_future_s']
     # Operator pose moves (move_to_start / move_to_pose, slow) may pass this far outside the
     # box (m): the joint-space move from the sleep pose to the start pose dips 2 mm below x min.
-    pose_move_margin: float = 0.02
+    pose_move_margin: float = _ARM['pose_move_margin']
     # After reset_estop the commander's stream must pause this long before motion resumes (s).
-    rearm_gap_s: float = 1.0
-    gripper_threshold: float = 0.5
-    ik_max_iterations: int = 50
-    ik_position_tolerance: float = 1e-4
-    ik_orientation_tolerance: float = 1e-3
+    rearm_gap_s: float = _ARM['rearm_gap_s']
+    gripper_threshold: float = _ARM['gripper_threshold']
+    ik_max_iterations: int = _ARM['ik_max_iterations']
+    ik_position_tolerance: float = _ARM['ik_position_tolerance']
+    ik_orientation_tolerance: float = _ARM['ik_orientation_tolerance']
 
     def __post_init__(self) -> None:
         lo = np.asarray(self.workspace_min, dtype=float)
@@ -335,7 +343,7 @@ class SafetyFilter:
         return self._hold(reason)
 
     def binarise(self, gripper: float) -> float:
-        return 1.0 if gripper >= self.limits.gripper_threshold else 0.0
+        return binarised_gripper(gripper, self.limits.gripper_threshold)
 
     def _staleness(self, now_ns: int, stamp_ns: int, valid_until_ns: int) -> str:
         lim = self.limits

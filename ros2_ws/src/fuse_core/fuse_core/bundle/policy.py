@@ -25,6 +25,7 @@ from fuse_core.bundle.runner import (
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.config import ValidatedConfig, param
 from fuse_core.errors import BundleError, FuseError
+from fuse_core.gripper import GRIPPER_THRESHOLD
 from fuse_core.execution import (
     AGGREGATE_CHOICES,
     EXECUTION_CHOICES,
@@ -323,7 +324,7 @@ class PolicyController:
         # Computed once: the required inputs and their streams (checked every window).
         self._required = tuple(spec for spec in m.inputs if spec.required)
         self._required_streams = frozenset(spec.stream for spec in self._required)
-        self._gripper = GripperBinarizer(0.5, cfg.gripper_sticky_steps)
+        self._gripper = GripperBinarizer(GRIPPER_THRESHOLD, cfg.gripper_sticky_steps)
         self._inference_ms: Deque[float] = collections.deque(maxlen=500)
         self._delay_ticks: Deque[int] = collections.deque(maxlen=500)
         self._tick_ms: Deque[float] = collections.deque(maxlen=500)

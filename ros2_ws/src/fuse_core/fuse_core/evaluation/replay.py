@@ -30,6 +30,7 @@ import numpy as np
 
 from fuse_core.bundle.outcome import PolicyOutcome
 from fuse_core.errors import BundleError, ConfigError, EpisodeError, EvaluationError, FuseError
+from fuse_core.gripper import gripper_open
 
 #: Variant -> what it does to the deployed preprocessing (the left column of the report).
 VARIANTS: Dict[str, str] = {
@@ -217,7 +218,7 @@ def score(replays: Sequence[EpisodeReplay], std: Sequence[float]) -> dict:
                                      'rmse': float(np.sqrt(np.mean(err[:, d] ** 2))),
                                      'pearson': _pearson(pred[:, d], rec[:, d])}
     out['nmse'] = float(np.mean((err / std) ** 2))
-    out['gripper_agreement'] = float(np.mean((grip >= 0.5) == (rec[:, 6] >= 0.5)))
+    out['gripper_agreement'] = float(np.mean(gripper_open(grip) == gripper_open(rec[:, 6])))
     inf = np.concatenate([np.asarray(r.inference_ms) for r in replays])
     out['inference_ms_p50'] = float(np.percentile(inf, 50)) if len(inf) else None
     return out

@@ -9,6 +9,7 @@ import numpy as np
 
 from fuse_core.config import ValidatedConfig, param
 from fuse_core.errors import DeviceError
+from fuse_core.gripper import gripper_open
 from fuse_core.teleop.base import EPISODE_KEYS, TeleopInput, TeleopSource
 
 
@@ -87,7 +88,7 @@ class TeleopMapper:
             return TeleopStep(None, f'{self.source.name}: device lost: {exc}', device_lost=str(exc))
         keys = [k for k in EPISODE_KEYS if k in inp.pressed]
         if 'gripper_toggle' in inp.pressed:
-            self.gripper = 0.0 if self.gripper >= 0.5 else 1.0
+            self.gripper = 0.0 if gripper_open(self.gripper) else 1.0
         if 'speed_up' in inp.pressed:
             self.speed = min(1.0, self.speed + self.cfg.speed_step)
         if 'speed_down' in inp.pressed:

@@ -9,6 +9,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from fuse_core.errors import DeviceError, DeviceNotFoundError
+from fuse_core.gripper import binarised_gripper, gripper_open
 from fuse_core.teleop.base import TeleopInput, TeleopSource
 
 
@@ -46,9 +47,9 @@ class ScriptedSource(TeleopSource):
         self.index += 1
         axes = np.divide(a[:6], self.scale, out=np.zeros(6), where=self.scale > 0)
         pressed = set()
-        if (a[6] >= 0.5) != (self._gripper >= 0.5):
+        if gripper_open(a[6]) != gripper_open(self._gripper):
             pressed.add('gripper_toggle')
-            self._gripper = 1.0 if a[6] >= 0.5 else 0.0
+            self._gripper = binarised_gripper(a[6])
         return TeleopInput(axes[:3], axes[3:], deadman=True, pressed=frozenset(pressed))
 
     def close(self) -> None:
