@@ -9,6 +9,8 @@ import pytest
 
 from support.ros_harness import ProbeNode, wait_for
 
+pytestmark = pytest.mark.integration
+
 START_XYZ = (0.118, -0.016, 0.233)
 WATCHDOG_S = 0.5
 STATUS_HZ = 10.0
@@ -130,7 +132,6 @@ def go_to_start(proc, client):
     assert wait_for(settled, 10.0), proc.log()
 
 
-@pytest.mark.integration
 def test_commands_move_the_ee_in_the_commanded_direction_and_shutdown_is_clean(arm):
     proc, client = arm(at_start=True)
     start = client.xyz()
@@ -154,7 +155,6 @@ def test_commands_move_the_ee_in_the_commanded_direction_and_shutdown_is_clean(a
     assert 'Traceback' not in proc.log()
 
 
-@pytest.mark.integration
 def test_joint_states_at_100_hz_with_names_and_frames(arm):
     proc, client = arm()
     client.spin_for(1.0)
@@ -178,7 +178,6 @@ def test_joint_states_at_100_hz_with_names_and_frames(arm):
     assert proc.stop() == 0
 
 
-@pytest.mark.integration
 def test_estop_during_motion_stops_until_reset(arm):
     proc, client = arm(at_start=True)
     start = client.xyz()
@@ -211,7 +210,6 @@ def test_estop_during_motion_stops_until_reset(arm):
     assert proc.stop() == 0
 
 
-@pytest.mark.integration
 def test_watchdog_holds_when_commands_stop(arm):
     proc, client = arm(at_start=True)
     last = client.stream(1.0, translation=(0.01, 0.0, 0.0))
@@ -228,7 +226,6 @@ def test_watchdog_holds_when_commands_stop(arm):
     assert proc.stop() == 0
 
 
-@pytest.mark.integration
 def test_dry_run_counts_commands_but_never_moves(arm):
     proc, client = arm(dry_run=True)
     start = client.xyz()
@@ -242,7 +239,6 @@ def test_dry_run_counts_commands_but_never_moves(arm):
     assert proc.stop() == 0
 
 
-@pytest.mark.integration
 def test_nan_commands_are_rejected_over_ros(arm):
     proc, client = arm(at_start=True)
     start = client.xyz()
@@ -258,7 +254,6 @@ def test_nan_commands_are_rejected_over_ros(arm):
     assert proc.stop() == 0
 
 
-@pytest.mark.integration
 def test_interbotix_without_the_api_keeps_running_and_reports(arm, launch_node):
     proc, client = arm(wait_for_poses=False, backend='interbotix', connect_timeout_s=0.2)
     st = client.last_status()
@@ -271,14 +266,12 @@ def test_interbotix_without_the_api_keeps_running_and_reports(arm, launch_node):
     assert proc.stop() == 0
 
 
-@pytest.mark.integration
 def test_wrong_parameter_exits_with_config_error(launch_node):
     proc = launch_node('fuse_nodes.arm_node', 'arm', params={'backend': 'gazebo'})
     assert proc.proc.wait(20) == 2
     assert "'backend'" in proc.log() and 'configuration error' in proc.log()
 
 
-@pytest.mark.integration
 def test_interbotix_backend_checks_the_driver_namespace_then_connects(arm, ros_env):
     """The node process imports the recording Interbotix fake; the test plays the xs_sdk driver."""
     import os
@@ -309,7 +302,6 @@ def test_interbotix_backend_checks_the_driver_namespace_then_connects(arm, ros_e
     assert proc.stop() == 0, proc.log()
 
 
-@pytest.mark.integration
 def test_applied_command_records_what_the_filter_executed_not_what_was_sent(arm):
     from fuse_interfaces.msg import DeltaEECommand
 

@@ -9,7 +9,7 @@ import pytest
 
 from fuse_core.audio.sources import SyntheticAudioSource
 from fuse_core.errors import DeviceError, DeviceNotFoundError
-from support.ros_harness import make_test_node, wait_for
+from support.ros_harness import make_probe, make_test_node, wait_for
 
 NS = 1_000_000_000
 
@@ -155,10 +155,9 @@ def test_spectrograms_above_the_block_rate_and_after_a_replay_never_repeat_a_sta
     node = start_in_process_node(rclpy_context, None, source='file', file_path=str(wav), loop=False,
                                  sample_rate=8000, block_size=800, spectrogram_rate_hz=40.0,
                                  window_s=0.5, n_fft=256, hop_length=64, n_mels=32)
-    probe, executor = make_test_node(rclpy_context, 'probe')
+    probe, executor, spin = make_probe(rclpy_context, 'probe')
     executor.add_node(node)
     log = AudioLog(probe)
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
     try:
         assert wait_for(lambda: any(v.get('state') == 'finished' for _, _, v in log.statuses), 15.0, spin)
         done = len(log.spectrograms)
@@ -184,9 +183,8 @@ def test_spectrograms_above_the_block_rate_and_after_a_replay_never_repeat_a_sta
 @pytest.mark.integration
 def test_synthetic_audio_node_streams_chunks_and_spectrograms(launch_node, rclpy_context):
     node_proc = launch_node('fuse_nodes.audio_node', 'audio', params={'source': 'synthetic', 'seed': 5})
-    probe, executor = make_test_node(rclpy_context, 'audio_probe')
+    probe, executor, spin = make_probe(rclpy_context, 'audio_probe', 0.02)
     log = AudioLog(probe)
-    spin = lambda: executor.spin_once(timeout_sec=0.02)  # noqa: E731
     assert wait_for(lambda: log.chunks and log.spectrograms, 20.0, spin), node_proc.log()
     c0, s0 = len(log.chunks), len(log.spectrograms)
     t0 = time.monotonic()
@@ -223,9 +221,8 @@ def test_missing_sound_card_keeps_the_node_alive_and_reports_it(launch_node, rcl
     node_proc = launch_node('fuse_nodes.audio_node', 'audio',
                             params={'source': 'real', 'device': 'no_such_microphone_xyz',
                                     'reconnect_backoff_s': 0.2, 'reconnect_backoff_max_s': 0.5})
-    probe, executor = make_test_node(rclpy_context, 'audio_probe')
+    probe, executor, spin = make_probe(rclpy_context, 'audio_probe')
     log = AudioLog(probe)
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
     assert wait_for(lambda: len(log.statuses) >= 2, 20.0, spin), node_proc.log()
     level, message, values = log.statuses[-1]
     assert level == 2 and 'no_such_microphone_xyz' in message, message

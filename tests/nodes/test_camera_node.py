@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from support.ros_harness import make_test_node, wait_for
+from support.ros_harness import make_probe, wait_for
+
+pytestmark = pytest.mark.integration
 
 NS = 1_000_000_000
 
@@ -67,16 +69,21 @@ def assert_stream(items, duration, rate_hz, height, width, frame_id):
     assert stamp_rate == pytest.approx(rate_hz, rel=0.1), stamp_rate
 
 
-@pytest.mark.integration
-def test_synthetic_camera_streams_640x480_at_30hz(launch_node, rclpy_context):
-    proc = launch_node('fuse_nodes.camera_node', 'camera_primary',
-                       params={'source': 'synthetic', 'image_width': 640, 'image_height': 480,
-                               'framerate': 30.0, 'frame_id': 'camera_primary_optical_frame'})
-    node, executor = make_test_node(rclpy_context, 'camera_test')
-    log = ImageLog(node, '/camera_primary/image_raw')
-    diags = DiagnosticsLog(node, 'camera_primary')
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
+def start_image_stream(launch_node, rclpy_context, module, name, params, probe):
+    """Start an image node and a probe logging its ~/image_raw and diagnostics; waits for 5 images."""
+    proc = launch_node(module, name, params=params)
+    node, executor, spin = make_probe(rclpy_context, probe)
+    log = ImageLog(node, f'/{name}/image_raw')
+    diags = DiagnosticsLog(node, name)
     assert wait_for(lambda: len(log.items) >= 5, 20.0, spin=spin), proc.log()
+    return proc, node, executor, spin, log, diags
+
+
+def test_synthetic_camera_streams_640x480_at_30hz(launch_node, rclpy_context):
+    proc, node, executor, spin, log, diags = start_image_stream(
+        launch_node, rclpy_context, 'fuse_nodes.camera_node', 'camera_primary',
+        {'source': 'synthetic', 'image_width': 640, 'image_height': 480, 'framerate': 30.0,
+         'frame_id': 'camera_primary_optical_frame'}, 'camera_test')
     items, duration = measure_stream(log, executor, 5.0)
     assert_stream(items, duration, 30.0, 480, 640, 'camera_primary_optical_frame')
     assert wait_for(lambda: any(v.get('rate_hz') not in (None, '0') for _, _, v in diags.statuses),
@@ -89,14 +96,12 @@ def test_synthetic_camera_streams_640x480_at_30hz(launch_node, rclpy_context):
     node.destroy_node()
 
 
-@pytest.mark.integration
 def test_missing_camera_keeps_the_node_up_and_reports_the_error(launch_node, rclpy_context):
     proc = launch_node('fuse_nodes.camera_node', 'camera_wrist',
                        params={'source': 'real', 'video_device': '/dev/video_fuse_missing',
                                'reconnect_backoff_s': 0.2, 'reconnect_backoff_max_s': 0.5})
-    node, executor = make_test_node(rclpy_context, 'camera_missing_test')
+    node, executor, spin = make_probe(rclpy_context, 'camera_missing_test')
     diags = DiagnosticsLog(node, 'camera_wrist')
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
     assert wait_for(lambda: any(int(v.get('errors', 0)) >= 2 for _, _, v in diags.statuses), 20.0,
                     spin=spin), proc.log()
     level, message, values = diags.statuses[-1]
@@ -105,7 +110,6 @@ def test_missing_camera_keeps_the_node_up_and_reports_the_error(launch_node, rcl
     node.destroy_node()
 
 
-@pytest.mark.integration
 def test_bad_parameter_fails_at_startup_naming_it(launch_node):
     proc = launch_node('fuse_nodes.camera_node', 'camera_primary',
                        params={'source': 'synthetic', 'pixel_format': 'h264'})
@@ -124,7 +128,6 @@ projection_matrix: {rows: 3, cols: 4, data: [302, 0, 160, 0, 0, 303, 120, 0, 0, 
 """
 
 
-@pytest.mark.integration
 def test_camera_info_beside_each_image_with_the_same_stamp_and_frame(launch_node, rclpy_context, tmp_path):
     from sensor_msgs.msg import CameraInfo
 
@@ -134,11 +137,10 @@ def test_camera_info_beside_each_image_with_the_same_stamp_and_frame(launch_node
     proc = launch_node('fuse_nodes.camera_node', 'camera_primary',
                        params={'source': 'synthetic', 'image_width': 320, 'image_height': 240, 'framerate': 15.0,
                                'camera_info_url': f'file://{cal}'})
-    node, executor = make_test_node(rclpy_context, 'camera_info_test')
+    node, executor, spin = make_probe(rclpy_context, 'camera_info_test')
     images = ImageLog(node, '/camera_primary/image_raw')
     infos = []
     node.create_subscription(CameraInfo, '/camera_primary/camera_info', infos.append, SENSOR_QOS)
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
     assert wait_for(lambda: len(infos) >= 5 and len(images.items) >= 5, 20.0, spin=spin), proc.log()
     info = infos[-1]
     assert (info.width, info.height, info.distortion_model) == (320, 240, 'plumb_bob')
@@ -150,7 +152,6 @@ def test_camera_info_beside_each_image_with_the_same_stamp_and_frame(launch_node
     node.destroy_node()
 
 
-@pytest.mark.integration
 def test_malformed_calibration_keeps_streaming_without_camera_info(launch_node, rclpy_context, tmp_path):
     from sensor_msgs.msg import CameraInfo
 
@@ -160,12 +161,11 @@ def test_malformed_calibration_keeps_streaming_without_camera_info(launch_node, 
     proc = launch_node('fuse_nodes.camera_node', 'camera_wrist',
                        params={'source': 'synthetic', 'image_width': 320, 'image_height': 240, 'framerate': 15.0,
                                'camera_info_url': str(cal)})
-    node, executor = make_test_node(rclpy_context, 'camera_info_bad_test')
+    node, executor, spin = make_probe(rclpy_context, 'camera_info_bad_test')
     images = ImageLog(node, '/camera_wrist/image_raw')
     infos = []
     node.create_subscription(CameraInfo, '/camera_wrist/camera_info', infos.append, SENSOR_QOS)
     diags = DiagnosticsLog(node, 'camera_wrist')
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
     assert wait_for(lambda: len(images.items) >= 5 and diags.statuses, 20.0, spin=spin), proc.log()
     assert not infos
     level, message, values = diags.statuses[-1]

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from support.ros_harness import make_test_node, wait_for
-from test_camera_node import DiagnosticsLog, ImageLog, assert_stream, measure_stream
+from support.ros_harness import make_probe, wait_for
+from test_camera_node import ImageLog, assert_stream, measure_stream, start_image_stream
+
+pytestmark = pytest.mark.integration
 
 
-@pytest.mark.integration
 def test_synthetic_digit_streams_320x240_at_60hz(launch_node, rclpy_context):
-    proc = launch_node('fuse_nodes.digit_node', 'digit_left',
-                       params={'source': 'synthetic', 'resolution': 'QVGA', 'framerate': 60,
-                               'frame_id': 'digit_left_frame', 'capture_background_on_start': False})
-    node, executor = make_test_node(rclpy_context, 'digit_test')
-    log = ImageLog(node, '/digit_left/image_raw')
-    diags = DiagnosticsLog(node, 'digit_left')
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
-    assert wait_for(lambda: len(log.items) >= 5, 20.0, spin=spin), proc.log()
+    proc, node, executor, spin, log, diags = start_image_stream(
+        launch_node, rclpy_context, 'fuse_nodes.digit_node', 'digit_left',
+        {'source': 'synthetic', 'resolution': 'QVGA', 'framerate': 60, 'frame_id': 'digit_left_frame',
+         'capture_background_on_start': False}, 'digit_test')
     items, duration = measure_stream(log, executor, 4.0)
     # Landscape, the sensor's own image: 240 rows x 320 columns.
     assert_stream(items, duration, 60.0, 240, 320, 'digit_left_frame')
@@ -28,7 +25,6 @@ def test_synthetic_digit_streams_320x240_at_60hz(launch_node, rclpy_context):
     node.destroy_node()
 
 
-@pytest.mark.integration
 def test_capture_background_latches_for_late_subscribers(launch_node, rclpy_context):
     from sensor_msgs.msg import Image
 
@@ -39,8 +35,7 @@ def test_capture_background_latches_for_late_subscribers(launch_node, rclpy_cont
     proc = launch_node('fuse_nodes.digit_node', 'digit_left',
                        params={'source': 'synthetic', 'framerate': 60, 'background_frames': 6,
                                'capture_background_on_start': False, 'orientation': 'portrait'})
-    node, executor = make_test_node(rclpy_context, 'digit_bg_test')
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
+    node, executor, spin = make_probe(rclpy_context, 'digit_bg_test')
     client = node.create_client(CaptureBackground, '/digit_left/capture_background')
     assert wait_for(client.service_is_ready, 20.0, spin=spin), proc.log()
     log = ImageLog(node, '/digit_left/image_raw')
@@ -68,15 +63,13 @@ def test_capture_background_latches_for_late_subscribers(launch_node, rclpy_cont
     node.destroy_node()
 
 
-@pytest.mark.integration
 def test_background_captured_on_start_is_latched(launch_node, rclpy_context):
     from sensor_msgs.msg import Image
 
     from fuse_nodes.common import LATCHED_QOS
 
     proc = launch_node('fuse_nodes.digit_node', 'digit_right', params={'source': 'synthetic'})
-    node, executor = make_test_node(rclpy_context, 'digit_start_bg_test')
-    spin = lambda: executor.spin_once(timeout_sec=0.05)  # noqa: E731
+    node, executor, spin = make_probe(rclpy_context, 'digit_start_bg_test')
     log = ImageLog(node, '/digit_right/image_raw')
     assert wait_for(lambda: len(log.items) >= 30, 20.0, spin=spin), proc.log()
     backgrounds = []
@@ -87,7 +80,6 @@ def test_background_captured_on_start_is_latched(launch_node, rclpy_context):
     node.destroy_node()
 
 
-@pytest.mark.integration
 def test_unsupported_real_framerate_fails_at_startup_naming_it(launch_node):
     proc = launch_node('fuse_nodes.digit_node', 'digit_left',
                        params={'source': 'real', 'serial': 'D20001', 'framerate': 45})

@@ -81,6 +81,12 @@ def make_test_node(rclpy_context, name: str):
     return node, executor
 
 
+def make_probe(rclpy_context, name: str, spin_timeout_s: float = 0.05):
+    """make_test_node and a spin() of its executor that waits at most `spin_timeout_s`."""
+    node, executor = make_test_node(rclpy_context, name)
+    return node, executor, lambda: executor.spin_once(timeout_sec=spin_timeout_s)
+
+
 def spin_for(executor, seconds: float, timeout_s: float = 0.01) -> None:
     """Spin `executor` for `seconds`, waiting at most `timeout_s` for each callback."""
     end = time.monotonic() + seconds

@@ -22,8 +22,10 @@ from fuse_core.bundle import (
     resolve_bundle_path,
     unnormalize,
 )
+from fuse_core.bundle.manifest import DELTA_EE_LAYOUT
 from fuse_core.bundle.tokenizers import fnv1a_32
 from fuse_core.errors import BundleError
+from support.manifests import camera_and_spectrogram_manifest
 
 W, H, A, L, LD = 2, 3, 7, 6, 4
 MEAN = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.5]
@@ -39,37 +41,12 @@ ONNX_TYPES = {
 
 
 def manifest_dict(encoder=True, language=True):
-    m = {
-        'format_version': 1,
-        'name': 'tiny',
-        'control_rate_hz': 5.0,
-        'window_size': W,
-        'graphs': {'policy': 'policy.onnx'},
-        'inputs': [
-            {
-                'name': 'cam',
-                'shape': [4, 4, 3],
-                'dtype': 'uint8',
-                'stream': 'camera_primary',
-                'preprocess': {'op': 'rgb_image', 'size': [4, 4], 'interpolation': 'lanczos'},
-            },
-            {
-                'name': 'spec',
-                'shape': [2, 2],
-                'dtype': 'float32',
-                'stream': 'audio',
-                'preprocess': {'op': 'passthrough'},
-            },
-        ],
-        'action': {
-            'horizon': H,
-            'dim': A,
-            'layout': ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper'],
-            'normalization': {'mean': MEAN, 'std': STD, 'mask': MASK},
-            'gripper_index': 6,
-        },
-        'statistics': 'dataset_statistics.json',
-    }
+    m = camera_and_spectrogram_manifest(
+        'tiny', W,
+        {'horizon': H, 'dim': A, 'layout': list(DELTA_EE_LAYOUT),
+         'normalization': {'mean': MEAN, 'std': STD, 'mask': MASK}, 'gripper_index': 6},
+        {'op': 'rgb_image', 'size': [4, 4], 'interpolation': 'lanczos'})
+    m['statistics'] = 'dataset_statistics.json'
     if encoder:
         m['graphs']['observation_encoder'] = 'observation_encoder.onnx'
     if language:
@@ -473,9 +450,15 @@ def test_no_instruction_is_an_error(tmp_path):
         runner.infer(observation())
 
 
-def test_encoder_runs_once_per_new_sample(tmp_path):
+@pytest.fixture
+def runner(tmp_path):
+    """A PolicyRunner of a fresh make_bundle() bundle, instructed 'go'."""
     runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
     runner.set_instruction('go')
+    return runner
+
+
+def test_encoder_runs_once_per_new_sample(runner):
     first = observation(stamps=(100, 200), seed=1)
     r1 = runner.infer(first)
     assert (r1.encoder_runs, r1.encoder_reused) == (2, 0)
@@ -490,9 +473,7 @@ def test_encoder_runs_once_per_new_sample(tmp_path):
     np.testing.assert_allclose(r2.normalized, fresh.normalized, rtol=1e-6)
 
 
-def test_encoder_not_reused_when_data_changes_under_the_same_stamp(tmp_path):
-    runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
-    runner.set_instruction('go')
+def test_encoder_not_reused_when_data_changes_under_the_same_stamp(runner):
     obs = observation(stamps=(100, 200), seed=5)
     runner.infer(obs)
     changed = copy.deepcopy(obs)
@@ -503,9 +484,7 @@ def test_encoder_not_reused_when_data_changes_under_the_same_stamp(tmp_path):
     np.testing.assert_allclose(r.normalized, fresh.normalized, rtol=1e-6)
 
 
-def test_with_sample_ids_the_encoder_is_reused_by_id_without_reading_the_data(tmp_path):
-    runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
-    runner.set_instruction('go')
+def test_with_sample_ids_the_encoder_is_reused_by_id_without_reading_the_data(runner):
     obs = observation(stamps=(100, 200), seed=5)
     obs.sample_ids = {'cam': [7, 8], 'spec': [9, 10]}
     runner.infer(obs)
@@ -523,9 +502,7 @@ def test_with_sample_ids_the_encoder_is_reused_by_id_without_reading_the_data(tm
                                  {'cam': [1, 2], 'spec': [3]}))
 
 
-def test_encoder_not_reused_for_missing_stamps_or_padding(tmp_path):
-    runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
-    runner.set_instruction('go')
+def test_encoder_not_reused_for_missing_stamps_or_padding(runner):
     r = runner.infer(observation(stamps=(0, 200)))
     assert r.encoder_runs == 2
     r = runner.infer(observation(stamps=(0, 200)))
@@ -534,9 +511,7 @@ def test_encoder_not_reused_for_missing_stamps_or_padding(tmp_path):
     assert (r.encoder_runs, r.encoder_reused) == (1, 0)  # padded steps are not encoded at all
 
 
-def test_padded_step_is_masked(tmp_path):
-    runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
-    runner.set_instruction('go')
+def test_padded_step_is_masked(runner):
     a = observation(pad=(False, True), seed=3)
     b = copy.deepcopy(a)
     b.tensors['cam'][0] = 255 - b.tensors['cam'][0]
@@ -556,9 +531,7 @@ def test_padded_step_is_masked(tmp_path):
         (lambda o: setattr(o, 'timestep_pad_mask', np.ones(3, bool)), 'timestep_pad_mask'),
     ],
 )
-def test_observation_mismatch_names_the_input(tmp_path, mutate, fragment):
-    runner = PolicyRunner(load_bundle(make_bundle(tmp_path / 'b')))
-    runner.set_instruction('go')
+def test_observation_mismatch_names_the_input(runner, mutate, fragment):
     obs = observation()
     mutate(obs)
     with pytest.raises(ObservationError, match=fragment):

@@ -11,49 +11,23 @@ import numpy as np
 import pytest
 
 from fuse_core.bundle import parse_manifest
+from fuse_core.bundle.manifest import DELTA_EE_LAYOUT
 from fuse_core.bundle.policy import PolicyConfig, PolicyController, WindowInput
 from fuse_core.bundle.runner import InferenceResult, check_observation
 from fuse_core.bundle.tokenizers import HashWordsTokenizer, InstructionError
 from fuse_core.errors import BundleError, ConfigError
+from support.manifests import camera_and_spectrogram_manifest
 
 W = 2
 MS = 1_000_000
 
 
-def manifest(layout=('dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper')):
-    return parse_manifest(
-        {
-            'format_version': 1,
-            'name': 'fake',
-            'control_rate_hz': 5.0,
-            'window_size': W,
-            'graphs': {'policy': 'policy.onnx'},
-            'inputs': [
-                {
-                    'name': 'cam',
-                    'shape': [4, 4, 3],
-                    'dtype': 'uint8',
-                    'stream': 'camera_primary',
-                    'preprocess': {'op': 'rgb_image', 'size': [4, 4]},
-                },
-                {
-                    'name': 'spec',
-                    'shape': [2, 2],
-                    'dtype': 'float32',
-                    'stream': 'audio',
-                    'required': False,
-                    'preprocess': {'op': 'passthrough'},
-                },
-            ],
-            'action': {
-                'horizon': 4,
-                'dim': 7,
-                'layout': list(layout),
-                'normalization': {'mean': [0.0] * 7, 'std': [1.0] * 7, 'mask': [True] * 6 + [False]},
-                'gripper_index': 6,
-            },
-        }
-    )
+def manifest(layout=DELTA_EE_LAYOUT):
+    return parse_manifest(camera_and_spectrogram_manifest(
+        'fake', W,
+        {'horizon': 4, 'dim': 7, 'layout': list(layout),
+         'normalization': {'mean': [0.0] * 7, 'std': [1.0] * 7, 'mask': [True] * 6 + [False]}, 'gripper_index': 6},
+        {'op': 'rgb_image', 'size': [4, 4]}, {'required': False}))
 
 
 class FakeRunner:
