@@ -89,24 +89,10 @@ def _sensor_launch(name):
     return LaunchDescription([to_launch_node(spec), launch_pytest.actions.ReadyToTest()])
 
 
-@launch_pytest.fixture
-def camera_launch():
-    return _sensor_launch('camera_primary')
-
-
-@launch_pytest.fixture
-def digit_launch():
-    return _sensor_launch('digit_left')
-
-
-@launch_pytest.fixture
-def audio_launch():
-    return _sensor_launch('audio')
-
-
-@launch_pytest.fixture
-def imu_launch():
-    return _sensor_launch('imu')
+@launch_pytest.fixture(params=sorted(SENSORS))
+def sensor_launch(request):
+    """One sensor node with its synthetic source; the test gets (launch description, node name)."""
+    return _sensor_launch(request.param), request.param
 
 
 def _check_rate(ros_node, name):
@@ -125,27 +111,19 @@ def _check_rate(ros_node, name):
         assert abs(measured - rate) / rate < 0.1
 
 
-@pytest.mark.launch(fixture=camera_launch)
-def test_camera_node_synthetic(ros_node):
-    _check_rate(ros_node, 'camera_primary')
-
-
-@pytest.mark.launch(fixture=digit_launch)
-def test_digit_node_synthetic(ros_node):
-    _check_rate(ros_node, 'digit_left')
-
-
-@pytest.mark.launch(fixture=audio_launch)
-def test_audio_node_synthetic(ros_node):
-    _check_rate(ros_node, 'audio')
-
-
-@pytest.mark.launch(fixture=imu_launch)
-def test_imu_node_synthetic(ros_node):
-    _check_rate(ros_node, 'imu')
+@pytest.mark.launch(fixture=sensor_launch)
+def test_sensor_node_synthetic(ros_node, sensor_launch):
+    _check_rate(ros_node, sensor_launch[1])
 
 
 # --- e-stop and silent sensor on the synthetic-sensor simulation --------------------------------
+def _node_pid(name):
+    """The process id of the launched node `name` (found by its __node remap)."""
+    import psutil
+    return next(p.pid for p in psutil.process_iter(['cmdline'])
+                if any(f'__node:={name}' in a for a in (p.info['cmdline'] or [])))
+
+
 @launch_pytest.fixture
 def synthetic_sim_launch():
     return LaunchDescription([
@@ -181,9 +159,7 @@ def test_estop_latches_until_reset(ros_node):
     # rearm_gap_s, then starts a new sequence.
     import os
     import signal
-    import psutil
-    pid = next(p.pid for p in psutil.process_iter(['cmdline'])
-               if any('__node:=camera_wrist' in a for a in (p.info['cmdline'] or [])))
+    pid = _node_pid('camera_wrist')
     os.kill(pid, signal.SIGSTOP)
     try:
         _spin_until(ros_node, lambda: False, 2.0)
@@ -202,9 +178,7 @@ def test_arm_holds_when_a_sensor_goes_silent(ros_node):
     ros_node.create_subscription(ArmStatus, '/arm/status', status.append, STATE_QOS)
     assert _spin_until(ros_node, lambda: any(s.state == 'tracking' for s in status), 60)
     # Silence the wrist camera by pausing its process.
-    import psutil
-    pid = next(p.pid for p in psutil.process_iter(['cmdline'])
-               if any('__node:=camera_wrist' in a for a in (p.info['cmdline'] or [])))
+    pid = _node_pid('camera_wrist')
     os.kill(pid, signal.SIGSTOP)
     try:
         assert _spin_until(ros_node, lambda: status[-1].state == 'holding'
