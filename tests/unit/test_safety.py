@@ -293,3 +293,59 @@ def test_move_to_start_from_a_twisted_configuration_finds_a_solution():
     else:
         np.testing.assert_allclose(WX250S.fk(d.joints)[:3, 3], START_XYZ, atol=2e-3)
     assert SafetyFilter().move_to_start(START_XYZ, (0, 0, 0), HOME_JOINTS, now_ns=0).kind == APPLY
+
+
+# --- start-pose move through a waypoint (issue 12) ------------------------------------------
+#: Inside the box, but the straight joint path from here to the start pose leaves it.
+BOWED_OUT = np.array([-0.038, 0.091, 0.679, -2.649, 0.939, -1.864])
+
+
+def test_a_refused_start_pose_move_goes_through_the_sleep_pose_each_leg_checked():
+    f = SafetyFilter()
+    start = bridge_state_to_pose(START_XYZ, (0, 0, 0))
+    direct = WX250S.ik(start, BOWED_OUT, max_iterations=200)
+    assert direct.success and not f._pose_path.check(BOWED_OUT, direct.joints).whole  # the case
+    d = f.move_to_start(START_XYZ, (0, 0, 0), BOWED_OUT, now_ns=0)
+    assert d.kind == APPLY and d.reason == 'move to pose through the sleep pose', d.reason
+    np.testing.assert_allclose(d.joints, SLEEP_JOINTS)
+    assert f._pose_path.check(BOWED_OUT, d.joints).whole and f.state == MOVING_TO_POSE
+    assert f.update_move(BOWED_OUT, now_ns=S, tolerance=0.02, timeout_s=15) is None
+    assert f.update_move(SLEEP_JOINTS + 0.01, now_ns=2 * S, tolerance=0.02, timeout_s=15) == 'waypoint'
+    goal = f.move_joints
+    assert f._pose_path.check(SLEEP_JOINTS + 0.01, goal).whole
+    np.testing.assert_allclose(WX250S.fk(goal)[:3, 3], START_XYZ, atol=2e-3)
+    # Each leg has its own timeout, counted from its start.
+    assert f.update_move(SLEEP_JOINTS, now_ns=16 * S, tolerance=0.02, timeout_s=15) is None
+    assert f.update_move(goal, now_ns=17 * S, tolerance=0.02, timeout_s=15) == 'arrived'
+    assert f.state == IDLE and f.move_joints is None
+    np.testing.assert_allclose(f.target, start)
+
+
+def test_the_next_leg_is_checked_again_from_the_measured_joints():
+    from fuse_core.arm.path import PathResult
+    f = SafetyFilter()
+    assert f.move_to_start(START_XYZ, (0, 0, 0), BOWED_OUT, now_ns=0).kind == APPLY
+
+    class Refusing:
+        def check(self, q0, q1):
+            return PathResult(0.25, np.asarray(q0), 'stub: leaves the box', 0, 0.0, 0.0)
+
+    f._pose_path = Refusing()
+    assert f.update_move(SLEEP_JOINTS, now_ns=S, tolerance=0.02, timeout_s=15) == 'refused'
+    assert f.state == HOLDING and 'next leg' in f.hold_reason and f.move_joints is None
+    assert f.target is None
+
+
+def test_a_move_with_no_safe_way_is_still_refused():
+    from fuse_core.arm.path import PathResult
+    f = SafetyFilter()
+
+    class Refusing:
+        def check(self, q0, q1):
+            return PathResult(0.5, np.asarray(q0), 'stub: leaves the box', 0, 0.0, 0.0)
+
+    f._pose_path = Refusing()
+    d = f.move_to_start(START_XYZ, (0, 0, 0), BOWED_OUT, now_ns=0)
+    assert d.kind == REJECT and d.reason.startswith('path refused: the joint-space move to xyz')
+    assert 'unsafe after 50%' in d.reason and 'no way through the sleep or home pose' in d.reason
+    assert f.state != MOVING_TO_POSE and f.counters.path_refused == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from fuse_core.arm.gate import MAX_REASON_CHARS, bounded
 from fuse_core.arm.path import PathChecker, PathResult
 from fuse_core.config import field_defaults
 from fuse_core.gripper import binarised_gripper
+
+#: Safe configurations a pose move may pass through when its direct joint path is refused.
+POSE_MOVE_WAYPOINTS = (('sleep', SLEEP_JOINTS), ('home', HOME_JOINTS))
 
 # States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
 IDLE, TRACKING, HOLDING, ESTOP, MOVING_TO_POSE = 'idle', 'tracking', 'holding', 'estop', 'moving_to_pose'
@@ -148,7 +151,8 @@ class SafetyFilter:
     awaiting_rearm: bool = False                 # e-stop released, no new command sequence yet
     _last_offer_ns: Optional[int] = None         # arrival of the previous command of any kind
     _goal_pose: Optional[np.ndarray] = None
-    _goal_joints: Optional[np.ndarray] = None
+    _goal_joints: Optional[np.ndarray] = None    # joints of the current leg of a pose move
+    _goal_legs: List[np.ndarray] = field(default_factory=list)  # the legs after it
     _goal_started_ns: int = 0
     _path: Optional[PathChecker] = None
 
@@ -384,7 +388,7 @@ class SafetyFilter:
     def estop(self, reason: str = 'e-stop requested') -> FilterDecision:
         """Latch the e-stop: every command is rejected until :meth:`reset_estop`."""
         self.state, self.hold_reason = ESTOP, reason
-        self._goal_pose = self._goal_joints = None
+        self._end_move()
         return FilterDecision(HOLD, reason)
 
     def reset_estop(self) -> bool:
@@ -445,18 +449,40 @@ class SafetyFilter:
             self.counters.ik_failures += 1
             return FilterDecision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
                                     f'(error {result.error:.4g})')
-        path = self._pose_path.check(measured, result.joints)
-        if not path.whole:
+        legs, via, direct = self._pose_move_legs(measured, result.joints, pose)
+        if not legs:
             self.counters.path_refused += 1
             return FilterDecision(REJECT, f'path refused: the joint-space move to xyz {np.round(xyz, 4).tolist()} '
-                                    f'is unsafe after {path.fraction:.0%} of it (pose_move_margin '
-                                    f'{self.limits.pose_move_margin} m): {path.reason}')
+                                          f'is unsafe after {direct.fraction:.0%} of it (pose_move_margin '
+                                          f'{self.limits.pose_move_margin} m): {direct.reason}; no way through the '
+                                          f'{" or ".join(n for n, _ in POSE_MOVE_WAYPOINTS)} pose is safe either')
         self.state, self.hold_reason = MOVING_TO_POSE, ''
-        self._goal_pose, self._goal_joints = pose.copy(), result.joints
+        self._goal_pose, self._goal_joints, self._goal_legs = pose.copy(), legs[0], legs[1:]
         self._goal_started_ns = now_ns
         self.gripper = self.binarise(gripper)
-        return FilterDecision(APPLY, 'move to pose', joints=result.joints, target=pose.copy(),
-                        seed=measured, gripper=self.gripper)
+        return FilterDecision(APPLY, f'move to pose through the {via} pose' if via else 'move to pose',
+                              joints=legs[0], target=pose.copy(), seed=measured, gripper=self.gripper)
+
+    def _pose_move_legs(self, measured: np.ndarray, goal: np.ndarray,
+                        pose: np.ndarray) -> Tuple[List[np.ndarray], str, PathResult]:
+        """The joint targets of a pose move, each leg path-checked, the waypoint's name and the
+        direct path's check: [goal] when the direct joint path is safe, else [waypoint, goal']
+        through the first waypoint configuration whose two legs are both safe (goal' solved
+        from the waypoint), else none."""
+        direct = self._pose_path.check(measured, goal)
+        if direct.whole:
+            return [goal], '', direct
+        # A twin episode can end where the straight joint path to the start pose bows out of the
+        # box (e.g. above z max); through the folded sleep pose (inside the box) it usually stays in.
+        for name, waypoint in POSE_MOVE_WAYPOINTS:
+            if not self._pose_path.check(measured, waypoint).whole:
+                continue
+            result = self.kinematics.ik(pose, waypoint, max_iterations=max(self.limits.ik_max_iterations, 200),
+                                        position_tolerance=self.limits.ik_position_tolerance,
+                                        orientation_tolerance=self.limits.ik_orientation_tolerance)
+            if result.success and self._pose_path.check(waypoint, result.joints).whole:
+                return [waypoint.copy(), result.joints], name, direct
+        return [], '', direct
 
     def move_to_start(self, xyz: Sequence[float], rpy: Sequence[float],
                       measured_joints: Sequence[float], now_ns: int) -> FilterDecision:
@@ -465,22 +491,45 @@ class SafetyFilter:
 
     def update_move(self, measured_joints: Sequence[float], now_ns: int, tolerance: float,
                     timeout_s: float) -> Optional[str]:
-        """While moving to a pose: 'arrived' (target anchored at the pose), 'timeout', or None."""
+        """While moving to a pose: 'arrived' (target anchored at the pose), 'waypoint' (a leg ended:
+        send :attr:`move_joints`, the next leg, whose path from the measured joints passed the
+        check), 'refused' (it did not: holding), 'timeout' (a leg took longer than timeout_s), or None."""
         if self.state != MOVING_TO_POSE or self._goal_joints is None:
             return None
         measured = np.asarray(measured_joints, dtype=float)
         if np.all(np.abs(measured - self._goal_joints) <= tolerance):
+            if self._goal_legs:
+                following = self._goal_legs.pop(0)
+                path = self._pose_path.check(measured, following)
+                if not path.whole:
+                    self.counters.path_refused += 1
+                    self._end_move()
+                    self.target = None
+                    self._hold(f'path refused: the next leg of the pose move is unsafe after '
+                               f'{path.fraction:.0%} of it: {path.reason}')
+                    return 'refused'
+                self._goal_joints, self._goal_started_ns = following, now_ns
+                return 'waypoint'
             self.target = self._goal_pose
             self.state, self.hold_reason = IDLE, ''
             self.last_command_ns = None
             self._goal_pose = self._goal_joints = None
             return 'arrived'
         if (now_ns - self._goal_started_ns) / 1e9 > timeout_s:
-            self._goal_pose = self._goal_joints = None
+            self._end_move()
             self.target = None
             self._hold(f'move to pose timed out after {timeout_s} s')
             return 'timeout'
         return None
+
+    @property
+    def move_joints(self) -> Optional[np.ndarray]:
+        """The joint target of the pose move's current leg (None when no move is under way)."""
+        return None if self._goal_joints is None else self._goal_joints.copy()
+
+    def _end_move(self) -> None:
+        self._goal_pose = self._goal_joints = None
+        self._goal_legs = []
 
     # --- helpers ----------------------------------------------------------------------------
     def _reject(self, reason: str) -> FilterDecision:

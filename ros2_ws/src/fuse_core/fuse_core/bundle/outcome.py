@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import enum
 
+from fuse_core.severity import Severity
 
-class Severity(enum.IntEnum):
-    """How an outcome is logged and reported; the values are DiagnosticStatus levels."""
-
-    OK = 0
-    WARN = 1
-    ERROR = 2
+__all__ = ['PolicyOutcome', 'Severity']
 
 
 class PolicyOutcome(enum.StrEnum):
