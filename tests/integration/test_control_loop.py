@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fuse_bringup import graph
-from support.ros_harness import fresh_domain_id, node_env, wait_for
+from support.ros_harness import fresh_domain_id, make_test_node, node_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -104,7 +104,6 @@ def stamp_s(t) -> float:
 @pytest.fixture(scope='module')
 def loop(tmp_path_factory):
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from fuse_bringup.runner import GraphProcesses
 
     domain = fresh_domain_id()
@@ -115,12 +114,10 @@ def loop(tmp_path_factory):
     procs.start()
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node('loop_test', context=ctx)
+    # One thread: rclpy's MultiThreadedExecutor polls busily and would starve this process.
+    node, executor = make_test_node(ctx, 'loop_test')
     watcher = ControlPathWatcher(node)
     player = SensorPlayer(node)
-    # One thread: rclpy's MultiThreadedExecutor polls busily and would starve this process.
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support.ros_harness import NodeProcess, fresh_domain_id, node_env, wait_for
+from support.ros_harness import NodeProcess, fresh_domain_id, make_test_node, node_env, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,6 @@ class Monitor:
 @pytest.fixture(scope='module')
 def rig(tmp_path_factory):
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     domain = fresh_domain_id()
     env = node_env(domain)
     logs = tmp_path_factory.mktemp('fault_logs')
@@ -85,10 +84,8 @@ def rig(tmp_path_factory):
         'motion_services': False, 'watchdog_s': 0.5})
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node('fi_monitor', context=ctx)
+    node, ex = make_test_node(ctx, 'fi_monitor')
     mon = Monitor(node)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
     spinner = threading.Thread(target=ex.spin, daemon=True)
     spinner.start()
     assert wait_for(lambda: len(mon.js) > 10 and mon.status, 30), arm.log()

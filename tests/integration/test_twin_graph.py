@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip('mujoco')
 
 from fuse_bringup import graph  # noqa: E402
-from support.ros_harness import running_graph, wait_for  # noqa: E402
+from support.ros_harness import make_test_node, running_graph, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -22,8 +22,6 @@ def _stamp(msg) -> float:
 
 
 def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_context):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import CameraInfo, Image, Imu, JointState, MagneticField
     from fuse_interfaces.msg import AudioChunk, TaskState
     from fuse_interfaces.srv import ResetTask
@@ -33,7 +31,7 @@ def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_co
     world = launch_node('fuse_nodes.world_node', 'world',
                         params={'mode': 'lockstep', 'task': 'pick_cube', 'seed': 4,
                                 'lockstep_real_time_factor': 1.0, 'camera_width': 320, 'camera_height': 240})
-    node = rclpy.create_node('twin_topics_test', context=rclpy_context)
+    node, ex = make_test_node(rclpy_context, 'twin_topics_test')
     got = {}
     topics = {
         '/camera_primary/image_raw': Image, '/camera_wrist/image_raw': Image, '/camera_primary/camera_info': CameraInfo,
@@ -49,8 +47,6 @@ def test_world_publishes_the_drivers_topics_at_their_rates(launch_node, rclpy_co
         node.create_subscription(Image, f'/digit_{side}/background',
                                  lambda m, s=side: backgrounds.__setitem__(s, m), LATCHED_QOS)
     reset = node.create_client(ResetTask, '/world/reset')
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
 
     def spin():
         # Many callbacks per check: the test must keep up with ~1500 messages per sim second.

@@ -12,27 +12,20 @@ import time
 import numpy as np
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import make_probe, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def test_reset_record_end_with_fake_world_and_fake_teleop(rclpy_context, launch_node, tmp_path):
-    import rclpy
     from fuse_interfaces.msg import DeltaEECommand, EpisodeState
     from fuse_interfaces.srv import EndEpisode, ResetTask
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.serialization import deserialize_message
 
     from fuse_core.bag import BagReader
     from fuse_core.episodes import COMPLETE, load_episode
     from fuse_nodes.common import CONTROL_QOS, STATE_QOS
-    node = rclpy.create_node('episodes_test', context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-
-    def spin():
-        ex.spin_once(timeout_sec=0.02)
+    node, ex, spin = make_probe(rclpy_context, 'episodes_test', 0.02)
     resets = []
 
     def world_reset(req, res):  # a small stand-in for the twin's /world/reset
@@ -139,20 +132,15 @@ def test_auto_reset_makes_the_first_reset_without_a_key(rclpy_context, launch_no
     """The twin's teleop collection (auto_reset): the first episode resets once the recorder is
     ready, as every later one does after the one before, with no key pressed."""
     from fuse_interfaces.msg import EpisodeState
-    from rclpy.executors import SingleThreadedExecutor
 
-    import rclpy
     from fuse_nodes.common import STATE_QOS
-    node = rclpy.create_node('episodes_auto_test', context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
+    node, ex, spin = make_probe(rclpy_context, 'episodes_auto_test', 0.02)
     states = []
     node.create_subscription(EpisodeState, '/episodes/state', states.append, STATE_QOS)
     epi = launch_node('fuse_nodes.episodes_node', 'episodes',
                       params={'recorder': '', 'auto_reset': True, 'auto_start': False, 'move_to_start': False,
                               'capture_backgrounds': False, 'instruction': 'press the button'})
-    assert wait_for(lambda: states and states[-1].state == 'ready', 30,
-                    lambda: ex.spin_once(timeout_sec=0.02)), epi.log()
+    assert wait_for(lambda: states and states[-1].state == 'ready', 30, spin), epi.log()
     assert states[-1].instruction == 'press the button' and states[-1].message.startswith('ready:')
     ex.shutdown()
     node.destroy_node()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from support.ros_harness import wait_for
+from support.ros_harness import make_probe, wait_for
 
 NS = 1_000_000_000
 #: The simulated clock starts here (about 11.6 days after the epoch): decades from wall time.
@@ -59,15 +59,10 @@ class SimClock:
 @pytest.mark.integration
 @pytest.mark.parametrize('sensor', sorted(SENSORS))
 def test_sensor_stamps_follow_the_simulated_clock(sensor, launch_node, rclpy_context):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
     from fuse_nodes.common import SENSOR_QOS, time_to_ns
     module, name, params, topics = SENSORS[sensor]
     proc = launch_node(module, name, params={**params, 'use_sim_time': True})
-    node = rclpy.create_node(f'{sensor}_sim_clock', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
+    node, executor, spin = make_probe(rclpy_context, f'{sensor}_sim_clock', 0.02)
     clock = SimClock(node)
     # topic -> [(stamp, simulated time at receipt, wall time at receipt)]
     got = {topic: [] for topic, _ in topics}
@@ -76,7 +71,6 @@ def test_sensor_stamps_follow_the_simulated_clock(sensor, launch_node, rclpy_con
             _msg_type(dotted), topic,
             lambda msg, t=topic: got[t].append((time_to_ns(msg.header.stamp), clock.now_ns(), time.time_ns())),
             SENSOR_QOS)
-    spin = lambda: executor.spin_once(timeout_sec=0.02)  # noqa: E731
     try:
         # Before the node's first /clock message its clock reads zero; from then on it follows.
         following = lambda t: [g for g in got[t] if abs(g[0] - g[1]) < MARGIN_S * NS]  # noqa: E731
