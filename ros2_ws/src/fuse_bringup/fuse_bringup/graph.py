@@ -31,7 +31,8 @@ class NodeSpec:
 
 def share_dir() -> Path:
     """Directory holding config/ and launch/: the source's fuse_bringup, else its install share dir."""
-    return find_shipped('config').parent
+    # A file only fuse_bringup ships, so a config/ folder elsewhere in a checkout is not taken for it.
+    return find_shipped('config/arm.yaml').parents[1]
 
 
 def config_dir() -> Path:

@@ -1,1 +1,1 @@
-"""WidowX 250s arm: kinematics, the command safety filter and the arm backends."""
+"""WidowX 250s arm: kinematics, the command safety filter, the mock backend and the arm node's logic (controller)."""
