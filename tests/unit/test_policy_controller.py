@@ -472,3 +472,17 @@ def test_async_inference_error_is_a_hold_naming_it():
         d = ctl.process(async_window(clock, 2))
         assert d.outcome == 'error' and d.action is None and 'bad allocation' in d.message
         assert ctl.counters.errors == 1
+
+
+def test_health_follows_the_last_outcome_then_the_gate_then_the_windows():
+    from fuse_core.bundle.outcome import PolicyOutcome, Severity
+    ctl, runner, clock = make()
+    assert ctl.health(None) == (Severity.WARN, 'no window received on /sync/window')
+    late = ctl.process(window(clock, age_ms=500))
+    assert ctl.health(late.outcome) == (Severity.WARN, late.message)
+    assert ctl.health(ctl.malformed('window 2: bad bytes').outcome) == (Severity.ERROR, 'window 2: bad bytes')
+    assert ctl.health(PolicyOutcome.COMMAND, 'episode idle: not recording') == (
+        Severity.OK, 'holding: episode idle: not recording')
+    assert ctl.health(PolicyOutcome.COMMAND) == (Severity.OK, 'publishing commands')
+    runner.instruction = None
+    assert ctl.health(PolicyOutcome.NO_INSTRUCTION) == (Severity.WARN, 'no instruction set')

@@ -24,9 +24,7 @@ from fuse_interfaces.srv import Describe, SetInstruction
 from fuse_nodes.common import (
     CONTROL_QOS,
     LATCHED_QOS,
-    OK,
     STATE_QOS,
-    WARN,
     Diagnostics,
     declare_config,
     ns_to_time,
@@ -280,7 +278,6 @@ class PolicyNode(Node):
     # --- diagnostics ----------------------------------------------------------------------
     def _status(self):
         s = self.controller.summary()
-        c = self.controller.counters
         with self._outcome_lock:
             outcome = self._last_outcome
             sections = {'decode': list(self._decode_ms), 'process': list(self._process_ms),
@@ -294,16 +291,7 @@ class PolicyNode(Node):
         s['windows_not_newer'] = self.receiver.not_newer
         if self.receiver.last_lost:
             s['last_lost_step'] = self.receiver.last_lost
-        if outcome is not None and outcome.must_hold:
-            level, message = outcome.severity, s['last_error']
-        elif outcome in (None, PolicyOutcome.NO_INSTRUCTION) and not self.runner.instruction:
-            level, message = WARN, 'no instruction set'
-        elif self._gate():
-            level, message = OK, f'holding: {self._gate()}'
-        elif c.windows == 0:
-            level, message = WARN, f'no window received on {self.cfg.window_topic}'
-        else:
-            level, message = OK, 'publishing commands'
+        level, message = self.controller.health(outcome, self._gate())
         return level, message, s
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from fuse_core.bundle.loader import PROVIDER_CHOICES
 from fuse_core.bundle.manifest import DELTA_EE_LAYOUT
-from fuse_core.bundle.outcome import PolicyOutcome
+from fuse_core.bundle.outcome import PolicyOutcome, Severity
 from fuse_core.bundle.runner import (
     InferenceResult,
     Observation,
@@ -595,6 +595,19 @@ class PolicyController:
                 self.counters.masked_steps += 1
 
     # --- diagnostics ----------------------------------------------------------------------
+    def health(self, last: Optional[PolicyOutcome], gate: str = '') -> Tuple[Severity, str]:
+        """The policy's diagnostic level and message, given the last tick's outcome (None: no
+        tick yet) and why the episode gate keeps it from commanding ('' when it does not)."""
+        if last is not None and last.must_hold:
+            return last.severity, self.counters.last_error
+        if last in (None, PolicyOutcome.NO_INSTRUCTION) and not self.runner.instruction:
+            return Severity.WARN, 'no instruction set'
+        if gate:
+            return Severity.OK, f'holding: {gate}'
+        if self.counters.windows == 0:
+            return Severity.WARN, f'no window received on {self.cfg.window_topic}'
+        return Severity.OK, 'publishing commands'
+
     def summary(self) -> Dict[str, object]:
         c = self.counters
         p = percentiles(list(self._inference_ms))
