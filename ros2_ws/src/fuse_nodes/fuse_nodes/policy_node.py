@@ -13,7 +13,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from fuse_core.bundle import PolicyRunner, load_bundle, resolve_bundle_path
-from fuse_core.bundle.outcome import PolicyOutcome, Severity
+from fuse_core.bundle.outcome import OutcomeLog, PolicyOutcome
 from fuse_core.bundle.policy import PolicyConfig, PolicyController, PolicyStep, WindowInput
 from fuse_core.bundle.tokenizers import InstructionError
 from fuse_core.errors import BundleError, ConfigError, FuseError
@@ -27,6 +27,7 @@ from fuse_nodes.common import (
     STATE_QOS,
     Diagnostics,
     declare_config,
+    log_at,
     ns_to_time,
     run_node,
     time_to_ns,
@@ -75,7 +76,7 @@ class PolicyNode(Node):
         # Inference runs in its own group so services and diagnostics answer while it runs.
         infer_group = MutuallyExclusiveCallbackGroup()
         service_group = ReentrantCallbackGroup()
-        self._last_outcome: Optional[PolicyOutcome] = None
+        self._outcomes = OutcomeLog()
         self._outcome_lock = threading.Lock()
         # Where a window's time goes in this node (decode, controller, command publish, all).
         self._decode_ms: Deque[float] = collections.deque(maxlen=500)
@@ -178,29 +179,10 @@ class PolicyNode(Node):
         return WindowInput.from_window(window)
 
     def _report(self, decision: PolicyStep, tick: int) -> None:
-        outcome = decision.outcome
-        with self._outcome_lock:
-            changed = outcome is not self._last_outcome
-            self._last_outcome = outcome
-        logger = self.get_logger()
-        if not outcome.must_hold:
-            # The policy doing its job (or waiting for an instruction): logged when it changes.
-            if changed and outcome.severity is Severity.OK:
-                logger.info(f'tick {tick}: publishing commands')
-            elif changed:
-                logger.warning(decision.message)
-            return
-        # Every hold is counted; the log gets the first of a run, then one per second.
-        # (rclpy ties severity and throttling to the call site, hence one call per case.)
-        degraded = outcome.severity is Severity.WARN
-        if changed and degraded:
-            logger.warning(decision.message)
-        elif changed:
-            logger.error(decision.message)
-        elif degraded:
-            logger.warning(decision.message, throttle_duration_sec=1.0)
-        else:
-            logger.error(decision.message, throttle_duration_sec=1.0)
+        # Every outcome is counted; the log gets each change, and a repeated hold once per second.
+        line = self._outcomes.line(decision.outcome, decision.message, tick)
+        if line is not None:
+            log_at(self.get_logger(), *line)
 
     def _chunk_msg(self, msg: ObservationWindow, d: PolicyStep) -> ActionChunk:
         out = ActionChunk()
@@ -278,8 +260,8 @@ class PolicyNode(Node):
     # --- diagnostics ----------------------------------------------------------------------
     def _status(self):
         s = self.controller.summary()
+        outcome = self._outcomes.last
         with self._outcome_lock:
-            outcome = self._last_outcome
             sections = {'decode': list(self._decode_ms), 'process': list(self._process_ms),
                         'publish_command': list(self._publish_ms), 'window_to_command': list(self._window_ms)}
         for name, values in sections.items():

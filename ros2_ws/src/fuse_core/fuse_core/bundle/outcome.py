@@ -1,12 +1,15 @@
-"""What one policy tick came to: the outcome names, whether the arm must hold, and how bad it is."""
+"""What one policy tick came to: the outcome names, whether the arm must hold, how bad it is, what to log."""
 
 from __future__ import annotations
 
 import enum
+import threading
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 from fuse_core.severity import Severity
 
-__all__ = ['PolicyOutcome', 'Severity']
+__all__ = ['OutcomeLog', 'PolicyOutcome', 'Severity']
 
 
 class PolicyOutcome(enum.StrEnum):
@@ -41,3 +44,43 @@ class PolicyOutcome(enum.StrEnum):
     MISMATCH = 'mismatch', True, Severity.ERROR
     REJECTED = 'rejected', True, Severity.ERROR
     ERROR = 'error', True, Severity.ERROR
+
+
+class OutcomeLog:
+    """Which tick outcomes the policy logs, at which level: every change of outcome, and a
+    repeated hold at most once per `throttle_s` per level (each one is counted anyway).
+
+    Thread-safe; :attr:`last` is the last outcome (None before the first tick), for diagnostics.
+    """
+
+    def __init__(self, throttle_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.throttle_s = float(throttle_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: Optional[PolicyOutcome] = None
+        self._repeated: Dict[str, float] = {}
+
+    @property
+    def last(self) -> Optional[PolicyOutcome]:
+        with self._lock:
+            return self._last
+
+    def line(self, outcome: PolicyOutcome, message: str, tick: int) -> Optional[Tuple[str, str]]:
+        """(level 'info' | 'warn' | 'error', text) to log for this tick, or None."""
+        with self._lock:
+            changed = outcome is not self._last
+            self._last = outcome
+            if not outcome.must_hold:
+                # The policy doing its job (or waiting for an instruction): logged when it changes.
+                if not changed:
+                    return None
+                return ('info', f'tick {tick}: publishing commands') if outcome.severity is Severity.OK \
+                    else ('warn', message)
+            level = 'warn' if outcome.severity is Severity.WARN else 'error'
+            if not changed:
+                now = self._clock()
+                last = self._repeated.get(level)
+                if last is not None and now - last < self.throttle_s:
+                    return None
+                self._repeated[level] = now
+            return level, message
