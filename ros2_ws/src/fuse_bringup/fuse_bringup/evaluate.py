@@ -40,6 +40,7 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 from fuse_bringup import graph
 from fuse_bringup.dds import dds_environment
 from fuse_bringup.runner import GraphObserver, GraphProcesses, use_graph_environment
+from fuse_core.arm.safety import HOLDING, NOT_COMMANDABLE
 from fuse_core.errors import BundleError, ConfigError, EvaluationError
 from fuse_core.evaluation import EpisodeResult, EvaluationReport, wilson_interval
 from fuse_core.evaluation.report import EPISODES_DIR, episode_name, reason_kind, sample_stats
@@ -142,7 +143,7 @@ class EpisodeDriver(GraphObserver):
             self.arm = msg
             self.arm_updates += 1
             # Arm-side holds (safety filter, watchdog) counted once per onset, by reason.
-            if msg.hold_reason and msg.hold_reason != self._arm_hold and msg.state == 'holding':
+            if msg.hold_reason and msg.hold_reason != self._arm_hold and msg.state == HOLDING:
                 key = f'arm: {reason_kind(msg.hold_reason)}'
                 self.data.holds[key] = self.data.holds.get(key, 0) + 1
             self._arm_hold = msg.hold_reason
@@ -283,7 +284,7 @@ def play_episode(driver: EpisodeDriver, report: EvaluationReport, index: int, ta
         alive()
         with driver.lock:
             arm, n = driver.arm, driver.arm_updates
-        if n >= arm_mark + 2 and arm is not None and arm.state not in ('moving_to_pose', 'estop'):
+        if n >= arm_mark + 2 and arm is not None and arm.state not in NOT_COMMANDABLE:
             break
         if time.monotonic() - t0 > service_timeout:
             raise EvaluationError(f'episode {index}: the arm did not reach the start pose in {service_timeout:.0f} s')

@@ -14,6 +14,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from fuse_core.arm.safety import NOT_COMMANDABLE
 from fuse_core.episodes.config import EpisodesConfig
 from fuse_core.episodes.machine import IDLE, RECORDING, RESETTING, EpisodeContext, EpisodeMachine
 from fuse_core.episodes.modalities import from_lists, load_modality_table
@@ -221,7 +222,7 @@ class EpisodesNode(Node):
         now = time.monotonic()
         if self._wait_arm_until:
             arm = self.arm
-            if arm is not None and arm.state not in ('moving_to_pose',) and arm.state != 'estop':
+            if arm is not None and arm.state not in NOT_COMMANDABLE:
                 self._wait_arm_until = 0.0
             elif now > self._wait_arm_until:
                 return self._reset_failed('move to start: the arm did not arrive in time')

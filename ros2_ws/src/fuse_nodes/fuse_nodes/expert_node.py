@@ -10,6 +10,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
+from fuse_core.arm.safety import NOT_COMMANDABLE, TRACKING
 from fuse_core.errors import ConfigError
 from fuse_interfaces.msg import ArmStatus, AudioChunk, DeltaEECommand, EpisodeState, TaskState
 from fuse_interfaces.srv import ResetTask
@@ -133,7 +134,7 @@ class ExpertNode(Node):
             self._start_episode()
             return
         task, arm = self.task, self.arm
-        if task is None or arm is None or arm.state in ('moving_to_pose', 'estop'):
+        if task is None or arm is None or arm.state in NOT_COMMANDABLE:
             return
         if task.state != 'running':
             self._publish(None, f'episode over: {task.state}')
@@ -153,7 +154,7 @@ class ExpertNode(Node):
         tgt = arm.target_pose.position
         obs = ExpertObservation(ee_xyz=np.array([ee.x, ee.y, ee.z]), gripper_opening=float(arm.gripper_opening),
                                 objects=objects, instruction=task.instruction,
-                                target_xyz=np.array([tgt.x, tgt.y, tgt.z]) if arm.state == 'tracking' else None,
+                                target_xyz=np.array([tgt.x, tgt.y, tgt.z]) if arm.state == TRACKING else None,
                                 audio=self._audio.copy(), sample_rate=self._sample_rate)
         self._publish(self.expert.act(obs))
 

@@ -21,6 +21,8 @@ POSE_MOVE_WAYPOINTS = (('sleep', SLEEP_JOINTS), ('home', HOME_JOINTS))
 
 # States reported in ArmStatus.state (dry_run is decided by the node, which never sends).
 IDLE, TRACKING, HOLDING, ESTOP, MOVING_TO_POSE = 'idle', 'tracking', 'holding', 'estop', 'moving_to_pose'
+#: States in which the arm takes no motion command (a pose move under way, or the e-stop).
+NOT_COMMANDABLE = (MOVING_TO_POSE, ESTOP)
 
 APPLY, HOLD, REJECT = 'apply', 'hold', 'reject'
 
