@@ -280,8 +280,8 @@ class SafetyFilter:
         if clipped:
             self.counters.clipped += 1
         return FilterDecision(APPLY, reason, joints=joints, target=target,
-                        seed=measured, gripper=self.gripper, clipped=clipped,
-                        previous_target=previous_target, step_from=previous.copy(), path=path)
+                              seed=measured, gripper=self.gripper, clipped=clipped,
+                              previous_target=previous_target, step_from=previous.copy(), path=path)
 
     def _speed_budget(self, now_ns: int):
         """How far (m, rad) the target may move now: speed x time since the last applied motion."""
@@ -435,7 +435,7 @@ class SafetyFilter:
         xyz = pose[:3, 3]
         if np.any(xyz < lo) or np.any(xyz > hi):
             return FilterDecision(REJECT, f'pose xyz {np.round(xyz, 4).tolist()} is outside the workspace '
-                                    f'{lo.tolist()}..{hi.tolist()}')
+                                          f'{lo.tolist()}..{hi.tolist()}')
         measured = np.asarray(measured_joints, dtype=float)
         # Seeded with the measured joints first (the nearest solution); from a folded or twisted
         # configuration (where a policy may have left the arm) that local solve often fails, so
@@ -450,7 +450,7 @@ class SafetyFilter:
         if not result.success:
             self.counters.ik_failures += 1
             return FilterDecision(REJECT, f'IK failed for pose xyz {np.round(xyz, 4).tolist()} '
-                                    f'(error {result.error:.4g})')
+                                          f'(error {result.error:.4g})')
         legs, via, direct = self._pose_move_legs(measured, result.joints, pose)
         if not legs:
             self.counters.path_refused += 1
