@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Generic, Optional, Sequence, TypeVar
 
 from fuse_core.config import ValidatedConfig, param
+from fuse_core.device import Device
 from fuse_core.errors import ConfigError
 from fuse_core.supervisor import BACKOFF, CONNECTED, FAILED, FINISHED, Supervisor
 from fuse_core.timing import RateMonitor, wall_ns
@@ -30,7 +31,7 @@ LogFn = Callable[[str, str], None]
 T = TypeVar('T')  # one item read from a source: a frame, a batch of samples, an audio block
 
 
-class Source(abc.ABC, Generic[T]):
+class Source(Device, Generic[T]):
     """A device, a replayed recording or a generated stream: connect / read / close.
 
     ``read(timeout_s)`` returns the next item (or None, or an empty batch, when nothing came
@@ -82,13 +83,6 @@ class Source(abc.ABC, Generic[T]):
     def health(self) -> Dict[str, Any]:
         """Source-specific figures for diagnostics (settings read back, parser counters)."""
         return self.actual.as_dict() if self.actual is not None else {}
-
-    def __enter__(self) -> 'Source[T]':
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class Rebuilt(Source[T]):

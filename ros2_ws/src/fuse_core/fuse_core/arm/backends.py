@@ -15,10 +15,11 @@ import numpy as np
 from fuse_core.arm.config import ArmConfig
 from fuse_core.arm.kinematics import (FINGER_MAX, FINGER_MIN, HOME_JOINTS, SLEEP_JOINTS, WX250S, ArmKinematics,
                                       bridge_state_to_pose)
+from fuse_core.device import Device
 from fuse_core.errors import ConfigError, DeviceError
 
 
-class ArmBackend(abc.ABC):
+class ArmBackend(Device):
     """What the arm node needs from an arm. Callers pass only finite, filtered targets."""
 
     #: Name reported in status and diagnostics.
@@ -68,13 +69,6 @@ class ArmBackend(abc.ABC):
     @property
     def connected(self) -> bool:
         return True
-
-    def __enter__(self) -> 'ArmBackend':
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class JointTargetArm(ArmBackend):

@@ -9,6 +9,7 @@ from typing import Any, Callable, FrozenSet, Optional, Sequence
 
 import numpy as np
 
+from fuse_core.device import Device
 from fuse_core.errors import DeviceError
 
 #: Buttons that end or restart an episode (forwarded to the episode manager).
@@ -43,7 +44,7 @@ class TeleopInput:
             raise ValueError(f'unknown teleop buttons {sorted(unknown)}')
 
 
-class TeleopSource(abc.ABC):
+class TeleopSource(Device):
     """A teleoperation device. read() never blocks; a lost device raises DeviceError."""
 
     name = 'teleop'
@@ -60,13 +61,6 @@ class TeleopSource(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the device; safe to call twice."""
-
-    def __enter__(self) -> 'TeleopSource':
-        self.connect()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class DeviceTeleopSource(TeleopSource):
