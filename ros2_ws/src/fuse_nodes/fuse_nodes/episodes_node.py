@@ -249,10 +249,11 @@ class EpisodesNode(Node):
         name, start, check = self._steps.pop(0)
         fut = start()
         if fut is None:
-            # Give a service that is starting up a moment before failing.
+            # A service that is not there yet may belong to a node still starting (on a loaded
+            # machine that took more than 5 s): wait for it as long as for any reset step.
             waited = getattr(self, '_service_wait', None)
             if waited is None:
-                self._service_wait = now + min(5.0, self.cfg.step_timeout_s)
+                self._service_wait = now + self.cfg.step_timeout_s
             if now < self._service_wait:
                 self._steps.insert(0, (name, start, check))
                 return

@@ -39,6 +39,7 @@ class EpisodesConfig(ValidatedConfig):
     auto_outcome: bool = param(False, 'twin: end the episode with the task\'s success/failure')
     episodes: int = param(0, 'stop the node after this many episodes with an outcome (0 = never)',
                           min=0, max=1_000_000)
-    step_timeout_s: float = param(30.0, 'a reset step (service call, move to start) waits this long',
+    step_timeout_s: float = param(30.0, 'a reset step (its service appearing, the call, the move to start) '
+                                  'waits this long',
                                   min=1.0, max=600.0)
     state_rate_hz: float = param(2.0, '~/state publish rate (and on every change)', min=0.1, max=50.0)
