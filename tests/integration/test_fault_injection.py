@@ -167,6 +167,8 @@ def test_a_second_publisher_makes_the_arm_hold_and_is_named(rig):
         outs = [p.communicate(timeout=60)[0] for p in (commander, rogue)]
     assert named, [m.hold_reason for t, m in mon.status if t >= t0][-5:]
     assert all(p.returncode == 0 for p in (commander, rogue)), outs
+    # A fast hold leaves a short window: let the joint states it covers (and those since) arrive.
+    wait_for(lambda: len(mon.since(t0)[0]) > 50, 10.0)
     report = mon.unsafe(t0)
     assert_safe(report, rig['arm'].log())
 
