@@ -155,6 +155,10 @@ def main_robot(args) -> int:
         keys = EpisodeKeys()
         driver = TrialDriver(int(env['ROS_DOMAIN_ID']))
         driver.wait_manager(None if args.attach else args.service_timeout, alive, keys.say)
+        missing = keys.missing_services(args.service_timeout)
+        if missing:
+            raise Interrupted(f'the episode manager publishes its state but not {", ".join(missing)} '
+                              f'after {args.service_timeout:.0f} s')
         if args.attach:
             _check_attached(driver.manager.action_source, bundle)
         trials = OperatorTrials(pending, report.planned, args.task, args.instruction, args.operator,

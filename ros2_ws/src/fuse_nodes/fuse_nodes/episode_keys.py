@@ -6,6 +6,7 @@ import os
 import select
 import sys
 import termios
+import time
 import tty
 from typing import Callable, Dict, Optional
 
@@ -45,6 +46,15 @@ class EpisodeKeys(Node):
             self._line = line
             sys.stdout.write('\r\x1b[2K' + line[:200])
             sys.stdout.flush()
+
+    def missing_services(self, timeout_s: float) -> list:
+        """The episode manager's services not discovered within `timeout_s` (each waited for in turn).
+
+        Its state topic can be matched before its services: a key pressed in between would find
+        no service."""
+        deadline = time.monotonic() + timeout_s
+        return [c.srv_name for c in (self.reset, self.instr, self.start, self.abort, self.end)
+                if not c.wait_for_service(timeout_sec=max(0.1, deadline - time.monotonic()))]
 
     def call(self, client, request) -> str:
         return self._call(client, request)[0]

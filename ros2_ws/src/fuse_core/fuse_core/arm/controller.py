@@ -157,7 +157,7 @@ class ArmController:
             raise
         self.last_error = ''
         if self.backend.synthetic:
-            self._log('warn', 'backend mock is a SYNTHETIC kinematic arm (tests/simulation only)')
+            self._log('warn', f'backend {self.backend.name} is a SYNTHETIC kinematic arm (tests/simulation only)')
         self._log('info', f'backend {self.backend.name} connected')
         return self.backend
 
