@@ -9,8 +9,9 @@ drop bookkeeping, and a finished replay as a state of its own. The sensor nodes 
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generic, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, Generic, Optional, Sequence, Tuple, TypeVar
 
 from fuse_core.config import ValidatedConfig, param
 from fuse_core.device import Device
@@ -220,7 +221,7 @@ class SensorReader(Generic[T]):
         self.source.connect()
         return self.source
 
-    def _read(self, source: Source[T]) -> Optional[T]:
+    def _read(self, source: Source[T]) -> Optional[Tuple[T, Sequence[int]]]:
         item = source.read(self._read_timeout_s)
         stamps = source.capture_stamps(item) if item is not None else ()
         if not stamps:
@@ -228,13 +229,14 @@ class SensorReader(Generic[T]):
         if self._max_age_ns is not None and wall_ns() - stamps[-1] > self._max_age_ns:
             self.monitor.drop(len(stamps))
             return None
-        return item
+        return item, stamps  # the stamps go along, so each item's are worked out once
 
-    def _deliver(self, item: T) -> None:
-        stamps = self.source.capture_stamps(item)
+    def _deliver(self, read: Tuple[T, Sequence[int]]) -> None:
+        item, stamps = read
         self.last_stamp_ns = stamps[-1]
+        now = time.monotonic()  # one reading for a whole batch (an IMU read holds several samples)
         for _ in stamps:
-            self.monitor.tick()
+            self.monitor.tick(now)
         self._on_item(item)
 
     def _report(self, message: str) -> None:

@@ -46,6 +46,7 @@ class SensorNode(Node):
 
     # --- what a sensor supplies --------------------------------------------------------------
     def make_source(self) -> Source:
+        """The device, recording or generated stream this node reads (from ``self.cfg``)."""
         raise NotImplementedError
 
     def on_item(self, item: Any) -> None:
