@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument('--workers', type=int, default=0, help='threads decoding images for each batch')
     ap.add_argument('--augment-shift', type=int, default=0, metavar='PX',
                     help='shift training camera images by up to PX pixels (random, edges repeated; 0 = off)')
+    ap.add_argument('--image-cache-mb', type=int, default=4096,
+                    help='decoded images kept in memory, each distinct image decoded once (0 = decode every time)')
     ap.add_argument('--model', default='{}', help='JSON overrides of the model config, e.g. {"layers": 4}')
     ap.add_argument('--resume', action='store_true', help="continue from the run's last checkpoint")
     ap.add_argument('--export', default='', help='write a bundle here after training (parity-checked)')
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
             wise_alpha=-1.0 if args.wise_alpha == 'auto' else float(args.wise_alpha),
             val_fraction=args.val_fraction, checkpoint_every=args.checkpoint_every,
             log_every=args.log_every, device=args.device, threads=args.threads, workers=args.workers,
-            augment_shift=args.augment_shift,
+            augment_shift=args.augment_shift, image_cache_mb=args.image_cache_mb,
             model=json.loads(args.model),
         )
         trainer = Trainer(cfg)

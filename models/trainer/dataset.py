@@ -55,6 +55,9 @@ ACTION_FEATURE = 'action'
 INSTRUCTIONS_FILE = 'meta/fuse_instructions.json'
 INPUT_SPECS = {i['name']: i for i in FUSE_OBSERVATION_INPUTS}
 GRIPPER = 6
+#: Decoded images kept in memory by default (about 0.55 MB a frame with both cameras and both DIGITs
+#: at the model's sizes, each background once per episode: a 5,000-frame dataset fits).
+DEFAULT_IMAGE_CACHE_BYTES = 4 << 30
 
 
 @dataclass
@@ -107,8 +110,16 @@ class LeRobotWindows:
     """
 
     def __init__(self, root, inputs: Optional[Sequence[str]] = None, window: int = 2, horizon: int = 4,
-                 action_dim: int = 7, binarize_gripper: bool = True) -> None:
+                 action_dim: int = 7, binarize_gripper: bool = True,
+                 image_cache_bytes: int = DEFAULT_IMAGE_CACHE_BYTES) -> None:
         self.root = Path(root)
+        # Decoded, resized images by their encoded bytes: a frame is drawn into many batches (and
+        # into W windows), and a DIGIT background repeats every frame of its episode, so decoding
+        # each distinct image once removes most of a batch's cost. Bounded: past the budget,
+        # images are decoded again each time, as without a cache.
+        self.image_cache_bytes = int(image_cache_bytes)
+        self._images: Dict[Tuple[str, bytes], np.ndarray] = {}
+        self._image_bytes = 0
         if not self.root.is_dir():
             raise DatasetError(f'dataset {self.root} does not exist')
         self.window, self.horizon, self.action_dim = int(window), int(horizon), int(action_dim)
@@ -317,18 +328,32 @@ class LeRobotWindows:
         }
 
     def _input(self, name: str, i: int) -> np.ndarray:
-        from fuse_core.sync.preprocess import rgb_resized
-
         spec = INPUT_SPECS[name]
         frame_key, bg_key = FEATURES[name]
         if name == 'mel_spectro':
             return np.asarray(self.frames.columns[frame_key][i], np.float32)
         size, interp = spec['preprocess']['size'], spec['preprocess']['interpolation']
-        img = rgb_resized(_decode(self.frames.columns[frame_key][i], frame_key), 'bgr8', size, interp, frame_key)
+        img = self._image(frame_key, i, size, interp)
         if bg_key is None:
             return img
-        bg = rgb_resized(_decode(self.frames.columns[bg_key][i], bg_key), 'bgr8', size, interp, bg_key)
+        bg = self._image(bg_key, i, size, interp)
         return np.subtract(img, bg, dtype=np.int16)
+
+    def _image(self, key: str, i: int, size, interp: str) -> np.ndarray:
+        """Frame i of image feature `key`, decoded and resized as the sync node does (read-only:
+        the array may be the cached one every later use of the same image gets)."""
+        from fuse_core.sync.preprocess import rgb_resized
+
+        data = self.frames.columns[key][i]
+        got = self._images.get((key, data))
+        if got is not None:
+            return got
+        img = rgb_resized(_decode(data, key), 'bgr8', size, interp, key)
+        if self._image_bytes + img.nbytes <= self.image_cache_bytes:
+            img.flags.writeable = False
+            self._images[(key, data)] = img
+            self._image_bytes += img.nbytes
+        return img
 
     def sample(self, i: int, stats: Mapping, binarize_gripper: bool = True) -> Dict[str, np.ndarray]:
         """Window, pad mask, normalised action chunk and its mask, and the episode id, for frame i."""

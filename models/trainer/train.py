@@ -57,6 +57,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0 = torch's default)
     workers: int = 0  # threads decoding and resizing a batch's images (0 = in the training thread)
     augment_shift: int = 0  # training batches: camera images shifted by up to this many pixels (0 = off)
+    image_cache_mb: int = 4096  # decoded images kept in memory (0 = decode every time)
     model: Dict[str, object] = field(default_factory=dict)  # ModelConfig overrides
 
     def __post_init__(self) -> None:
@@ -66,6 +67,8 @@ class TrainConfig:
                 problems.append(f'{name} must be >= 1')
         if self.workers < 0 or self.threads < 0 or self.augment_shift < 0:
             problems.append('workers, threads and augment_shift must be >= 0')
+        if self.image_cache_mb < 0:
+            problems.append('image_cache_mb must be >= 0')
         for name in ('lr', 'contrastive_weight', 'generative_weight', 'l2sp', 'spd', 'tpgm', 'weight_decay',
                      'grad_clip'):
             v = float(getattr(self, name))
@@ -210,7 +213,8 @@ class Trainer:
             blob = _load(cfg.pretrained)
             pretrained_state, pretrained_cfg, base_tok = blob['model'], blob['config'], blob['tokenizer']
         self.data = LeRobotWindows(cfg.dataset, inputs=cfg.inputs or None,
-                                   window=int(cfg.model.get('window', 2)), horizon=int(cfg.model.get('horizon', 4)))
+                                   window=int(cfg.model.get('window', 2)), horizon=int(cfg.model.get('horizon', 4)),
+                                   image_cache_bytes=int(cfg.image_cache_mb) << 20)
         mcfg = dict(pretrained_cfg['model']) if pretrained_cfg else {}
         mcfg.update(cfg.model)
         mcfg['inputs'] = list(self.data.inputs)

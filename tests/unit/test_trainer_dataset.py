@@ -131,3 +131,38 @@ def test_not_a_v3_dataset_and_frame_gaps_are_refused(tiny, tmp_path):
     pq.write_table(t.filter(np.arange(len(t)) != 2), f)
     with pytest.raises(DatasetError, match='episode 0 frame_index'):
         LeRobotWindows(root)
+
+
+
+def test_each_distinct_image_is_decoded_once_and_samples_match_uncached(tiny, monkeypatch):
+    import models.trainer.dataset as D
+
+    calls = []
+    decode = D._decode
+    monkeypatch.setattr(D, '_decode', lambda data, what: calls.append(what) or decode(data, what))
+    cached, plain = LeRobotWindows(tiny), LeRobotWindows(tiny, image_cache_bytes=0)
+    stats = cached.action_statistics()
+    for i in (1, 2, 1, 2, 7):
+        a, b = cached.sample(i, stats), plain.sample(i, stats)
+        for k in cached.inputs:
+            assert np.array_equal(a[k], b[k]), k
+    calls.clear()
+    cached.sample(1, stats)                  # every image of this window was decoded before
+    assert calls == []
+    plain.sample(1, stats)                   # W=2 steps x (2 cameras + 2 DIGITs + 2 backgrounds)
+    assert len(calls) == 2 * 6
+    # one episode's DIGIT background is the same image on every frame: decoded once per DIGIT
+    calls.clear()
+    for i in range(5):
+        cached.sample(i, stats)
+    assert calls.count('observation.images.digit_0_background') <= 1
+
+
+def test_the_image_cache_stays_within_its_budget(tiny):
+    data = LeRobotWindows(tiny, image_cache_bytes=300_000)
+    stats = data.action_statistics()
+    for i in range(len(data)):
+        data.sample(i, stats)
+    assert 0 < data._image_bytes <= 300_000
+    with pytest.raises(ValueError):
+        data._images[next(iter(data._images))][0, 0, 0] = 1  # read-only: a batch can never alter it

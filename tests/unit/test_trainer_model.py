@@ -1,0 +1,40 @@
+"""The trainer's model (models/trainer/model.py): the input stems compute FuSe's normalisation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip('torch', reason='the trainer needs PyTorch: ./setup.sh --train')
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from models.trainer.model import CameraStem, TactileEncoder, gelu  # noqa: E402
+
+
+def test_camera_stem_is_its_convolutions_over_the_zero_goal_image_scaled_to_minus_one_one():
+    torch.manual_seed(0)
+    stem = CameraStem(32, 8, 4)
+    image = torch.randint(0, 256, (3, 64, 64, 3), dtype=torch.uint8)
+    x = image.to(torch.float32)
+    x = torch.cat([x, torch.zeros_like(x)], dim=-1) / 127.5 - 1.0   # the image and FuSe's zero goal image
+    want = stem.conv2(gelu(stem.conv1(x.permute(0, 3, 1, 2)))).flatten(2).transpose(1, 2)
+    got = stem(image)
+    assert got.shape == want.shape == (3, 4, 32)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    got.sum().backward()                     # the goal half of conv1 still learns (through the constant)
+    assert stem.conv1.weight.grad[:, 3:].abs().sum() > 0
+
+
+def test_tactile_encoder_standardises_the_difference_image_as_fuse_does():
+    torch.manual_seed(0)
+    enc = TactileEncoder(32)
+    frame = torch.randint(-255, 256, (3, 224, 224, 3), dtype=torch.int16)
+    x = (frame.to(torch.float32).permute(0, 3, 1, 2) / 255.0 - enc.mean) / enc.std
+    want = enc.proj(enc.conv2(gelu(enc.conv1(x))).mean(dim=(2, 3)))
+    got = enc(frame)
+    assert torch.allclose(got, want, atol=1e-4 * float(want.abs().max()), rtol=1e-5)
