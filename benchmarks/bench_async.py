@@ -93,7 +93,7 @@ def run_mode(runner, wins, execution: str, aggregate: str, seconds: float) -> di
             )
             d = ctl.process(win)
             done = time.time_ns()
-            records.append({'tick': tick, 'outcome': d.outcome, 'message': d.message,
+            records.append({'tick': tick, 'outcome': str(d.outcome), 'message': d.message,
                             'action': None if d.action is None else d.action.copy(),
                             'source': d.action_newest_sample_ns or scheduled,
                             'latency_ms': (done - scheduled) / 1e6})

@@ -15,7 +15,7 @@ window (its serialised size is reported: about 0.9 MB at 5 Hz with the reference
 sample's data once); its CPU is listed apart from the nodes' total.
 
     .venv/bin/python benchmarks/bench_loop.py [--seconds 120] [--warmup 10] [--json out.json]
-        [--execution receding_horizon,async]
+        [--execution receding_horizon,async,async:clock]
 
 With several --execution modes the graph runs once per mode, one after the other, and a
 side-by-side table of the main figures ends the output. In async mode a command's
@@ -469,20 +469,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID (default: derived from the pid, 130..189)')
     ap.add_argument('--log-dir', default='log/bench_loop', help='per-node logs (default log/bench_loop)')
     ap.add_argument('--json', metavar='PATH', help='also write the JSON results to PATH (one line per mode)')
-    ap.add_argument('--execution', default='receding_horizon,async',
-                    help='policy execution modes to run one after the other (default receding_horizon,async)')
+    ap.add_argument('--execution', default='receding_horizon,async,async:clock',
+                    help='policy execution modes to run one after the other (default '
+                         'receding_horizon,async,async:clock; async:clock = async with async_tick_source clock)')
     args = ap.parse_args(argv)
     if args.seconds <= 0 or args.warmup < 0:
         ap.error('--seconds must be > 0 and --warmup >= 0')
 
     modes = [m.strip() for m in args.execution.split(',') if m.strip()]
-    known = ('receding_horizon', 'temporal_ensemble', 'async')
+    known = ('receding_horizon', 'temporal_ensemble', 'async', 'async:clock')
     if not modes or any(m not in known for m in modes):
         ap.error(f'--execution: comma-separated modes out of {list(known)}')
     domain = args.domain_id if args.domain_id is not None else 130 + os.getpid() % 60
     results, code = [], 0
     for mode in modes:
-        log_dir = Path(args.log_dir) / mode if len(modes) > 1 else Path(args.log_dir)
+        log_dir = Path(args.log_dir) / mode.replace(':', '_') if len(modes) > 1 else Path(args.log_dir)
         rc, result = run_once(args, mode, domain, log_dir)
         code = code or rc
         if result is None:
@@ -544,7 +545,9 @@ def diag_pair(r: dict, status: str, name: str) -> str:
 def run_once(args, mode: str, domain: int, log_dir: Path):
     """Start the graph with the policy in `mode`, measure, stop: (exit code, result or None)."""
     specs = graph.sim_graph(bundle_path=args.bundle, instruction=args.instruction, synthetic_sensors=True)
-    specs = [dataclasses.replace(s, parameters={**s.parameters, 'execution': mode}) if s.name == 'policy' else s
+    execution, _, tick_source = mode.partition(':')
+    policy_params = {'execution': execution, **({'async_tick_source': tick_source} if tick_source else {})}
+    specs = [dataclasses.replace(s, parameters={**s.parameters, **policy_params}) if s.name == 'policy' else s
              for s in specs]
     bundle = next(s.parameters['bundle_path'] for s in specs if s.name == 'policy')
     try:

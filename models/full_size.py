@@ -33,7 +33,7 @@ from models.exporter import Checkpoint, export_checkpoint, load_checkpoint  # no
 FIXTURE = REPO / 'tests' / 'fixtures' / 'fuse_small'
 CACHE = Path.home() / '.cache' / 'fuse-ros' / 'full_size'
 #: Bump when the generated architecture changes, so a stale cache is rebuilt.
-VERSION = 1
+VERSION = 2
 
 TOKEN = 384  # Octo-small
 LAYERS, HEADS, MLP = 12, 6, 1536

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 OPSET = 17
+#: ONNX Runtime's contrib operator domain (FastGelu): bundles run in ONNX Runtime only.
+ORT_DOMAIN = 'com.microsoft'
 FLOAT_MIN = float(np.finfo(np.float32).min)
 
 _ONNX_TYPES = {
@@ -33,6 +35,7 @@ class Graph:
         self.outputs = []
         self._count = 0
         self._consts: dict[tuple, str] = {}
+        self._domains: set[str] = set()
 
     def _fresh(self, hint: str) -> str:
         self._count += 1
@@ -64,11 +67,13 @@ class Graph:
             self._consts[key] = tname
         return tname
 
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, **attrs):
+    def op(self, op_type: str, *inputs: str, outputs: int = 1, domain: str = '', **attrs):
         from onnx import helper
 
         names = [self._fresh(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, domain=domain or None, **attrs))
+        if domain:
+            self._domains.add(domain)
         return names[0] if outputs == 1 else names
 
     def model(self, doc: str = ''):
@@ -77,7 +82,7 @@ class Graph:
         graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
         model = helper.make_model(
             graph,
-            opset_imports=[helper.make_opsetid('', OPSET)],
+            opset_imports=[helper.make_opsetid('', OPSET)] + [helper.make_opsetid(d, 1) for d in sorted(self._domains)],
             producer_name='fuse-ros models.exporter',
             doc_string=doc,
         )
@@ -138,11 +143,11 @@ class Graph:
         return self.mul(normed, self.const(weight, name='rms_weight'))
 
     def gelu_tanh(self, x: str) -> str:
-        # jax.nn.gelu(approximate=True), the Flax default.
-        cube = self.mul(self.mul(x, x), x)
-        inner = self.mul(self.add(x, self.mul(cube, self.const(0.044715))), self.const(np.sqrt(2.0 / np.pi)))
-        cdf = self.mul(self.add(self.op('Tanh', inner), self.const(1.0)), self.const(0.5))
-        return self.mul(x, cdf)
+        # jax.nn.gelu(approximate=True), the Flax default: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+        # ONNX Runtime's FastGelu is that formula in one kernel. As nine elementwise ops
+        # (opset 17 has no Gelu, and ONNX Runtime does not fuse the chain) it took about a
+        # sixth of the full-size policy graph's time on the CPU; FastGelu is ~15x faster.
+        return self.op('FastGelu', x, domain=ORT_DOMAIN)
 
     def relu(self, x: str) -> str:
         return self.op('Relu', x)

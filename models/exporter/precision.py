@@ -39,8 +39,10 @@ def convert(model, precision: str):
 
         with tempfile.TemporaryDirectory(prefix='fuse_int8_') as tmp:
             out = Path(tmp) / 'model.onnx'
+            # ONNX shape inference gives no types past ONNX Runtime's own ops (FastGelu), so
+            # the quantiser is told that what it cannot type is float.
             quantize_dynamic(model, out, op_types_to_quantize=['MatMul', 'Gemm'], weight_type=QuantType.QInt8,
-                             per_channel=True)
+                             per_channel=True, extra_options={'DefaultTensorType': onnx.TensorProto.FLOAT})
             return onnx.load(str(out))
     if precision == 'float16':
         from onnxruntime.transformers.float16 import convert_float_to_float16

@@ -249,6 +249,42 @@ def test_policy_node_async_execution(launch_node, rclpy_context):
     assert 'inference off the tick' in stop_cleanly(proc)
 
 
+def test_policy_node_async_ticks_on_its_own_clock(launch_node, rclpy_context):
+    """async_tick_source clock: every tick's command is stamped on the windows' grid and runs from
+    the chunks of earlier windows, without waiting for its own; one tick after the last window
+    still runs, the next one holds naming the missing window."""
+    from fuse_interfaces.msg import ObservationTensor, ObservationWindow
+    from fuse_nodes.common import time_to_ns
+
+    manifest = read_manifest(resolve_bundle_path(''))
+    period = 200_000_000
+    proc, client = start_policy(launch_node, rclpy_context, 'policy_clock_test', execution='async',
+                                async_tick_source='clock')
+    node, spin, pub, commands = client.node, client.spin, client.pub, client.commands
+    try:
+        assert wait_for(lambda: pub.get_subscription_count() > 0, 20.0, spin), proc.log()
+        arrays = random_arrays(manifest, 2)
+        base = client.now_ns() + period
+        for tick in range(1, 9):
+            due = base + (tick - 1) * period
+            while client.now_ns() < due:
+                spin()
+            pub.publish(make_window(manifest, tick, due, arrays, ObservationWindow, ObservationTensor))
+        assert wait_for(lambda: 10 in commands, 10.0, spin), f'{sorted(commands)}\n{proc.log()}'
+        assert 1 not in commands  # the first window only starts an inference: no tick before it
+        for tick, cmd in commands.items():
+            assert time_to_ns(cmd.header.stamp) == base + (tick - 1) * period, tick
+        moved = [t for t, c in commands.items() if not c.hold]
+        # tick 9 had no window of its own: it ran on the clock from the chunks of window 8 (or 7)
+        assert 9 in moved, {t: c.reason for t, c in commands.items()}
+        assert commands[10].hold and 'late' in commands[10].reason and 'no window of tick 9' in commands[10].reason
+        for tick in moved:
+            assert commands[tick].gripper in (0.0, 1.0) and np.all(np.isfinite(commands[tick].translation))
+    finally:
+        node.destroy_node()
+    assert 'inference off the tick' in stop_cleanly(proc)
+
+
 def test_policy_gated_by_the_episode_manager_commands_only_while_it_records(launch_node, rclpy_context):
     """episodes_topic (robot evaluation): a hold naming the manager's state, and no inference, until it
     records; then commands; a hold again once the recording ends."""

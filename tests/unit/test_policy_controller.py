@@ -15,7 +15,7 @@ from fuse_core.bundle.manifest import DELTA_EE_LAYOUT
 from fuse_core.bundle.policy import PolicyConfig, PolicyController, WindowInput
 from fuse_core.bundle.runner import InferenceResult, check_observation
 from fuse_core.bundle.tokenizers import HashWordsTokenizer, InstructionError
-from fuse_core.errors import BundleError, ConfigError
+from fuse_core.errors import BundleError, ConfigError, FuseError
 from support.manifests import camera_and_spectrogram_manifest
 
 W = 2
@@ -486,3 +486,51 @@ def test_health_follows_the_last_outcome_then_the_gate_then_the_windows():
     assert ctl.health(PolicyOutcome.COMMAND) == (Severity.OK, 'publishing commands')
     runner.instruction = None
     assert ctl.health(PolicyOutcome.NO_INSTRUCTION) == (Severity.WARN, 'no instruction set')
+
+
+def test_async_clock_ticks_run_from_the_previous_window_and_its_inference():
+    """async_tick_source clock: observe() only gates and starts inference; execute_tick() commands."""
+    with async_controller(async_tick_source='clock') as (ctl, runner, clock):
+        assert ctl.observe(async_window(clock, 1)) is None  # trusted; inference of window 1 starts
+        assert ctl._worker.submitted == 1
+        finish(ctl, runner)
+        d = ctl.execute_tick(2)  # before window 2 arrives: the chunk of window 1, its action for tick 2
+        assert d.outcome == 'command' and d.chunk_tick == 1
+        assert d.action[0] == pytest.approx(0.002) and d.action[1] == pytest.approx(0.01)
+        assert ctl.observe(async_window(clock, 2)) is None
+        finish(ctl, runner)
+        d = ctl.execute_tick(3)
+        assert d.outcome == 'command' and d.chunk_tick == 2 and d.action[0] == pytest.approx(0.003)
+        assert ctl.summary()['commands_sent'] == 2
+
+
+def test_async_clock_tick_without_the_previous_window_holds_and_drops_the_chunks():
+    with async_controller(async_tick_source='clock') as (ctl, runner, clock):
+        d = ctl.execute_tick(5)
+        assert d.outcome == 'late' and 'no trusted window yet' in d.message
+        ctl.observe(async_window(clock, 1))
+        finish(ctl, runner)
+        assert ctl.execute_tick(2).outcome == 'command'
+        # window 2 never came: tick 3 must not move on the chunk of window 1, nor may it resume
+        d = ctl.execute_tick(3)
+        assert d.outcome == 'late' and 'no window of tick 2' in d.message and d.action is None
+        assert ctl.observe(async_window(clock, 3)) is None
+        assert ctl.execute_tick(4).outcome == 'uncovered'  # chunk 1 was dropped; chunk 3 still running
+
+
+def test_async_clock_untrusted_window_holds_at_once_and_the_next_tick_too():
+    with async_controller(async_tick_source='clock') as (ctl, runner, clock):
+        ctl.observe(async_window(clock, 1))
+        finish(ctl, runner)
+        assert ctl.execute_tick(2).outcome == 'command'
+        stale = async_window(clock, 2)
+        stale.valid = {'cam': [True, False], 'spec': [True, True]}
+        d = ctl.observe(stale)
+        assert d is not None and d.outcome == 'stale' and d.outcome.must_hold
+        assert ctl.execute_tick(3).outcome == 'late'
+
+
+def test_observe_is_only_for_asynchronous_execution():
+    ctl, _, clock = make()
+    with pytest.raises(FuseError, match='asynchronous'):
+        ctl.observe(window(clock))

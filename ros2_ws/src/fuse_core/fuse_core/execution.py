@@ -14,6 +14,8 @@ from fuse_core.gripper import GRIPPER_THRESHOLD, binarised_gripper
 EXECUTION_CHOICES = ('receding_horizon', 'temporal_ensemble', 'async')
 #: How the asynchronous executor merges the chunks that cover one tick.
 AGGREGATE_CHOICES = ('latest', 'blend', 'ensemble')
+#: What starts an asynchronous tick: its window's arrival, or the policy node's own clock.
+TICK_SOURCE_CHOICES = ('window', 'clock')
 
 
 class ActionRejectedError(FuseError, ValueError):

@@ -6,7 +6,8 @@ import collections
 import sys
 import threading
 import time
-from typing import Deque, Optional
+from dataclasses import dataclass
+from typing import Any, Deque, Optional, Tuple
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
@@ -41,6 +42,19 @@ MAX_WINDOW_TENSORS = 32
 MAX_WINDOW_FUTURE_NS = 100_000_000
 
 
+@dataclass(frozen=True)
+class TickRef:
+    """The tick a published message belongs to: its stamp, index and newest sample stamp."""
+
+    stamp: Any  # builtin_interfaces/Time
+    tick_index: int
+    newest_sample_stamp: Any
+
+    @classmethod
+    def of_window(cls, msg: ObservationWindow) -> 'TickRef':
+        return cls(msg.header.stamp, msg.tick_index, msg.newest_sample_stamp)
+
+
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__('policy')
@@ -69,7 +83,8 @@ class PolicyNode(Node):
             f'({self.cfg.intra_op_threads} threads); inputs {list(m.input_names)}; '
             f'window {m.window_size} at {m.control_rate_hz} Hz; chunk {m.action.horizon}x{m.action.dim}; '
             f'execution {self.cfg.execution}'
-            + (f' ({self.cfg.async_aggregate}; inference off the tick)' if self.controller.asynchronous else '')
+            + (f' ({self.cfg.async_aggregate}; inference off the tick; ticks started by the '
+               f'{self.cfg.async_tick_source})' if self.controller.asynchronous else '')
             + f'; instruction {self.runner.instruction!r}'
         )
 
@@ -106,10 +121,28 @@ class PolicyNode(Node):
         self.diagnostics = Diagnostics(self, hardware_id=m.name)
         self.diagnostics.add('policy', self._status)
 
+        # async_tick_source clock: a thread runs each tick at its time on the window ticks' grid
+        # (wall clock), so a command no longer waits for its window's build and transport.
+        self._anchor: Optional[Tuple[int, int]] = None  # (tick_index, stamp_ns) of the newest window
+        self._clock_late_ms: Deque[float] = collections.deque(maxlen=500)
+        self._missed_clock_ticks = 0
+        self._stop = threading.Event()
+        self._clock_thread: Optional[threading.Thread] = None
+        if self.controller.asynchronous and self.cfg.async_tick_source == 'clock':
+            if self.get_parameter('use_sim_time').value:
+                self.get_logger().warning('async_tick_source clock runs on the wall clock; with use_sim_time '
+                                          'the windows start the ticks (async_tick_source window)')
+            else:
+                self._clock_thread = threading.Thread(target=self._tick_clock, name='tick_clock', daemon=True)
+                self._clock_thread.start()
+
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
     def close(self) -> None:
+        self._stop.set()
+        if self._clock_thread is not None:
+            self._clock_thread.join(2.0)
         self.controller.close()
 
     # --- episode gate ---------------------------------------------------------------------
@@ -133,11 +166,14 @@ class PolicyNode(Node):
         gate = self._gate()
         if gate:
             # No inference: the arm holds, and the hold names why (as the teleop's do).
-            self.command_pub.publish(self._hold_msg(msg, gate))
+            self.command_pub.publish(self._hold_msg(TickRef.of_window(msg), gate))
             return
         if self._restart:
             self._restart = False
             self.controller.restart()
+        if self._clock_thread is not None:
+            self._observe(msg)
+            return
         t0 = time.perf_counter()
         try:
             win = self._decode(msg)
@@ -148,22 +184,84 @@ class PolicyNode(Node):
             decision = self.controller.malformed(
                 f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
         t2 = time.perf_counter()
-        # The command first: it is what the arm waits for.
-        if decision.outcome is PolicyOutcome.COMMAND:
-            self.command_pub.publish(self._command_msg(msg, decision))
-        elif decision.outcome.must_hold:
-            # Tell the arm now, in this tick, instead of leaving it to the arm's watchdog:
-            # the arm holds within one tick and its status names the reason (e.g. the stream).
-            self.command_pub.publish(self._hold_msg(msg, f'{decision.outcome}: {decision.message}'))
+        self._publish(TickRef.of_window(msg), decision)
         t3 = time.perf_counter()
         if decision.chunk is not None:
-            self.chunk_pub.publish(self._chunk_msg(msg, decision))
+            self.chunk_pub.publish(self._chunk_msg(TickRef.of_window(msg), decision))
         self._report(decision, msg.tick_index)
         with self._outcome_lock:
             self._decode_ms.append((t1 - t0) * 1e3)
             self._process_ms.append((t2 - t1) * 1e3)
             self._publish_ms.append((t3 - t2) * 1e3)
             self._window_ms.append((t3 - t0) * 1e3)
+
+    def _publish(self, ref: TickRef, decision: PolicyStep) -> None:
+        # The command first: it is what the arm waits for.
+        if decision.outcome is PolicyOutcome.COMMAND:
+            self.command_pub.publish(self._command_msg(ref, decision))
+        elif decision.outcome.must_hold:
+            # Tell the arm now, in this tick, instead of leaving it to the arm's watchdog:
+            # the arm holds within one tick and its status names the reason (e.g. the stream).
+            self.command_pub.publish(self._hold_msg(ref, f'{decision.outcome}: {decision.message}'))
+
+    # --- ticks on this node's clock (async_tick_source clock) ------------------------------
+    def _observe(self, msg: ObservationWindow) -> None:
+        """A window only gates the next tick and starts an inference; a failing one holds now."""
+        t0 = time.perf_counter()
+        try:
+            win = self._decode(msg)
+            decision = win if isinstance(win, PolicyStep) else self.controller.observe(win)
+            if not isinstance(win, PolicyStep):
+                self._anchor = (win.tick_index, win.stamp_ns)
+        except Exception as exc:  # noqa: BLE001 - as in _on_window: count, report, hold
+            decision = self.controller.malformed(f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
+        t1 = time.perf_counter()
+        if decision is not None:
+            self._publish(TickRef.of_window(msg), decision)
+            self._report(decision, msg.tick_index)
+        with self._outcome_lock:
+            self._decode_ms.append((t1 - t0) * 1e3)
+
+    def _tick_clock(self) -> None:
+        """Run tick k at anchor_stamp + (k - anchor_tick) * period: the sync node's own grid."""
+        period_ns = int(round(self.controller.period_s * 1e9))
+        next_tick: Optional[int] = None
+        while not self._stop.is_set():
+            anchor = self._anchor
+            if anchor is None or self._gate():
+                next_tick = None
+                self._stop.wait(period_ns / 4e9)
+                continue
+            a_tick, a_ns = anchor
+            if next_tick is None or next_tick <= a_tick:
+                next_tick = a_tick + 1
+            due_ns = a_ns + (next_tick - a_tick) * period_ns
+            wait_ns = due_ns - self._now_ns()
+            if wait_ns > 0:
+                self._stop.wait(wait_ns / 1e9)
+                continue  # the anchor may have moved; recompute (the grid is the same)
+            late_ns = -wait_ns
+            if late_ns >= period_ns:  # woke a whole period late: run the newest slot, count the rest
+                skipped = late_ns // period_ns
+                self._missed_clock_ticks += int(skipped)
+                next_tick += int(skipped)
+                due_ns += int(skipped) * period_ns
+                late_ns -= int(skipped) * period_ns
+            try:
+                decision = self.controller.execute_tick(next_tick)
+            except Exception as exc:  # noqa: BLE001 - the clock must keep running: hold, naming it
+                decision = PolicyStep(PolicyOutcome.ERROR, message=f'tick {next_tick}: {type(exc).__name__}: {exc}')
+            ref = TickRef(ns_to_time(due_ns), next_tick, ns_to_time(decision.action_newest_sample_ns))
+            t0 = time.perf_counter()
+            self._publish(ref, decision)
+            t1 = time.perf_counter()
+            if decision.chunk is not None:
+                self.chunk_pub.publish(self._chunk_msg(ref, decision))
+            self._report(decision, next_tick)
+            with self._outcome_lock:
+                self._clock_late_ms.append(late_ns / 1e6)
+                self._publish_ms.append((t1 - t0) * 1e3)
+            next_tick += 1
 
     def _decode(self, msg: ObservationWindow):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""
@@ -184,13 +282,13 @@ class PolicyNode(Node):
         if line is not None:
             log_at(self.get_logger(), *line)
 
-    def _chunk_msg(self, msg: ObservationWindow, d: PolicyStep) -> ActionChunk:
+    def _chunk_msg(self, ref: TickRef, d: PolicyStep) -> ActionChunk:
         out = ActionChunk()
         out.header.frame_id = self.cfg.frame_id
         if d.chunk_tick is None:
-            out.header.stamp = msg.header.stamp
-            out.tick_index = msg.tick_index
-            out.newest_sample_stamp = msg.newest_sample_stamp
+            out.header.stamp = ref.stamp
+            out.tick_index = ref.tick_index
+            out.newest_sample_stamp = ref.newest_sample_stamp
         else:  # asynchronous: the chunk belongs to the (earlier) window it was computed from
             out.header.stamp = ns_to_time(d.chunk_stamp_ns)
             out.tick_index = d.chunk_tick
@@ -200,30 +298,30 @@ class PolicyNode(Node):
         out.inference_ms = float(d.inference_ms)
         return out
 
-    def _command_msg(self, msg: ObservationWindow, d: PolicyStep) -> DeltaEECommand:
+    def _command_msg(self, ref: TickRef, d: PolicyStep) -> DeltaEECommand:
         a = d.action
         out = DeltaEECommand()
-        out.header.stamp = msg.header.stamp
+        out.header.stamp = ref.stamp
         out.header.frame_id = self.cfg.frame_id
-        out.tick_index = msg.tick_index
+        out.tick_index = ref.tick_index
         out.translation = [float(a[0]), float(a[1]), float(a[2])]
         out.rotation = [float(a[3]), float(a[4]), float(a[5])]
         out.gripper = float(a[6])
         # The newest sample behind the action: in asynchronous mode that of the chunk's window.
         out.newest_sample_stamp = (
-            ns_to_time(d.action_newest_sample_ns) if d.action_newest_sample_ns else msg.newest_sample_stamp
+            ns_to_time(d.action_newest_sample_ns) if d.action_newest_sample_ns else ref.newest_sample_stamp
         )
         out.valid_until = ns_to_time(d.valid_until_ns)
         return out
 
-    def _hold_msg(self, msg: ObservationWindow, reason: str) -> DeltaEECommand:
+    def _hold_msg(self, ref: TickRef, reason: str) -> DeltaEECommand:
         out = DeltaEECommand()
-        out.header.stamp = msg.header.stamp
+        out.header.stamp = ref.stamp
         out.header.frame_id = self.cfg.frame_id
-        out.tick_index = msg.tick_index
+        out.tick_index = ref.tick_index
         out.hold = True
         out.reason = reason
-        out.newest_sample_stamp = msg.newest_sample_stamp
+        out.newest_sample_stamp = ref.newest_sample_stamp
         out.valid_until = ns_to_time(self._now_ns() + int(self.cfg.command_valid_s * 1e9))
         return out
 
@@ -264,9 +362,15 @@ class PolicyNode(Node):
         with self._outcome_lock:
             sections = {'decode': list(self._decode_ms), 'process': list(self._process_ms),
                         'publish_command': list(self._publish_ms), 'window_to_command': list(self._window_ms)}
+            if self._clock_thread is not None:
+                # How late the tick clock ran each tick after its time (the window is not waited for).
+                sections['tick_clock_late'] = list(self._clock_late_ms)
         for name, values in sections.items():
             p = percentiles(values)
             s[f'{name}_p50_ms'], s[f'{name}_p99_ms'] = p['p50'], p['p99']
+        if self._clock_thread is not None:
+            s['tick_source'] = 'clock'
+            s['missed_clock_ticks'] = self._missed_clock_ticks
         # Steps a window named but whose data never arrived (masked), and windows not newer
         # than the newest (duplicates, overtaken in delivery).
         s['window_steps_lost'] = self.receiver.lost_steps

@@ -29,6 +29,7 @@ from fuse_core.gripper import GRIPPER_THRESHOLD
 from fuse_core.execution import (
     AGGREGATE_CHOICES,
     EXECUTION_CHOICES,
+    TICK_SOURCE_CHOICES,
     ActionRejectedError,
     ChunkExecutor,
     ChunkRefusedError,
@@ -83,6 +84,14 @@ class PolicyConfig(ValidatedConfig):
         'its actions left after the current tick (1 = as soon as the previous inference ends)',
         min=0.0,
         max=1.0,
+    )
+    async_tick_source: str = param(
+        'window',
+        'async: what starts each tick: the arrival of its window (window), or this node\'s own clock '
+        'at the window ticks\' times (clock: the command leaves at the tick instead of after the '
+        'window\'s build and transport, gated by the previous tick\'s window; wall clock only, '
+        'with use_sim_time the windows start the ticks)',
+        choices=TICK_SOURCE_CHOICES,
     )
     gripper_sticky_steps: int = param(
         1, 'ticks a gripper change is held (FuSe: 1 = plain threshold)', min=1, max=50
@@ -333,6 +342,9 @@ class PolicyController:
         self._generation = 0  # bumped on every reset: a job started before it is discarded
         self._newest_by_tick: Dict[int, int] = {}  # async: chunk tick -> its newest sample stamp
         self._refusal = ''  # async: why the chunk that arrived in this tick was refused
+        self._trusted_tick: Optional[int] = None  # async: the newest window that passed every check
+        # observe() and execute_tick() run on two threads (window callback, tick clock): one at a time.
+        self._serial = threading.Lock()
         self._worker: Optional[InferenceWorker] = None
         if self.asynchronous:
             self._strategy = None
@@ -365,6 +377,7 @@ class PolicyController:
             else:
                 self._strategy.reset()
             self._gripper.reset()
+            self._trusted_tick = None
 
     def restart(self) -> None:
         """A new episode: no chunk (nor inference in flight) of the previous one is executed."""
@@ -391,7 +404,43 @@ class PolicyController:
                 self._reset_execution()
         return decision
 
-    def _process(self, win: WindowInput) -> PolicyStep:
+    def observe(self, win: WindowInput) -> Optional[PolicyStep]:
+        """Asynchronous execution on the node's own tick clock: check a window, start its inference.
+
+        Returns None when the window is trusted (execute_tick() commands the ticks from the
+        chunks), else its failing step: the arm must hold, and no planned chunk resumes.
+        """
+        if not self.asynchronous:
+            raise FuseError('observe() is for asynchronous execution; use process()')
+        with self._serial:
+            decision = self._process(win, execute=False)
+            if decision is not None and not decision.outcome.keeps_chunks:
+                self._reset_execution()
+            return decision
+
+    def execute_tick(self, tick: int) -> PolicyStep:
+        """Asynchronous execution on the node's own tick clock: the command for `tick`.
+
+        The tick runs at its time, before its own window arrives, so the window of the tick
+        before it must have passed every check (else a `late` hold, and no chunk resumes).
+        """
+        with self._serial:
+            t0 = time.perf_counter()
+            trusted = self._trusted_tick
+            if trusted is None or tick - trusted > 1:
+                self.counters.late += 1
+                since = 'no trusted window yet' if trusted is None else f'the newest trusted window is {trusted}'
+                decision = self._fail(PolicyOutcome.LATE, f'tick {tick}: no window of tick {tick - 1} ({since})')
+            else:
+                self._refusal = ''
+                arrived = self._collect(tick)
+                decision = arrived if isinstance(arrived, PolicyStep) else self._execute(tick, arrived)
+            if not decision.outcome.keeps_chunks:
+                self._reset_execution()
+            self._tick_ms.append((time.perf_counter() - t0) * 1e3)
+            return decision
+
+    def _process(self, win: WindowInput, execute: bool = True) -> Optional[PolicyStep]:
         t0 = time.perf_counter()
         c = self.counters
         c.windows += 1
@@ -429,7 +478,7 @@ class PolicyController:
         self._check_ms.append((time.perf_counter() - t0) * 1e3)
         self.last_observation = obs
         if self.asynchronous:
-            return self._process_async(obs, win)
+            return self._process_async(obs, win, execute)
         try:
             result = self.runner.infer(obs, checked=True)
         except InstructionError as exc:
@@ -472,24 +521,40 @@ class PolicyController:
             timing_ms=result.timing_ms,
         )
 
-    def _process_async(self, obs: Observation, win: WindowInput) -> PolicyStep:
-        """Collect a finished chunk, maybe start the next inference, execute this tick."""
+    def _process_async(self, obs: Observation, win: WindowInput, execute: bool) -> Optional[PolicyStep]:
+        """Collect a finished chunk, maybe start the next inference, execute this tick (unless
+        the node's clock executes the ticks: then None for a trusted window)."""
         c = self.counters
         tick = win.tick_index
         if self.runner.bundle.tokenizer is not None and self.runner.instruction is None:
             c.no_instruction += 1
             return self._fail(PolicyOutcome.NO_INSTRUCTION, f'window {tick}: no instruction set')
+        if not execute:
+            self._trusted_tick = tick if self._trusted_tick is None else max(tick, self._trusted_tick)
+            self._start_inference(obs, win)
+            return None
         self._refusal = ''
         arrived = self._collect(tick)
         if isinstance(arrived, PolicyStep):
             return arrived
+        self._start_inference(obs, win)
+        return self._execute(tick, arrived)
+
+    def _start_inference(self, obs: Observation, win: WindowInput) -> None:
+        """Submit the window's inference when the newest chunk runs low (async_refill_fraction)."""
         ex = self._executor
         H = self.runner.manifest.action.horizon
         with self._lock:
-            start = ex.newest_tick is None or ex.remaining(tick) < self.cfg.async_refill_fraction * H
+            start = ex.newest_tick is None or ex.remaining(win.tick_index) < self.cfg.async_refill_fraction * H
             generation = self._generation
         if start:
-            self._worker.submit(InferenceJob(obs, tick, win.stamp_ns, win.newest_sample_ns, generation))
+            self._worker.submit(InferenceJob(obs, win.tick_index, win.stamp_ns, win.newest_sample_ns, generation))
+
+    def _execute(self, tick: int, arrived: Optional[InferenceJob]) -> PolicyStep:
+        """The action for `tick` from the chunks that cover it (an explicit hold when none does);
+        `arrived` is the job whose chunk was collected in this tick, if any."""
+        c = self.counters
+        ex = self._executor
         with self._lock:
             action, why = ex.action_at(tick)
             source_tick = ex.newest_tick
