@@ -54,3 +54,21 @@ def test_replay_check_of_a_recorded_expert_episode(expert_episode, tmp_path):
     for v in ('bgr', 'unit_scale', 'no_background'):
         assert predicted[v] != predicted['correct'], v
     assert (out / replay.REPORT_HTML).read_text().count('<svg') == 7
+
+
+def _replay(bundle, episode, out, variants):
+    res = subprocess.run([sys.executable, '-m', 'fuse_bringup.runner', 'replay-check', '--bundle', str(bundle),
+                          str(episode), '--variants', ','.join(variants), '--out', str(out)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return {v: s['nmse'] for v, s in json.loads((out / replay.REPORT_JSON).read_text())['scores'].items()}
+
+
+def test_the_twin_trained_bundle_scores_clearly_worse_with_broken_camera_preprocessing(expert_episode, tmp_path):
+    # models/twin_pick_cube on single pick_cube expert episodes (seeds 0-5): correct 0.12-0.28,
+    # bgr 1.8-3.7 x correct, unit_scale 2.8-8 x correct; the bounds keep a margin below those.
+    nmse = _replay(REPO / 'models' / 'twin_pick_cube', expert_episode, tmp_path / 'replay',
+                   ('correct', 'bgr', 'unit_scale'))
+    assert nmse['correct'] < 0.5, nmse
+    assert nmse['bgr'] > 1.4 * nmse['correct'], nmse
+    assert nmse['unit_scale'] > 2.0 * nmse['correct'], nmse
