@@ -76,6 +76,16 @@ def counter_deltas(first: Optional[Dict[str, str]], last: Optional[Dict[str, str
     return out
 
 
+def parse_value(text: str):
+    """A command-line parameter value as the ROS type it reads as: int, float, bool or string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {'true': True, 'false': False}.get(text.lower(), text)
+
+
 def stamp_ns(t) -> int:
     return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
@@ -466,6 +476,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help=f'policy instruction (default {DEFAULT_INSTRUCTION!r}); '
                          'without one the policy sends nothing')
     ap.add_argument('--bundle', help='model bundle directory (default: models/reference)')
+    ap.add_argument('--policy-param', action='append', default=[], metavar='NAME=VALUE',
+                    help='extra policy node parameter for every mode, e.g. tick_thread_priority=50 (repeatable)')
     ap.add_argument('--domain-id', type=int, help='ROS_DOMAIN_ID (default: derived from the pid, 130..189)')
     ap.add_argument('--log-dir', default='log/bench_loop', help='per-node logs (default log/bench_loop)')
     ap.add_argument('--json', metavar='PATH', help='also write the JSON results to PATH (one line per mode)')
@@ -473,6 +485,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help='policy execution modes to run one after the other (default '
                          'receding_horizon,async,async:clock; async:clock = async with async_tick_source clock)')
     args = ap.parse_args(argv)
+    args.policy_params = {}
+    for item in args.policy_param:
+        name, sep, text = item.partition('=')
+        if not sep or not name:
+            ap.error(f'--policy-param {item!r}: expected NAME=VALUE')
+        args.policy_params[name] = parse_value(text)
     if args.seconds <= 0 or args.warmup < 0:
         ap.error('--seconds must be > 0 and --warmup >= 0')
 
@@ -546,7 +564,8 @@ def run_once(args, mode: str, domain: int, log_dir: Path):
     """Start the graph with the policy in `mode`, measure, stop: (exit code, result or None)."""
     specs = graph.sim_graph(bundle_path=args.bundle, instruction=args.instruction, synthetic_sensors=True)
     execution, _, tick_source = mode.partition(':')
-    policy_params = {'execution': execution, **({'async_tick_source': tick_source} if tick_source else {})}
+    policy_params = {**args.policy_params, 'execution': execution,
+                     **({'async_tick_source': tick_source} if tick_source else {})}
     specs = [dataclasses.replace(s, parameters={**s.parameters, **policy_params}) if s.name == 'policy' else s
              for s in specs]
     bundle = next(s.parameters['bundle_path'] for s in specs if s.name == 'policy')
@@ -644,7 +663,7 @@ def run_once(args, mode: str, domain: int, log_dir: Path):
         print(f'[bench_loop] interrupted: reporting the {measured_s:.1f} s measured', flush=True)
         code = 130
 
-    meta = {'benchmark': 'bench_loop', 'execution': mode, 'warmup_s': args.warmup, 'requested_s': args.seconds,
+    meta = {'benchmark': 'bench_loop', 'execution': mode, 'policy_params': args.policy_params, 'warmup_s': args.warmup, 'requested_s': args.seconds,
             'instruction': args.instruction, 'bundle': bundle, 'control_rate_hz': rate_hz,
             'domain_id': domain, 'receive_clock': listener.receive_clock,
             'exit_codes': codes, 'unix_time': time.time()}

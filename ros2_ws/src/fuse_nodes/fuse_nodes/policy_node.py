@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -133,6 +134,9 @@ class PolicyNode(Node):
                 self.get_logger().warning('async_tick_source clock runs on the wall clock; with use_sim_time '
                                           'the windows start the ticks (async_tick_source window)')
             else:
+                # The tick thread needs the GIL at its time, while the window callback may hold it
+                # decoding a window: hand it over after 1 ms instead of Python's default 5 ms.
+                sys.setswitchinterval(0.001)
                 self._clock_thread = threading.Thread(target=self._tick_clock, name='tick_clock', daemon=True)
                 self._clock_thread.start()
 
@@ -224,6 +228,7 @@ class PolicyNode(Node):
 
     def _tick_clock(self) -> None:
         """Run tick k at anchor_stamp + (k - anchor_tick) * period: the sync node's own grid."""
+        self._set_tick_priority()
         period_ns = int(round(self.controller.period_s * 1e9))
         next_tick: Optional[int] = None
         while not self._stop.is_set():
@@ -233,7 +238,10 @@ class PolicyNode(Node):
                 self._stop.wait(period_ns / 4e9)
                 continue
             a_tick, a_ns = anchor
-            if next_tick is None or next_tick <= a_tick:
+            # A tick runs even when its own window came first (the thread woke late); the next
+            # tick is at most two ahead of the newest window, else the ticks were renumbered
+            # (a restarted sync node) and the clock follows the new grid.
+            if next_tick is None or next_tick > a_tick + 2:
                 next_tick = a_tick + 1
             due_ns = a_ns + (next_tick - a_tick) * period_ns
             wait_ns = due_ns - self._now_ns()
@@ -262,6 +270,20 @@ class PolicyNode(Node):
                 self._clock_late_ms.append(late_ns / 1e6)
                 self._publish_ms.append((t1 - t0) * 1e3)
             next_tick += 1
+
+    def _set_tick_priority(self) -> None:
+        """Give this (the tick) thread SCHED_FIFO priority tick_thread_priority, if asked and allowed."""
+        priority = self.cfg.tick_thread_priority
+        if priority <= 0:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread (Linux)
+        except (AttributeError, OSError) as exc:
+            self.get_logger().warning(
+                f'tick_thread_priority {priority}: SCHED_FIFO refused ({exc}); the tick thread runs at normal '
+                'priority (grant CAP_SYS_NICE or an rtprio limit, e.g. docker --cap-add SYS_NICE --ulimit rtprio=99)')
+            return
+        self.get_logger().info(f'tick thread: SCHED_FIFO priority {priority}')
 
     def _decode(self, msg: ObservationWindow):
         """Message -> WindowInput; a malformed message becomes a 'mismatch' decision."""

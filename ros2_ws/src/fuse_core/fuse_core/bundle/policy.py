@@ -93,6 +93,14 @@ class PolicyConfig(ValidatedConfig):
         'with use_sim_time the windows start the ticks)',
         choices=TICK_SOURCE_CHOICES,
     )
+    tick_thread_priority: int = param(
+        0,
+        'async_tick_source clock: SCHED_FIFO priority (1-99) of the tick thread, 0 = the normal '
+        'scheduler (a loaded machine then delays ticks); needs CAP_SYS_NICE or an rtprio limit, '
+        'else a warning and normal priority',
+        min=0,
+        max=99,
+    )
     gripper_sticky_steps: int = param(
         1, 'ticks a gripper change is held (FuSe: 1 = plain threshold)', min=1, max=50
     )
