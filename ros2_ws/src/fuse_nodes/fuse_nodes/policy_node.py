@@ -233,7 +233,9 @@ class PolicyNode(Node):
         next_tick: Optional[int] = None
         while not self._stop.is_set():
             anchor = self._anchor
-            if anchor is None or self._gate():
+            if anchor is None or self._gate() or self._restart:
+                # Nothing to run on: no window yet, not recording, or a new recording whose
+                # first window has not restarted the chunks yet.
                 next_tick = None
                 self._stop.wait(period_ns / 4e9)
                 continue

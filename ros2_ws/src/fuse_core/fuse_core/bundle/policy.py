@@ -351,8 +351,9 @@ class PolicyController:
         self._newest_by_tick: Dict[int, int] = {}  # async: chunk tick -> its newest sample stamp
         self._refusal = ''  # async: why the chunk that arrived in this tick was refused
         self._trusted_tick: Optional[int] = None  # async: the newest window that passed every check
-        # observe() and execute_tick() run on two threads (window callback, tick clock): one at a time.
-        self._serial = threading.Lock()
+        # observe(), execute_tick() and the resets run on two threads (window callback, tick
+        # clock): one at a time, so a tick never publishes a chunk that a reset has dropped.
+        self._serial = threading.RLock()
         self._worker: Optional[InferenceWorker] = None
         if self.asynchronous:
             self._strategy = None
@@ -389,17 +390,19 @@ class PolicyController:
 
     def restart(self) -> None:
         """A new episode: no chunk (nor inference in flight) of the previous one is executed."""
-        self._reset_execution()
+        with self._serial:
+            self._reset_execution()
 
     # --- instruction ----------------------------------------------------------------------
     def set_instruction(self, text: str) -> None:
         """Encode and switch to a new instruction; a new task restarts chunk execution."""
         if self.runner.bundle.tokenizer is None:
             raise InstructionError('this bundle takes no language instruction')
-        previous = self.runner.instruction
-        self.runner.set_instruction(text)
-        if self.runner.instruction != previous:
-            self._reset_execution()
+        with self._serial:
+            previous = self.runner.instruction
+            self.runner.set_instruction(text)
+            if self.runner.instruction != previous:
+                self._reset_execution()
 
     # --- one window -----------------------------------------------------------------------
     def process(self, win: WindowInput) -> PolicyStep:
