@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import json
 import os
 import signal
@@ -74,16 +73,6 @@ def counter_deltas(first: Optional[Dict[str, str]], last: Optional[Dict[str, str
         except (KeyError, ValueError):
             pass
     return out
-
-
-def parse_value(text: str):
-    """A command-line parameter value as the ROS type it reads as: int, float, bool or string."""
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return {'true': True, 'false': False}.get(text.lower(), text)
 
 
 def stamp_ns(t) -> int:
@@ -485,12 +474,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help='policy execution modes to run one after the other (default '
                          'receding_horizon,async,async:clock; async:clock = async with async_tick_source clock)')
     args = ap.parse_args(argv)
-    args.policy_params = {}
-    for item in args.policy_param:
-        name, sep, text = item.partition('=')
-        if not sep or not name:
-            ap.error(f'--policy-param {item!r}: expected NAME=VALUE')
-        args.policy_params[name] = parse_value(text)
+    try:
+        args.policy_params = graph.parameter_overrides(args.policy_param)
+    except ValueError as exc:
+        ap.error(f'--policy-param {exc}')
     if args.seconds <= 0 or args.warmup < 0:
         ap.error('--seconds must be > 0 and --warmup >= 0')
 
@@ -566,8 +553,7 @@ def run_once(args, mode: str, domain: int, log_dir: Path):
     execution, _, tick_source = mode.partition(':')
     policy_params = {**args.policy_params, 'execution': execution,
                      **({'async_tick_source': tick_source} if tick_source else {})}
-    specs = [dataclasses.replace(s, parameters={**s.parameters, **policy_params}) if s.name == 'policy' else s
-             for s in specs]
+    specs = graph.with_parameters(specs, 'policy', policy_params)
     bundle = next(s.parameters['bundle_path'] for s in specs if s.name == 'policy')
     try:
         with open(Path(bundle) / 'manifest.json') as f:

@@ -89,3 +89,20 @@ def test_robot_evaluation_graph_gates_the_policy_and_resets_only_on_the_operator
         graph.robot_graph(instruction='x', evaluate=True, collect='keyboard')
     with pytest.raises(ValueError, match='needs its language instruction'):
         graph.robot_graph(evaluate=True)
+
+
+def test_command_line_parameter_overrides_read_as_ros_reads_them():
+    from fuse_bringup import graph as g
+
+    params = g.parameter_overrides(['execution=temporal_ensemble', 'tick_thread_priority=50', 'ensemble_k=0.5',
+                                    'motion_services=true', 'instruction=pick up the cube', 'frame_id='])
+    assert params == {'execution': 'temporal_ensemble', 'tick_thread_priority': 50, 'ensemble_k': 0.5,
+                      'motion_services': True, 'instruction': 'pick up the cube', 'frame_id': ''}
+    with pytest.raises(ValueError, match='NAME=VALUE'):
+        g.parameter_overrides(['execution'])
+    specs = g.twin_graph('models/reference', None, 'pick_cube', 0, expert=False, mode='lockstep')
+    changed = g.with_parameters(specs, 'policy', {'execution': 'async'})
+    policy = next(s for s in changed if s.name == 'policy')
+    assert policy.parameters['execution'] == 'async'
+    assert [s for s in changed if s.name != 'policy'] == [s for s in specs if s.name != 'policy']
+    assert g.with_parameters(specs, 'policy', {}) is specs

@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='robot: start no nodes; use the graph of robot.launch.py eval:=true')
     p.add_argument('--seed', type=int, default=0, help='seed of episode 0; episode i uses seed + i')
     p.add_argument('--instruction', help='language instruction for the policy (default: the task\'s)')
+    p.add_argument('--policy-param', action='append', default=[], metavar='NAME=VALUE',
+                   help='twin: a policy node parameter for this evaluation, e.g. execution=temporal_ensemble '
+                        '(repeatable; kept in the report)')
     p.add_argument('--out', required=True, help='report directory (refused if it exists, unless --resume/--overwrite)')
     p.add_argument('--resume', action='store_true', help='continue the report in --out: play only missing episodes')
     p.add_argument('--overwrite', action='store_true', help='replace the report in --out')
@@ -464,9 +467,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.seed < 0 or args.seed + args.episodes > 2 ** 31:
             raise EvaluationError(f'--seed {args.seed}: seeds seed .. seed + episodes - 1 must lie in 0 .. 2^31-1')
         bundle = '' if args.expert else check_bundle_for_twin(args.bundle)
+        try:
+            policy_params = graph.parameter_overrides(args.policy_param)
+        except ValueError as exc:
+            raise EvaluationError(f'--policy-param {exc}') from exc
+        if policy_params and args.expert:
+            raise EvaluationError('--policy-param: the expert runs no policy node')
         config = {'world': args.world, 'task': args.task, 'seed': args.seed, 'episodes': args.episodes,
                   'action_source': 'expert' if args.expert else f'bundle:{bundle}', 'bundle': bundle,
                   'instruction': args.instruction or '', 'mode': 'lockstep'}
+        if policy_params:
+            config['policy_parameters'] = policy_params
         report = EvaluationReport.open(args.out, config, resume=args.resume, overwrite=args.overwrite)
     except EvaluationError as exc:
         print(f'[eval] refused: {exc}', file=sys.stderr)
@@ -481,6 +492,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     specs = graph.twin_graph(bundle or graph.default_bundle_path(), args.instruction, args.task, args.seed,
                              expert=args.expert, mode='lockstep')
+    specs = graph.with_parameters(specs, 'policy', config.get('policy_parameters', {}))
     if args.expert:
         # The runner resets the world for every episode; the expert only acts.
         specs = [dataclasses.replace(s, parameters={**s.parameters, 'reset_on_start': False})

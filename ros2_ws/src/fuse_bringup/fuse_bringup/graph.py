@@ -8,9 +8,10 @@ then the graph's override file (sim.yaml for the simulation), then explicit over
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from fuse_nodes.layout import find_shipped
 
@@ -322,6 +323,28 @@ def ros_args(spec: NodeSpec, cfg_dir: Optional[Path] = None) -> List[str]:
     for src, dst in spec.remappings:
         args += ['-r', f'{src}:={dst}']
     return args
+
+
+def parameter_overrides(items: Iterable[str]) -> Dict[str, object]:
+    """NAME=VALUE command-line items -> parameters, each value read as the ROS command line
+    reads it (YAML: 50 is an integer, true a bool, clock a string); raises ValueError."""
+    import yaml
+
+    out: Dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition('=')
+        if not sep or not name.strip():
+            raise ValueError(f'{item!r}: expected NAME=VALUE')
+        out[name.strip()] = yaml.safe_load(text) if text.strip() else ''
+    return out
+
+
+def with_parameters(specs: List[NodeSpec], node: str, parameters: Dict[str, object]) -> List[NodeSpec]:
+    """`specs` with `parameters` added to (or replacing those of) the node named `node`."""
+    if not parameters:
+        return specs
+    return [dataclasses.replace(s, parameters={**s.parameters, **parameters}) if s.name == node else s
+            for s in specs]
 
 
 def format_param(value: object) -> str:
