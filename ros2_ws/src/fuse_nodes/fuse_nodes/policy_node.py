@@ -212,19 +212,22 @@ class PolicyNode(Node):
     def _observe(self, msg: ObservationWindow) -> None:
         """A window only gates the next tick and starts an inference; a failing one holds now."""
         t0 = time.perf_counter()
+        t1 = None
         try:
             win = self._decode(msg)
+            t1 = time.perf_counter()
             decision = win if isinstance(win, PolicyStep) else self.controller.observe(win)
             if not isinstance(win, PolicyStep):
                 self._anchor = (win.tick_index, win.stamp_ns)
         except Exception as exc:  # noqa: BLE001 - as in _on_window: count, report, hold
             decision = self.controller.malformed(f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
-        t1 = time.perf_counter()
+        t2 = time.perf_counter()
         if decision is not None:
             self._publish(TickRef.of_window(msg), decision)
             self._report(decision, msg.tick_index)
         with self._outcome_lock:
-            self._decode_ms.append((t1 - t0) * 1e3)
+            self._decode_ms.append(((t1 or t2) - t0) * 1e3)
+            self._process_ms.append((t2 - (t1 or t2)) * 1e3)  # the window's checks, inference started
 
     def _tick_clock(self) -> None:
         """Run tick k at anchor_stamp + (k - anchor_tick) * period: the sync node's own grid."""
