@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The touch experiment of the README ("Touch: FuSe's auxiliary losses on pick_soft"): collect the
+# twin expert's pick_soft demonstrations (lockstep, seeds 1000-1059, away from the evaluation
+# seeds 0..49), export them as a LeRobotDataset, train the same recipe three ways (same seed,
+# steps, batch and held-out episodes): FuSe (contrastive + generative losses), the ablation
+# without them, and FuSe without touch (cameras only); export each bundle and replay-check it on
+# the held-out episodes with every preprocessing variant. WORK (default runs/twin_soft,
+# git-ignored) holds the episodes, dataset, runs, bundles and reports. No bundle of it is shipped
+# (the FuSe run does not read its DIGITs more than the ablation; README).
+#
+#   models/twin/make_pick_soft_bundles.sh               # all steps
+#   STEP=train models/twin/make_pick_soft_bundles.sh    # from a step on: collect | export | train | bundle | replay
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+WORK=${WORK:-runs/twin_soft}
+STEP=${STEP:-collect}
+STEPS=${STEPS:-3000}
+mkdir -p "$WORK"
+order=(collect export train bundle replay)
+from=-1
+for i in "${!order[@]}"; do [[ ${order[$i]} == "$STEP" ]] && from=$i; done
+(( from >= 0 )) || { echo "STEP must be one of ${order[*]}" >&2; exit 2; }
+at() { for i in "${!order[@]}"; do [[ ${order[$i]} == "$1" ]] && (( i >= from )) && return 0; done; return 1; }
+
+if at collect; then
+  ./run.sh collect --task pick_soft --teleop expert --episodes 60 --mode lockstep --seed 1000 \
+      --out "$WORK/ep_pick_soft" --log-dir "$WORK/log_collect" --no-status
+fi
+if at export; then
+  ./run.sh export "$WORK/ep_pick_soft" --format lerobot --out "$WORK/ds_pick_soft" --overwrite
+fi
+COMMON=(--dataset "$WORK/ds_pick_soft" --steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0
+        --val-fraction 0.1 --augment-shift 8 --checkpoint-every 250 --log-every 50 --threads 1)
+TOUCH=(--inputs image_primary,image_wrist,image_digit_left,image_digit_right)
+declare -A RUN=(
+  [fuse]="${TOUCH[*]}"
+  [noaux]="${TOUCH[*]} --contrastive-weight 0 --generative-weight 0"
+  [vision]="--inputs image_primary,image_wrist"
+)
+if at train; then
+  for name in fuse noaux vision; do
+    # shellcheck disable=SC2086  # the run's own options, word-split on purpose
+    .venv/bin/python -m models.trainer "${COMMON[@]}" ${RUN[$name]} --out "$WORK/train_$name" 2>&1 \
+        | tee "$WORK/train_$name.log"
+  done
+fi
+if at bundle; then
+  for name in fuse noaux vision; do
+    # shellcheck disable=SC2086
+    .venv/bin/python -m models.trainer "${COMMON[@]}" ${RUN[$name]} --out "$WORK/train_$name" \
+        --name "twin-pick-soft-$name" --export "$WORK/bundle_$name" \
+        --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
+  done
+fi
+if at replay; then
+  # the held-out episodes: the trainer's seeded choice (seed 0, 10 % of 60), in export order
+  mkdir -p "$WORK/ep_held_out"
+  held=$(.venv/bin/python -c "import json,sys; print(' '.join(map(str, json.load(open(sys.argv[1]))['held_out_episodes'])))" \
+         "$WORK/bundle_fuse/training_report.json")
+  mapfile -t eps < <(find "$WORK/ep_pick_soft" -mindepth 1 -maxdepth 1 -type d | sort)
+  for i in $held; do ln -sfn "$(realpath "${eps[$i]}")" "$WORK/ep_held_out/"; done
+  for name in fuse noaux vision; do
+    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$WORK/ep_held_out" --out "$WORK/replay_$name" --overwrite
+  done
+fi
