@@ -649,7 +649,8 @@ def run_once(args, mode: str, domain: int, log_dir: Path):
         print(f'[bench_loop] interrupted: reporting the {measured_s:.1f} s measured', flush=True)
         code = 130
 
-    meta = {'benchmark': 'bench_loop', 'execution': mode, 'policy_params': args.policy_params, 'warmup_s': args.warmup, 'requested_s': args.seconds,
+    meta = {'benchmark': 'bench_loop', 'execution': mode, 'policy_params': args.policy_params,
+            'warmup_s': args.warmup, 'requested_s': args.seconds,
             'instruction': args.instruction, 'bundle': bundle, 'control_rate_hz': rate_hz,
             'domain_id': domain, 'receive_clock': listener.receive_clock,
             'exit_codes': codes, 'unix_time': time.time()}

@@ -228,7 +228,10 @@ def test_estop_latches_until_reset(loop):
                                 for m in w.since(w.status, time.monotonic() - 0.3)), 3)
     latched = w.since(w.status, time.monotonic() - 0.3)[-1]
     time.sleep(2.0)  # commands keep arriving meanwhile
-    later = w.since(w.status, time.monotonic() - 0.3)[-1]
+    # The newest status after the pause (on a loaded machine none may have come in the last 0.3 s).
+    t_after = time.monotonic()
+    assert wait_for(lambda: w.since(w.status, t_after), 3), 'no arm status after the pause'
+    later = w.since(w.status, t_after)[-1]
     assert later.estop_latched and later.state == 'estop'
     assert later.commands_applied == latched.commands_applied
     p0, p1 = latched.target_pose.position, later.target_pose.position
