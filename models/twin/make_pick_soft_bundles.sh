@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The touch experiment of the README ("Touch: FuSe's auxiliary losses on pick_soft"): collect the
-# twin expert's pick_soft demonstrations (lockstep, seeds 1000-1059, away from the evaluation
-# seeds 0..49), export them as a LeRobotDataset, train the same recipe three ways (same seed,
-# steps, batch and held-out episodes): FuSe (contrastive + generative losses), the ablation
-# without them, and FuSe without touch (cameras only); export each bundle and replay-check it on
-# the held-out episodes with every preprocessing variant. WORK (default runs/twin_soft,
-# git-ignored) holds the episodes, dataset, runs, bundles and reports. No bundle of it is shipped
-# (the FuSe run does not read its DIGITs more than the ablation; README).
+# The touch experiment of the README ("Touch, and FuSe's auxiliary losses, on pick_soft"):
+# collect the twin expert's pick_soft demonstrations (lockstep, seeds 1000-1059, away from the
+# evaluation seeds 0..49), export them as a LeRobotDataset, train the same recipe (same seed,
+# steps, batch and held-out episodes) as (a) FuSe (contrastive + generative losses), (b) the
+# ablation without them, (c) FuSe without touch (cameras only) and (d) FuSe on the same data with
+# tactile texts that say what the expert felt (models/twin/felt_instructions.py); export each
+# bundle and replay-check it on the held-out episodes with every preprocessing variant. WORK
+# (default runs/twin_soft, git-ignored) holds the episodes, datasets, runs, bundles and reports.
+# No bundle of it is shipped (none reads its DIGITs clearly more than the ablation; README).
 #
 #   models/twin/make_pick_soft_bundles.sh               # all steps
 #   STEP=train models/twin/make_pick_soft_bundles.sh    # from a step on: collect | export | train | bundle | replay
@@ -28,6 +29,9 @@ if at collect; then
 fi
 if at export; then
   ./run.sh export "$WORK/ep_pick_soft" --format lerobot --out "$WORK/ds_pick_soft" --overwrite
+  # (d): the same data, tactile texts saying what the expert felt (models/twin/felt_instructions.py)
+  rm -rf "$WORK/ds_pick_soft_felt"
+  .venv/bin/python models/twin/felt_instructions.py "$WORK/ep_pick_soft" "$WORK/ds_pick_soft" "$WORK/ds_pick_soft_felt"
 fi
 COMMON=(--dataset "$WORK/ds_pick_soft" --steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0
         --val-fraction 0.1 --augment-shift 8 --checkpoint-every 250 --log-every 50 --threads 1)
@@ -36,16 +40,17 @@ declare -A RUN=(
   [fuse]="${TOUCH[*]}"
   [noaux]="${TOUCH[*]} --contrastive-weight 0 --generative-weight 0"
   [vision]="--inputs image_primary,image_wrist"
+  [felt]="${TOUCH[*]} --dataset $WORK/ds_pick_soft_felt"
 )
 if at train; then
-  for name in fuse noaux vision; do
+  for name in fuse noaux vision felt; do
     # shellcheck disable=SC2086  # the run's own options, word-split on purpose
     .venv/bin/python -m models.trainer "${COMMON[@]}" ${RUN[$name]} --out "$WORK/train_$name" 2>&1 \
         | tee "$WORK/train_$name.log"
   done
 fi
 if at bundle; then
-  for name in fuse noaux vision; do
+  for name in fuse noaux vision felt; do
     # shellcheck disable=SC2086
     .venv/bin/python -m models.trainer "${COMMON[@]}" ${RUN[$name]} --out "$WORK/train_$name" \
         --name "twin-pick-soft-$name" --export "$WORK/bundle_$name" \
@@ -59,7 +64,7 @@ if at replay; then
          "$WORK/bundle_fuse/training_report.json")
   mapfile -t eps < <(find "$WORK/ep_pick_soft" -mindepth 1 -maxdepth 1 -type d | sort)
   for i in $held; do ln -sfn "$(realpath "${eps[$i]}")" "$WORK/ep_held_out/"; done
-  for name in fuse noaux vision; do
+  for name in fuse noaux vision felt; do
     ./run.sh replay-check --bundle "$WORK/bundle_$name" "$WORK/ep_held_out" --out "$WORK/replay_$name" --overwrite
   done
 fi
