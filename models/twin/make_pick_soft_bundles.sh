@@ -7,7 +7,7 @@
 # tactile texts that say what the expert felt (models/twin/felt_instructions.py); export each
 # bundle and replay-check it on the held-out episodes with every preprocessing variant. WORK
 # (default runs/twin_soft, git-ignored) holds the episodes, datasets, runs, bundles and reports.
-# No bundle of it is shipped (none reads its DIGITs clearly more than the ablation; README).
+# models/twin_pick_soft is run (b)'s last step ($WORK/bundle_noaux); no FuSe bundle is shipped.
 #
 #   models/twin/make_pick_soft_bundles.sh               # all steps
 #   STEP=train models/twin/make_pick_soft_bundles.sh    # from a step on: collect | export | train | bundle | replay
