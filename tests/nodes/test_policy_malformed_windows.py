@@ -30,33 +30,45 @@ def test_malformed_windows_become_holds_and_the_node_keeps_going(launch_node, rc
         return make_window(manifest, tick, client.now_ns() if stamp_ns is None else stamp_ns, arrays,
                            ObservationWindow, ObservationTensor)
 
-    cases = {}
-    w = window(1)
-    w.tensors[0].shape = [65536] * 4      # np.prod wraps to 0 bytes
-    w.tensors[0].data = []
-    cases[1] = (w, 'over')
-    huge = dict(arrays)
-    huge[mel] = np.full_like(arrays[mel], 3e38)
-    w = make_window(manifest, 2, client.now_ns(), huge, ObservationWindow, ObservationTensor)
-    cases[2] = (w, 'beyond')
-    cases[3] = (window(3, client.now_ns() + 3600 * 10**9), 'future')
-    loud = dict(arrays)
-    loud[mel] = np.full_like(arrays[mel], 500.0)   # finite, but no log-mel spectrogram in dB
-    cases[45] = (make_window(manifest, 45, client.now_ns(), loud, ObservationWindow, ObservationTensor),
-                 'value_range')
-    w = window(4)
-    w.tensors[-1].dtype = '>f4'
-    cases[4] = (w, 'big-endian')
+    # Each case is built when it is published: 45 round trips on a busy machine can take longer
+    # than max_window_age_s, and a window built early would be refused as late instead.
+    def zero_byte_shape():
+        w = window(1)
+        w.tensors[0].shape = [65536] * 4      # np.prod wraps to 0 bytes
+        w.tensors[0].data = []
+        return w
+
+    def with_mel(tick, value):
+        changed = dict(arrays)
+        changed[mel] = np.full_like(arrays[mel], value)
+        return make_window(manifest, tick, client.now_ns(), changed, ObservationWindow, ObservationTensor)
+
+    def big_endian():
+        w = window(4)
+        w.tensors[-1].dtype = '>f4'
+        return w
+
+    cases = {
+        1: (zero_byte_shape, 'over'),
+        2: (lambda: with_mel(2, 3e38), 'beyond'),
+        3: (lambda: window(3, client.now_ns() + 3600 * 10**9), 'future'),
+        4: (big_endian, 'big-endian'),
+        45: (lambda: with_mel(45, 500.0), 'value_range'),   # finite, but no log-mel spectrogram in dB
+    }
     rng = np.random.default_rng(5)
-    for tick in range(5, 45):                # random shapes, dtypes and byte counts
+
+    def fuzzed(tick):                         # random shapes, dtypes and byte counts
         w = window(tick)
         t = w.tensors[int(rng.integers(len(w.tensors)))]
         t.shape = [int(v) for v in rng.choice([0, 1, 3, 128, 2**31], size=int(rng.integers(0, 6)))]
         t.dtype = str(rng.choice(['uint8', 'float32', 'int16', 'object', 'float64', 'U3']))
         t.data = rng.integers(0, 256, int(rng.choice([0, 5, 1000]))).astype(np.uint8).tolist()
-        cases[tick] = (w, '')
-    for tick, (w, _) in sorted(cases.items()):
-        pub.publish(w)
+        return w
+
+    for tick in range(5, 45):
+        cases[tick] = (lambda tick=tick: fuzzed(tick), '')
+    for tick, (build, _) in sorted(cases.items()):
+        pub.publish(build())
         assert wait_for(lambda: tick in commands, 10.0, spin), f'no answer to window {tick}:\n{proc.log()}'
     for tick, (_, needle) in cases.items():
         cmd = commands[tick]
