@@ -13,10 +13,8 @@ WORK=${WORK:-runs/twin}
 STEP=${STEP:-collect}
 mkdir -p "$WORK"
 order=(collect export train bundle)
-from=-1
-for i in "${!order[@]}"; do [[ ${order[$i]} == "$STEP" ]] && from=$i; done
-(( from >= 0 )) || { echo "STEP must be one of ${order[*]}" >&2; exit 2; }
-at() { for i in "${!order[@]}"; do [[ ${order[$i]} == "$1" ]] && (( i >= from )) && return 0; done; return 1; }
+# shellcheck source=models/twin/steps.sh
+source models/twin/steps.sh
 
 # The vision-language bundle: pick_cube, primary and wrist cameras and the instruction.
 if at collect; then

@@ -18,10 +18,8 @@ STEP=${STEP:-collect}
 STEPS=${STEPS:-3000}
 mkdir -p "$WORK"
 order=(collect export train bundle replay)
-from=-1
-for i in "${!order[@]}"; do [[ ${order[$i]} == "$STEP" ]] && from=$i; done
-(( from >= 0 )) || { echo "STEP must be one of ${order[*]}" >&2; exit 2; }
-at() { for i in "${!order[@]}"; do [[ ${order[$i]} == "$1" ]] && (( i >= from )) && return 0; done; return 1; }
+# shellcheck source=models/twin/steps.sh
+source models/twin/steps.sh
 
 if at collect; then
   ./run.sh collect --task pick_soft --teleop expert --episodes 60 --mode lockstep --seed 1000 \

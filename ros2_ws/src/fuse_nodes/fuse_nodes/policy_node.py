@@ -175,29 +175,39 @@ class PolicyNode(Node):
         if self._restart:
             self._restart = False
             self.controller.restart()
-        if self._clock_thread is not None:
-            self._observe(msg)
-            return
+        clock = self._clock_thread is not None
+        ref = TickRef.of_window(msg)
         t0 = time.perf_counter()
         try:
             win = self._decode(msg)
             t1 = time.perf_counter()
-            decision = win if isinstance(win, PolicyStep) else self.controller.process(win)
+            if isinstance(win, PolicyStep):
+                decision = win
+            elif clock:
+                # The tick clock runs the ticks: a window only gates the next one and starts an
+                # inference (None when trusted); a failing one holds now.
+                decision = self.controller.observe(win)
+                self._anchor = (win.tick_index, win.stamp_ns)
+            else:
+                decision = self.controller.process(win)
         except Exception as exc:  # noqa: BLE001 - a window must never kill the node: count, report, hold
             t1 = time.perf_counter()
             decision = self.controller.malformed(
                 f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
         t2 = time.perf_counter()
-        self._publish(TickRef.of_window(msg), decision)
+        if decision is not None:
+            self._publish(ref, decision)
         t3 = time.perf_counter()
-        if decision.chunk is not None:
-            self.chunk_pub.publish(self._chunk_msg(TickRef.of_window(msg), decision))
-        self._report(decision, msg.tick_index)
+        if decision is not None:
+            if decision.chunk is not None:
+                self.chunk_pub.publish(self._chunk_msg(ref, decision))
+            self._report(decision, msg.tick_index)
         with self._outcome_lock:
             self._decode_ms.append((t1 - t0) * 1e3)
             self._process_ms.append((t2 - t1) * 1e3)
-            self._publish_ms.append((t3 - t2) * 1e3)
-            self._window_ms.append((t3 - t0) * 1e3)
+            if not clock:  # with the tick clock, commands are published (and timed) by its thread
+                self._publish_ms.append((t3 - t2) * 1e3)
+                self._window_ms.append((t3 - t0) * 1e3)
 
     def _publish(self, ref: TickRef, decision: PolicyStep) -> None:
         # The command first: it is what the arm waits for.
@@ -209,26 +219,6 @@ class PolicyNode(Node):
             self.command_pub.publish(self._hold_msg(ref, f'{decision.outcome}: {decision.message}'))
 
     # --- ticks on this node's clock (async_tick_source clock) ------------------------------
-    def _observe(self, msg: ObservationWindow) -> None:
-        """A window only gates the next tick and starts an inference; a failing one holds now."""
-        t0 = time.perf_counter()
-        t1 = None
-        try:
-            win = self._decode(msg)
-            t1 = time.perf_counter()
-            decision = win if isinstance(win, PolicyStep) else self.controller.observe(win)
-            if not isinstance(win, PolicyStep):
-                self._anchor = (win.tick_index, win.stamp_ns)
-        except Exception as exc:  # noqa: BLE001 - as in _on_window: count, report, hold
-            decision = self.controller.malformed(f'window {msg.tick_index}: {type(exc).__name__}: {str(exc)[:200]}')
-        t2 = time.perf_counter()
-        if decision is not None:
-            self._publish(TickRef.of_window(msg), decision)
-            self._report(decision, msg.tick_index)
-        with self._outcome_lock:
-            self._decode_ms.append(((t1 or t2) - t0) * 1e3)
-            self._process_ms.append((t2 - (t1 or t2)) * 1e3)  # the window's checks, inference started
-
     def _tick_clock(self) -> None:
         """Run tick k at anchor_stamp + (k - anchor_tick) * period: the sync node's own grid."""
         self._set_tick_priority()
