@@ -113,3 +113,65 @@ def test_a_variant_that_changes_no_input_of_the_bundle_is_left_out():
     touch = NS(inputs=[NS(preprocess=NS(op='tactile_minus_background'))])
     assert replay.applicable_variants(touch, ['correct', 'bgr', 'no_background']) == (
         ['correct', 'no_background'], ['bgr'])
+
+
+def test_descriptions_are_scored_against_the_episode_s_property_by_gripper_state():
+    rec = np.zeros((4, 7), np.float32)
+    rec[:, 6] = [1, 0, 0, 1]  # open, closed, closed, open
+    want = 'pick up the cube that feels soft'
+    r = replay.EpisodeReplay('e', 'correct', 'x', rec, rec.copy(), rec[:, 6], np.arange(4),
+                             expected={'tactile': want},
+                             descriptions={'tactile': [want, 'pick up the cube that feels hard',
+                                                       'the cube feels soft', want]})
+    plain = replay.EpisodeReplay('p', 'correct', 'x', rec, rec.copy(), rec[:, 6], np.arange(4),
+                                 expected={}, descriptions={'tactile': ['a'] * 4})  # no text: left out
+    d = replay.score_descriptions([r, plain], 'tactile')
+    assert d['all'] == {'steps': 4, 'exact': 0.5, 'names_property': 0.75}
+    assert d['gripper_closed'] == {'steps': 2, 'exact': 0.0, 'names_property': 0.5}
+    assert d['gripper_open'] == {'steps': 2, 'exact': 1.0, 'names_property': 1.0}
+    assert d['most_said'][0] == (want, 2)
+    assert replay.property_of('press the button that beeps') == 'beeps' and replay.property_of('go') == ''
+    assert replay.describe_key(['tactile', ' Audio']) == 'audio,tactile'
+
+
+@pytest.fixture(scope='module')
+def generative_bundle(tmp_path_factory):
+    """A two-step trainer run with both auxiliary losses, exported (it has a generative head)."""
+    pytest.importorskip('torch', reason='the trainer needs PyTorch: ./setup.sh --train')
+    pytest.importorskip('pyarrow', reason="the trainer's dataset reader needs pyarrow: ./setup.sh --train")
+    from models.trainer.dataset import write_tiny_dataset
+    from models.trainer.run import export_run
+    from models.trainer.train import TrainConfig, Trainer
+    root = tmp_path_factory.mktemp('gen')
+    ds = write_tiny_dataset(root / 'ds', episodes=3, length=4)
+    small = {'layers': 1, 'mlp_dim': 64, 'vocab_size': 64, 'latent_dim': 32, 'lang_readouts': 2}
+    tr = Trainer(TrainConfig(dataset=str(ds), out=str(root / 'run'), steps=2, batch=2, log_every=1,
+                             checkpoint_every=1, workers=1, threads=1, model=small), log=lambda *a, **k: None)
+    tr.run()
+    export_run(tr, root / 'bundle', log=lambda *a: None)
+    return root / 'bundle'
+
+
+def test_replay_describes_each_window_as_the_runner_does(generative_bundle, tmp_path):
+    from fuse_core.episodes.modalities import ObjectDescription
+    texts = ObjectDescription('pick up the {}', 'cube', 'red', 'soft', 'sounds dull').instructions()
+    bag = make_episode_bag(tmp_path, 'soft', steps=4, seed=5, modalities=texts)
+    gen = PolicyRunner(load_bundle(generative_bundle))
+    rec = read_episode(bag)
+    result = replay.replay_episode(gen, rec, 'correct', ['tactile', 'audio,tactile'])
+    assert result.expected == {'tactile': texts['tactile'], 'audio,tactile': texts['tactile,audio']}
+    assert [len(v) for v in result.descriptions.values()] == [4, 4]
+    steps = load_steps(bag, with_model_inputs=True)
+    inputs = {'image_primary': steps.observations['image_0'], 'image_wrist': steps.observations['image_1'],
+              'image_digit_left': steps.model_inputs['digit_0'], 'image_digit_right': steps.model_inputs['digit_1'],
+              'mel_spectro': steps.observations['mel_spectro']}
+    for k in range(4):
+        idx = [max(k - 1, 0), k]
+        obs = Observation({n: v[idx] for n, v in inputs.items()}, np.array([k > 0, True]))
+        assert result.descriptions['tactile'][k] == gen.describe(obs, ['tactile']), k
+    report = replay.run(str(generative_bundle), [bag], ['correct'], progress=lambda s: None, describe=['tactile'])
+    assert report['descriptions']['correct']['tactile']['all']['steps'] == 4
+    with pytest.raises(EvaluationError, match="--describe \\['smell'\\]: not a combination"):
+        replay.run(str(generative_bundle), [bag], ['correct'], progress=lambda s: None, describe=['smell'])
+    with pytest.raises(EvaluationError, match='no generative head'):
+        replay.run('models/reference', [bag], ['correct'], progress=lambda s: None, describe=['tactile'])

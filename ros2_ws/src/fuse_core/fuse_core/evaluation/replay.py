@@ -11,6 +11,12 @@ bundle's sensitivity to exactly the bugs that go unnoticed on a robot is measure
 a bundle that scores no worse with a broken pipeline than with the right one is not reading
 that input.
 
+With `--describe MODALITIES` (e.g. `tactile`, `audio`) every compared window is also described
+by the bundle's generative head from those modalities alone, and the text is compared with the
+episode's own modality-specific instruction: exact matches, and how often it names the
+property that instruction gives (its words after "that": "feels soft", "beeps"), split by
+whether the gripper was closed (touching) at that step.
+
     ./run.sh replay-check --bundle models/NAME episodes/ [--variants correct,bgr] --out DIR
 """
 
@@ -59,6 +65,8 @@ class EpisodeReplay:
     stamps_ns: np.ndarray           # (N,)
     skipped: Dict[str, int] = field(default_factory=dict)  # controller outcome -> windows
     inference_ms: List[float] = field(default_factory=list)
+    expected: Dict[str, str] = field(default_factory=dict)            # modalities -> the episode's text
+    descriptions: Dict[str, List[str]] = field(default_factory=dict)  # modalities -> text per compared step
 
 
 def input_topics(manifest) -> Dict[str, List[str]]:
@@ -114,8 +122,24 @@ def _variant_transform(manifest, variant: str) -> Callable[[str, np.ndarray], np
     return {'correct': correct, 'bgr': bgr, 'unit_scale': unit_scale, 'no_background': correct}[variant]
 
 
-def replay_episode(runner, rec, variant: str = 'correct') -> EpisodeReplay:
-    """Replay one RecordedEpisode (fuse_core.export.steps.read_episode) through one variant."""
+def describe_key(modalities: Sequence[str]) -> str:
+    """'audio,tactile' for ['tactile', 'audio']: the canonical name of a modality set."""
+    return ','.join(sorted({m.strip().lower() for m in modalities if m.strip()}))
+
+
+def _episode_text(rec, key: str) -> str:
+    """The episode's instruction for a modality set (its metadata's combination, in any order)."""
+    for combo, text in (rec.metadata.modalities or {}).items():
+        if describe_key(combo.split(',')) == key:
+            return text
+    return ''
+
+
+def replay_episode(runner, rec, variant: str = 'correct', describe: Sequence[str] = ()) -> EpisodeReplay:
+    """Replay one RecordedEpisode (fuse_core.export.steps.read_episode) through one variant.
+
+    describe: modality sets ('tactile', 'audio,tactile') the generative head describes every
+    compared window from (see the module docstring)."""
     from fuse_core.bundle.policy import PolicyConfig, PolicyController, WindowInput
     from fuse_core.export.steps import applied_action
     from fuse_core.images import image_to_array
@@ -145,6 +169,8 @@ def replay_episode(runner, rec, variant: str = 'correct') -> EpisodeReplay:
             feed += [(t, 1, stream, m) for t, m in zip(b.stamps, b.msgs)]
     feed.sort(key=lambda x: (x[0], x[1]))
     recorded, predicted, grip, stamps, inference = [], [], [], [], []
+    keys = [describe_key(m.split(',')) for m in describe]
+    texts: Dict[str, List[str]] = {k: [] for k in keys}
     skipped: Dict[str, int] = {}
     g = manifest.action.gripper_index
     gripper = 1.0
@@ -179,13 +205,16 @@ def replay_episode(runner, rec, variant: str = 'correct') -> EpisodeReplay:
             grip.append(float(d.action[g]))
             stamps.append(t)
             inference.append(float(d.inference_ms))
+            for k in keys:
+                texts[k].append(runner.describe(controller.last_observation, k.split(',')))
     finally:
         controller.close()
     dim = manifest.action.dim
     return EpisodeReplay(rec.name, variant, rec.metadata.instruction,
                          np.asarray(recorded, dtype=np.float32).reshape(-1, 7),
                          np.asarray(predicted, dtype=np.float32).reshape(-1, dim),
-                         np.asarray(grip, dtype=np.float32), np.asarray(stamps, dtype=np.int64), skipped, inference)
+                         np.asarray(grip, dtype=np.float32), np.asarray(stamps, dtype=np.int64), skipped, inference,
+                         {k: _episode_text(rec, k) for k in keys}, texts)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> Optional[float]:
@@ -224,9 +253,43 @@ def score(replays: Sequence[EpisodeReplay], std: Sequence[float]) -> dict:
     return out
 
 
+def property_of(text: str) -> str:
+    """What an instruction says of its object's property: its words after 'that' ('' if none)."""
+    _, sep, tail = text.partition(' that ')
+    return tail.strip() if sep else ''
+
+
+def score_descriptions(replays: Sequence[EpisodeReplay], key: str) -> dict:
+    """How the generated descriptions from `key` compare with the episodes' own texts.
+
+    exact: the whole text matches; names_property: the expected property ('feels soft') is in
+    the text. Both over every described step, and split by the recorded gripper: closed
+    (touching, or holding) and open. Episodes without a text for `key` are left out."""
+    rows = []  # (exact, named, closed)
+    said: Dict[str, int] = {}
+    for r in replays:
+        want = r.expected.get(key, '')
+        prop = property_of(want)
+        if not want:
+            continue
+        for text, action in zip(r.descriptions.get(key, []), r.recorded):
+            rows.append((text == want, bool(prop) and prop in text, not gripper_open(float(action[6]))))
+            said[text] = said.get(text, 0) + 1
+
+    def rate(sel):
+        sel = list(sel)
+        return {'steps': len(sel), 'exact': float(np.mean([e for e, _ in sel])) if sel else None,
+                'names_property': float(np.mean([n for _, n in sel])) if sel else None}
+    out = {'modalities': key, 'all': rate((e, n) for e, n, _ in rows),
+           'gripper_closed': rate((e, n) for e, n, c in rows if c),
+           'gripper_open': rate((e, n) for e, n, c in rows if not c)}
+    out['most_said'] = sorted(said.items(), key=lambda kv: -kv[1])[:5]
+    return out
+
+
 def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DEFAULT_VARIANTS,
         outcomes: Optional[Sequence[str]] = ('success',), threads: int = 2,
-        progress: Callable[[str], None] = print, roots: Sequence[Path] = ()) -> dict:
+        progress: Callable[[str], None] = print, roots: Sequence[Path] = (), describe: Sequence[str] = ()) -> dict:
     """Replay every episode through every variant; returns the report (see write_report).
 
     A relative bundle_path is looked up under `roots`, then the current directory."""
@@ -242,6 +305,12 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
     except (BundleError, ConfigError) as exc:
         raise EvaluationError(f'bundle {bundle_path!r}: {exc}') from exc
     manifest = bundle.manifest
+    if describe and 'generative' not in bundle.sessions:
+        raise EvaluationError(f'bundle {bundle_path!r} has no generative head: nothing to --describe with')
+    known = {describe_key(k) for k in bundle.modality_index if k}
+    wrong = [m for m in describe if describe_key(m.split(',')) not in known]
+    if wrong:
+        raise EvaluationError(f'--describe {wrong}: not a combination the bundle\'s head knows ({sorted(known)})')
     variants, inapplicable = applicable_variants(manifest, variants)
     if inapplicable:
         progress(f'[replay] left out {inapplicable}: the bundle has no input they change '
@@ -261,7 +330,7 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
             progress(f'[replay] skipped {exc}')
             continue
         for v in variants:
-            per_variant[v].append(replay_episode(runner, rec, v))
+            per_variant[v].append(replay_episode(runner, rec, v, describe))
         progress(f'[replay] {k + 1}/{len(episodes)} {rec.name}: {len(rec.stamps_ns)} steps '
                  + ' '.join(f'{v} nmse {_fmt(score(per_variant[v][-1:], manifest.action.normalization.std)["nmse"])}'
                             for v in variants)
@@ -272,6 +341,9 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
             'episodes': [r.episode for r in per_variant[variants[0]]] if variants else [],
             'unusable': unusable, 'action_std': [float(x) for x in std],
             'scores': {v: score(per_variant[v], std) for v in variants},
+            'descriptions': {v: {describe_key(m.split(',')): score_descriptions(per_variant[v],
+                                                                                 describe_key(m.split(',')))
+                                 for m in describe} for v in variants} if describe else {},
             'per_episode': {v: [{'episode': r.episode, 'instruction': r.instruction,
                                  **{k: s for k, s in score([r], std).items() if k in ('steps', 'nmse',
                                                                                       'gripper_agreement',
@@ -293,6 +365,12 @@ def table(report: dict) -> str:
         r = [_fmt((s['dims'].get(d) or {}).get('pearson'), 2) for d in DIM_NAMES[:6]]
         lines.append(f'{v:<14} {s["steps"]:>6} {_fmt(s["nmse"]):>8} {_fmt(s["gripper_agreement"], 2):>8}  '
                      + ' '.join(f'{x:>9}' for x in r) + '  ' + (json.dumps(s['skipped']) if s['skipped'] else '-'))
+    for v, per_key in report.get('descriptions', {}).items():
+        for key, d in per_key.items():
+            lines.append(f'describe from {key:<8} {v:<14} names the property: all {_fmt(d["all"]["names_property"], 2)}'
+                         f' ({d["all"]["steps"]} steps), gripper closed {_fmt(d["gripper_closed"]["names_property"], 2)}'
+                         f', open {_fmt(d["gripper_open"]["names_property"], 2)}; exact {_fmt(d["all"]["exact"], 2)};'
+                         f' most said: {d["most_said"][0][0] if d["most_said"] else "-"!r}')
     return '\n'.join(lines)
 
 
@@ -317,6 +395,9 @@ def main(argv: Optional[List[str]] = None, roots: Sequence[Path] = ()) -> int:
     p.add_argument('--out', type=Path, help='report directory (replay.json, replay.html)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --out')
     p.add_argument('--threads', type=int, default=2, help='ONNX Runtime threads')
+    p.add_argument('--describe', action='append', default=[], metavar='MODALITIES',
+                   help='also describe every window from these modalities (e.g. tactile, audio, tactile,audio) '
+                        'with the generative head, against the episodes\' own texts; repeatable')
     a = p.parse_args(argv)
     variants = [v.strip() for v in a.variants.split(',') if v.strip()]
     outcomes = None if a.outcomes == 'any' else [o.strip() for o in a.outcomes.split(',') if o.strip()]
@@ -326,7 +407,7 @@ def main(argv: Optional[List[str]] = None, roots: Sequence[Path] = ()) -> int:
         episodes = find_episodes(a.episodes)
         if not episodes:
             raise EvaluationError(f'no episode bags in {[str(x) for x in a.episodes]}')
-        report = run(a.bundle, episodes, variants, outcomes, a.threads, roots=roots)
+        report = run(a.bundle, episodes, variants, outcomes, a.threads, roots=roots, describe=a.describe)
     except (EvaluationError, EpisodeError) as exc:
         print(f'[replay] error: {exc}', file=sys.stderr)
         return 2

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The generalist -> FuSe chain of the README ("A generalist, finetuned with touch and sound"):
+# collect the twin expert on the two vision-language tasks (pick_cube, place_in_bowl) and on the
+# touch and sound tasks (pick_soft, press_beep), lockstep, seeds 1000-1039 (away from the
+# evaluation seeds 0..49); export each pair as one LeRobotDataset; pretrain a vision-language
+# "generalist" (both cameras and the instruction, action loss only) on the first pair; finetune
+# it on the second pair with every sensor (cameras, both DIGITs, the microphone's spectrogram)
+# and FuSe's contrastive and generative losses:
+#   fuse   plain finetuning          l2sp   + L2-SP         spd   + selective projection decay
+#   wise   fuse's weights mixed half-and-half with the generalist's (WiSE-FT, alpha 0.5)
+#   noaux  fuse without the auxiliary losses (the paper's ablation)
+#   vision fuse without touch and sound (cameras and instruction only)
+# then export every bundle, replay-check each on the held-out episodes of both pairs (forgetting
+# is the pretraining pair's error before and after), describe from touch and from sound, and
+# evaluate closed loop. WORK (default runs/chain, git-ignored) holds everything.
+#
+#   models/twin/make_chain_bundles.sh               # all steps
+#   STEP=finetune models/twin/make_chain_bundles.sh # from a step on:
+#                                                   # collect | export | pretrain | finetune | bundle | replay | eval
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+WORK=${WORK:-runs/chain}
+STEP=${STEP:-collect}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-2000}
+FINETUNE_STEPS=${FINETUNE_STEPS:-1200}
+N=${N:-20}
+mkdir -p "$WORK"
+order=(collect export pretrain finetune bundle replay eval)
+# shellcheck source=models/twin/steps.sh
+source models/twin/steps.sh
+PRETRAIN_TASKS=(pick_cube place_in_bowl)
+FINETUNE_TASKS=(pick_soft press_beep)
+FINETUNED=(fuse l2sp spd noaux vision)
+
+if at collect; then
+  # two lanes on their own DDS domains (the machine has two cores)
+  lane() {
+    for task in "$@"; do
+      ./run.sh collect --task "$task" --teleop expert --episodes 40 --mode lockstep --seed 1000 \
+          --out "$WORK/ep_$task" --log-dir "$WORK/log_collect_$task" --no-status --domain-id "$DOMAIN"
+    done
+  }
+  DOMAIN=61 lane pick_cube pick_soft &
+  DOMAIN=62 lane place_in_bowl press_beep
+  wait
+fi
+if at export; then
+  ./run.sh export "$WORK/ep_pick_cube" "$WORK/ep_place_in_bowl" --format lerobot --out "$WORK/ds_pretrain" --overwrite
+  ./run.sh export "$WORK/ep_pick_soft" "$WORK/ep_press_beep" --format lerobot --out "$WORK/ds_finetune" --overwrite
+fi
+COMMON=(--batch 16 --lr 3e-4 --warmup 100 --seed 0 --val-fraction 0.1 --augment-shift 8
+        --checkpoint-every 200 --log-every 50 --threads 1)
+PRE=(--dataset "$WORK/ds_pretrain" --steps "$PRETRAIN_STEPS" --inputs image_primary,image_wrist
+     --contrastive-weight 0 --generative-weight 0)
+FT=(--dataset "$WORK/ds_finetune" --steps "$FINETUNE_STEPS" --pretrained "$WORK/train_generalist/checkpoints/last.pt")
+ALL=(--inputs image_primary,image_wrist,image_digit_left,image_digit_right,mel_spectro)
+declare -A RUN=(
+  [fuse]="${ALL[*]}"
+  [l2sp]="${ALL[*]} --l2sp 0.1"
+  [spd]="${ALL[*]} --spd 0.5"
+  [noaux]="${ALL[*]} --contrastive-weight 0 --generative-weight 0"
+  [vision]="--inputs image_primary,image_wrist"
+)
+train() {  # NAME OPTIONS...: one run, its log beside it
+  local name=$1; shift
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --out "$WORK/train_$name" > "$WORK/train_$name.log" 2>&1
+}
+if at pretrain; then
+  train generalist "${PRE[@]}"
+fi
+if at finetune; then
+  # two at a time
+  # shellcheck disable=SC2086  # each run's own options, word-split on purpose
+  for pair in "fuse l2sp" "spd noaux" "vision"; do
+    for name in $pair; do train "$name" "${FT[@]}" ${RUN[$name]} & done
+    wait
+  done
+fi
+if at bundle; then
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "${PRE[@]}" --out "$WORK/train_generalist" \
+      --name twin-generalist --export "$WORK/bundle_generalist" \
+      --export-checkpoint "$WORK/train_generalist/checkpoints/last.pt"
+  for name in "${FINETUNED[@]}"; do
+    # shellcheck disable=SC2086
+    .venv/bin/python -m models.trainer "${COMMON[@]}" "${FT[@]}" ${RUN[$name]} --out "$WORK/train_$name" \
+        --name "twin-chain-$name" --export "$WORK/bundle_$name" \
+        --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
+  done
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "${FT[@]}" ${RUN[fuse]} --out "$WORK/train_fuse" \
+      --name twin-chain-wise --export "$WORK/bundle_wise" --wise-alpha 0.5 \
+      --export-checkpoint "$WORK/train_fuse/checkpoints/last.pt"
+fi
+held_out() {  # DATASET BUNDLE TASK...: link the bundle's held-out episodes into a directory, print it
+  # (episode_index = export order = each task's sorted bags; every bag was exported, else refuse)
+  local ds=$1 bundle=$2; shift 2
+  local dir="$WORK/held_out_$(basename "$ds")"
+  local eps=()
+  for task in "$@"; do mapfile -t -O "${#eps[@]}" eps < <(find "$WORK/ep_$task" -mindepth 1 -maxdepth 1 -type d | sort); done
+  local exported
+  exported=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['total_episodes'])" "$ds/meta/info.json")
+  (( exported == ${#eps[@]} )) || { echo "$ds has $exported episodes, $* ${#eps[@]} bags" >&2; exit 1; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  for i in $(.venv/bin/python -c "import json,sys; print(*json.load(open(sys.argv[1]))['held_out_episodes'])" \
+             "$bundle/training_report.json"); do
+    ln -sfn "$(realpath "${eps[$i]}")" "$dir/"
+  done
+  echo "$dir"
+}
+if at replay; then
+  pre=$(held_out "$WORK/ds_pretrain" "$WORK/bundle_generalist" "${PRETRAIN_TASKS[@]}")
+  ft=$(held_out "$WORK/ds_finetune" "$WORK/bundle_fuse" "${FINETUNE_TASKS[@]}")
+  for name in generalist "${FINETUNED[@]}" wise; do
+    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$pre" --out "$WORK/replay_pre_$name" --overwrite
+    [[ $name == generalist ]] && continue
+    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$ft" --out "$WORK/replay_ft_$name" --overwrite \
+        --describe tactile --describe audio
+  done
+fi
+if at eval; then
+  evaluate() {  # BUNDLE TASK DOMAIN
+    local out="$WORK/eval_$1_$2" resume=()
+    [[ -f $out/summary.json ]] && resume=(--resume)
+    ./run.sh eval --bundle "$WORK/bundle_$1" --task "$2" --episodes "$N" --seed 0 --no-bags --out "$out" \
+        --domain-id "$3" "${resume[@]}"
+  }
+  # forgetting (pick_cube) on one lane, the touch and sound tasks on the other
+  ( for name in generalist fuse l2sp spd wise; do evaluate "$name" pick_cube 63; done ) &
+  for name in fuse noaux vision; do for task in "${FINETUNE_TASKS[@]}"; do evaluate "$name" "$task" 64; done; done
+  wait
+fi
