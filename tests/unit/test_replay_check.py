@@ -51,7 +51,7 @@ def test_each_broken_preprocessing_changes_the_predictions(runner, episode):
     correct = replay.replay_episode(runner, rec, 'correct').predicted
     again = replay.replay_episode(runner, rec, 'correct').predicted
     np.testing.assert_array_equal(correct, again)
-    for variant in ('bgr', 'unit_scale', 'no_background'):
+    for variant in ('bgr', 'unit_scale', 'no_background', 'silent'):
         broken = replay.replay_episode(runner, rec, variant).predicted
         assert broken.shape == correct.shape
         assert np.max(np.abs(broken - correct)) > 1e-4, variant
@@ -111,8 +111,18 @@ def test_a_variant_that_changes_no_input_of_the_bundle_is_left_out():
     kept, out = replay.applicable_variants(vision, ['correct', 'bgr', 'unit_scale', 'no_background'])
     assert kept == ['correct', 'bgr', 'unit_scale'] and out == ['no_background']
     touch = NS(inputs=[NS(preprocess=NS(op='tactile_minus_background'))])
-    assert replay.applicable_variants(touch, ['correct', 'bgr', 'no_background']) == (
-        ['correct', 'no_background'], ['bgr'])
+    assert replay.applicable_variants(touch, ['correct', 'bgr', 'no_background', 'silent']) == (
+        ['correct', 'no_background'], ['bgr', 'silent'])
+
+
+def test_the_silent_variant_feeds_the_spectrogram_of_silence_and_nothing_else(runner):
+    silent = replay._variant_transform(runner.manifest, 'silent')
+    mel = np.random.default_rng(0).normal(-40, 10, (2, 128, 30)).astype(np.float32)
+    out = silent('mel_spectro', mel)
+    assert out.shape == mel.shape and out.dtype == mel.dtype
+    np.testing.assert_array_equal(out, np.full_like(mel, -100.0))   # 10 log10(amin = 1e-10), ref 1
+    image = np.full((2, 256, 256, 3), 7, np.uint8)
+    assert silent('image_primary', image) is image
 
 
 def test_descriptions_are_scored_against_the_episode_s_property_by_gripper_state():

@@ -6,7 +6,8 @@ default topics), one window at each applied command's stamp (the tick the record
 executed at), and every window goes through the policy node's own PolicyController
 (checks, history masking, receding-horizon execution, gripper binarisation). The first action
 of each predicted chunk is compared per dimension with the action the arm applied. Variants
-break the preprocessing on purpose (colour order, 0..1 images, no DIGIT background) so that a
+break the preprocessing on purpose (colour order, 0..1 images, no DIGIT background, a silent
+microphone) so that a
 bundle's sensitivity to exactly the bugs that go unnoticed on a robot is measured, not assumed:
 a bundle that scores no worse with a broken pipeline than with the right one is not reading
 that input.
@@ -44,10 +45,12 @@ VARIANTS: Dict[str, str] = {
     'bgr': 'camera images with the colour channels swapped (BGR fed as RGB)',
     'unit_scale': 'camera images divided by 255 (0..1 values in the model\'s input type)',
     'no_background': 'DIGIT frames fed without their background subtracted',
+    'silent': 'the microphone spectrogram replaced by that of silence (a dead or muted microphone)',
 }
-DEFAULT_VARIANTS = ('correct', 'bgr', 'unit_scale', 'no_background')
+DEFAULT_VARIANTS = ('correct', 'bgr', 'unit_scale', 'no_background', 'silent')
 #: The preprocessing op a variant breaks; a bundle without an input of that op is unaffected.
-VARIANT_OP = {'bgr': 'rgb_image', 'unit_scale': 'rgb_image', 'no_background': 'tactile_minus_background'}
+VARIANT_OP = {'bgr': 'rgb_image', 'unit_scale': 'rgb_image', 'no_background': 'tactile_minus_background',
+              'silent': 'passthrough'}
 REPORT_JSON, REPORT_HTML = 'replay.json', 'replay.html'
 DIM_NAMES = ('dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper')
 
@@ -107,6 +110,7 @@ def applicable_variants(manifest, variants: Sequence[str]):
 
 def _variant_transform(manifest, variant: str) -> Callable[[str, np.ndarray], np.ndarray]:
     ops = {spec.name: spec.preprocess.op for spec in manifest.inputs}
+    audio = {spec.name for spec in manifest.inputs if spec.stream == 'audio'}
 
     def correct(name, arr):
         return arr
@@ -118,8 +122,17 @@ def _variant_transform(manifest, variant: str) -> Callable[[str, np.ndarray], np
         if ops[name] != 'rgb_image':
             return arr
         return (arr.astype(np.float32) / 255.0).astype(arr.dtype)
+
+    def silent(name, arr):
+        if name not in audio:
+            return arr
+        from fuse_core.audio.config import AudioConfig
+        spectrogram = AudioConfig().spectrogram()
+        quiet = spectrogram(np.zeros(spectrogram.window_samples, np.float32))
+        return np.full_like(arr, float(quiet.flat[0]))  # silence is one value: the dB floor
     # no_background changes what the builder is given (a black background), not the window.
-    return {'correct': correct, 'bgr': bgr, 'unit_scale': unit_scale, 'no_background': correct}[variant]
+    return {'correct': correct, 'bgr': bgr, 'unit_scale': unit_scale, 'no_background': correct,
+            'silent': silent}[variant]
 
 
 def describe_key(modalities: Sequence[str]) -> str:
