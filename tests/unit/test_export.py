@@ -224,3 +224,30 @@ def test_export_reloads_with_the_ecosystems_own_reader(tmp_path, bags, fmt):
         assert obs['observation.images.image_0'][0] == [3, 256, 256]
         assert obs['observation.state'] == [[7], 'torch.float32']
         assert obs['observation.mic'] == [[13230], 'torch.float32']
+
+
+def test_lerobot_writer_pools_the_audio_statistics_and_passes_the_rest_on():
+    """The datasets venv is optional, so lerobot's own functions are stood in for here."""
+    from fuse_core.export.lerobot_writer import POOLED_KEYS, pooled_episode_stats
+    seen = []
+
+    def per_element(data, features, quantile_list=None):
+        seen.append(sorted(data))
+        return {k: {'mean': np.mean(v, axis=0), 'count': np.array([len(v)])} for k, v in data.items()}
+
+    def feature_stats(array, axis, keepdims, quantile_list=None):
+        assert array.ndim == 2 and array.shape[1] == 1 and axis == 0   # one pooled column
+        return {'mean': array.mean(axis=0), 'max': array.max(axis=0), 'count': np.array([array.shape[0]])}
+
+    rng = np.random.default_rng(0)
+    data = {'observation.mic': rng.normal(size=(5, MIC_SAMPLES)).astype(np.float32),
+            'observation.mel_spectro': rng.normal(size=(5, 128, 30)).astype(np.float32),
+            'action': rng.normal(size=(5, 7)).astype(np.float32)}
+    stats = pooled_episode_stats(per_element, feature_stats)(data, {})
+    assert seen == [['action']] and set(POOLED_KEYS) <= set(stats)
+    np.testing.assert_allclose(stats['action']['mean'], data['action'].mean(axis=0))
+    mic = stats['observation.mic']
+    assert mic['mean'].shape == (MIC_SAMPLES,) and mic['count'].tolist() == [5]
+    np.testing.assert_allclose(mic['mean'], data['observation.mic'].mean(), rtol=1e-5)
+    np.testing.assert_allclose(mic['max'], data['observation.mic'].max())
+    assert stats['observation.mel_spectro']['max'].shape == (128, 30)
