@@ -12,7 +12,8 @@
 #   vision fuse without touch and sound (cameras and instruction only)
 # then export every bundle, replay-check each on the held-out episodes of both pairs (forgetting
 # is the pretraining pair's error before and after), describe from touch and from sound, and
-# evaluate closed loop. WORK (default runs/chain, git-ignored) holds everything.
+# evaluate closed loop; models/twin/table_chain.py prints the tables. WORK (default runs/chain,
+# git-ignored) holds everything.
 #
 #   models/twin/make_chain_bundles.sh               # all steps
 #   STEP=finetune models/twin/make_chain_bundles.sh # from a step on:
@@ -21,8 +22,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 WORK=${WORK:-runs/chain}
 STEP=${STEP:-collect}
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-2000}
-FINETUNE_STEPS=${FINETUNE_STEPS:-1200}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-5000}
+FINETUNE_STEPS=${FINETUNE_STEPS:-2000}
 N=${N:-20}
 mkdir -p "$WORK"
 order=(collect export pretrain finetune bundle replay eval)
@@ -66,7 +67,7 @@ train() {  # NAME OPTIONS...: one run, its log beside it
   .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --out "$WORK/train_$name" > "$WORK/train_$name.log" 2>&1
 }
 if at pretrain; then
-  train generalist "${PRE[@]}"
+  train generalist "${PRE[@]}" --threads 2   # alone on the machine
 fi
 if at finetune; then
   # two at a time
@@ -127,4 +128,5 @@ if at eval; then
   ( for name in generalist fuse l2sp spd wise; do evaluate "$name" pick_cube 63; done ) &
   for name in fuse noaux vision; do for task in "${FINETUNE_TASKS[@]}"; do evaluate "$name" "$task" 64; done; done
   wait
+  .venv/bin/python models/twin/table_chain.py "$WORK"
 fi
