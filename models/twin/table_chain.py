@@ -79,7 +79,8 @@ def describe(work: Path) -> str:
         for key, d in ((rep or {}).get('descriptions', {}).get('correct', {})).items():
             said = d['most_said'][0] if d['most_said'] else ('-', 0)
             rows.append(f'| {LABEL[name]} | {key} | {_f(d["all"]["names_property"], 2)} ({d["all"]["steps"]}) | '
-                        f'{_f(d["gripper_closed"]["names_property"], 2)} | {_f(d["gripper_open"]["names_property"], 2)} '
+                        f'{_f(d["gripper_closed"]["names_property"], 2)} | '
+                        f'{_f(d["gripper_open"]["names_property"], 2)} '
                         f'| "{said[0]}" ({said[1]}) |')
     return '\n'.join(rows)
 

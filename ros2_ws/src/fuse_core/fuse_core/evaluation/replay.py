@@ -380,9 +380,10 @@ def table(report: dict) -> str:
                      + ' '.join(f'{x:>9}' for x in r) + '  ' + (json.dumps(s['skipped']) if s['skipped'] else '-'))
     for v, per_key in report.get('descriptions', {}).items():
         for key, d in per_key.items():
-            lines.append(f'describe from {key:<8} {v:<14} names the property: all {_fmt(d["all"]["names_property"], 2)}'
-                         f' ({d["all"]["steps"]} steps), gripper closed {_fmt(d["gripper_closed"]["names_property"], 2)}'
-                         f', open {_fmt(d["gripper_open"]["names_property"], 2)}; exact {_fmt(d["all"]["exact"], 2)};'
+            named = {k: _fmt(d[k]['names_property'], 2) for k in ('all', 'gripper_closed', 'gripper_open')}
+            lines.append(f'describe from {key:<8} {v:<14} names the property: all {named["all"]}'
+                         f' ({d["all"]["steps"]} steps), gripper closed {named["gripper_closed"]}'
+                         f', open {named["gripper_open"]}; exact {_fmt(d["all"]["exact"], 2)};'
                          f' most said: {d["most_said"][0][0] if d["most_said"] else "-"!r}')
     return '\n'.join(lines)
 
