@@ -23,7 +23,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 WORK=${WORK:-runs/chain}
 STEP=${STEP:-collect}
 PRETRAIN_STEPS=${PRETRAIN_STEPS:-5000}
-FINETUNE_STEPS=${FINETUNE_STEPS:-2000}
+FINETUNE_STEPS=${FINETUNE_STEPS:-1000}
 N=${N:-20}
 mkdir -p "$WORK"
 order=(collect export pretrain finetune bundle replay eval)
