@@ -62,9 +62,12 @@ declare -A RUN=(
   [noaux]="${ALL[*]} --contrastive-weight 0 --generative-weight 0"
   [vision]="--inputs image_primary,image_wrist"
 )
-train() {  # NAME OPTIONS...: one run, its log beside it
+train() {  # NAME OPTIONS...: one run, its log beside it; an interrupted run resumes (a finished one stays)
   local name=$1; shift
-  .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --out "$WORK/train_$name" > "$WORK/train_$name.log" 2>&1
+  local resume=()
+  [[ -f $WORK/train_$name/checkpoints/last.pt ]] && resume=(--resume)
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --out "$WORK/train_$name" "${resume[@]}" \
+      >> "$WORK/train_$name.log" 2>&1
 }
 if at pretrain; then
   train generalist "${PRE[@]}" --threads 2   # alone on the machine
@@ -77,19 +80,20 @@ if at finetune; then
     wait
   done
 fi
+export_bundle() {  # BUNDLE RUN OPTIONS...: export RUN's last checkpoint unless the bundle is newer
+  local bundle=$1 run=$2; shift 2
+  [[ $WORK/bundle_$bundle/manifest.json -nt $WORK/train_$run/checkpoints/last.pt ]] && return 0
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --out "$WORK/train_$run" --name "twin-chain-$bundle" \
+      --export "$WORK/bundle_$bundle" --export-checkpoint "$WORK/train_$run/checkpoints/last.pt"
+}
 if at bundle; then
-  .venv/bin/python -m models.trainer "${COMMON[@]}" "${PRE[@]}" --out "$WORK/train_generalist" \
-      --name twin-generalist --export "$WORK/bundle_generalist" \
-      --export-checkpoint "$WORK/train_generalist/checkpoints/last.pt"
+  export_bundle generalist generalist "${PRE[@]}"
   for name in "${FINETUNED[@]}"; do
     # shellcheck disable=SC2086
-    .venv/bin/python -m models.trainer "${COMMON[@]}" "${FT[@]}" ${RUN[$name]} --out "$WORK/train_$name" \
-        --name "twin-chain-$name" --export "$WORK/bundle_$name" \
-        --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
+    export_bundle "$name" "$name" "${FT[@]}" ${RUN[$name]}
   done
-  .venv/bin/python -m models.trainer "${COMMON[@]}" "${FT[@]}" ${RUN[fuse]} --out "$WORK/train_fuse" \
-      --name twin-chain-wise --export "$WORK/bundle_wise" --wise-alpha 0.5 \
-      --export-checkpoint "$WORK/train_fuse/checkpoints/last.pt"
+  # shellcheck disable=SC2086
+  export_bundle wise fuse "${FT[@]}" ${RUN[fuse]} --wise-alpha 0.5
 fi
 held_out() {  # DATASET BUNDLE TASK...: link the bundle's held-out episodes into a directory, print it
   # (episode_index = export order = each task's sorted bags; every bag was exported, else refuse)
