@@ -72,16 +72,16 @@ def touch_sound(work: Path) -> str:
 
 
 def describe(work: Path) -> str:
-    rows = ['| bundle | from | names the property: all steps | gripper closed | gripper open | '
-            'most said |', '|---|---|---|---|---|---|']
+    rows = ['| bundle | from | expected text | names its property (steps) | gripper closed | gripper open | '
+            'most said |', '|---|---|---|---|---|---|---|']
     for name in TOUCH_SOUND:
         rep = _load(work / f'replay_ft_{name}' / 'replay.json')
         for key, d in ((rep or {}).get('descriptions', {}).get('correct', {})).items():
-            said = d['most_said'][0] if d['most_said'] else ('-', 0)
-            rows.append(f'| {LABEL[name]} | {key} | {_f(d["all"]["names_property"], 2)} ({d["all"]["steps"]}) | '
-                        f'{_f(d["gripper_closed"]["names_property"], 2)} | '
-                        f'{_f(d["gripper_open"]["names_property"], 2)} '
-                        f'| "{said[0]}" ({said[1]}) |')
+            for want, r in d.get('by_expected', {}).items():
+                said = r['most_said'][0] if r['most_said'] else ('-', 0)
+                rows.append(f'| {LABEL[name]} | {key} | "{want}" | {_f(r["names_property"], 2)} ({r["steps"]}) | '
+                            f'{_f(d["gripper_closed"]["names_property"], 2)} | '
+                            f'{_f(d["gripper_open"]["names_property"], 2)} | "{said[0]}" ({said[1]}) |')
     return '\n'.join(rows)
 
 

@@ -133,12 +133,20 @@ def test_descriptions_are_scored_against_the_episode_s_property_by_gripper_state
                              expected={'tactile': want},
                              descriptions={'tactile': [want, 'pick up the cube that feels hard',
                                                        'the cube feels soft', want]})
+    button = 'press the button that feels springy'
+    b = replay.EpisodeReplay('b', 'correct', 'x', rec[:2], rec[:2].copy(), rec[:2, 6], np.arange(2),
+                             expected={'tactile': button},
+                             descriptions={'tactile': [button, 'press the button that feels springy feels soft']})
     plain = replay.EpisodeReplay('p', 'correct', 'x', rec, rec.copy(), rec[:, 6], np.arange(4),
                                  expected={}, descriptions={'tactile': ['a'] * 4})  # no text: left out
-    d = replay.score_descriptions([r, plain], 'tactile')
-    assert d['all'] == {'steps': 4, 'exact': 0.5, 'names_property': 0.75}
-    assert d['gripper_closed'] == {'steps': 2, 'exact': 0.0, 'names_property': 0.5}
-    assert d['gripper_open'] == {'steps': 2, 'exact': 1.0, 'names_property': 1.0}
+    d = replay.score_descriptions([r, b, plain], 'tactile')
+    assert d['properties'] == ['feels soft', 'feels springy']
+    # 'feels hard' is no property of these episodes, but it is not 'feels soft' either; the
+    # button's second text names both properties, so it names none
+    assert (d['all']['steps'], d['all']['exact'], d['all']['names_property']) == (6, 0.5, 4 / 6)
+    assert d['gripper_closed']['steps'] == 3 and d['gripper_closed']['names_property'] == pytest.approx(1 / 3)
+    assert d['gripper_open']['names_property'] == 1.0
+    assert d['by_expected'][want]['names_property'] == 0.75 and d['by_expected'][button]['names_property'] == 0.5
     assert d['most_said'][0] == (want, 2)
     assert replay.property_of('press the button that beeps') == 'beeps' and replay.property_of('go') == ''
     assert replay.describe_key(['tactile', ' Audio']) == 'audio,tactile'
@@ -181,6 +189,7 @@ def test_replay_describes_each_window_as_the_runner_does(generative_bundle, tmp_
         assert result.descriptions['tactile'][k] == gen.describe(obs, ['tactile']), k
     report = replay.run(str(generative_bundle), [bag], ['correct'], progress=lambda s: None, describe=['tactile'])
     assert report['descriptions']['correct']['tactile']['all']['steps'] == 4
+    assert report['per_episode']['correct'][0]['descriptions']['tactile'] == result.descriptions['tactile']
     with pytest.raises(EvaluationError, match="--describe \\['smell'\\]: not a combination"):
         replay.run(str(generative_bundle), [bag], ['correct'], progress=lambda s: None, describe=['smell'])
     with pytest.raises(EvaluationError, match='no generative head'):

@@ -15,8 +15,8 @@ that input.
 With `--describe MODALITIES` (e.g. `tactile`, `audio`) every compared window is also described
 by the bundle's generative head from those modalities alone, and the text is compared with the
 episode's own modality-specific instruction: exact matches, and how often it names the
-property that instruction gives (its words after "that": "feels soft", "beeps"), split by
-whether the gripper was closed (touching) at that step.
+property that instruction gives (its words after "that": "feels soft", "beeps") and no other,
+split by whether the gripper was closed (touching) at that step and by the expected text.
 
     ./run.sh replay-check --bundle models/NAME episodes/ [--variants correct,bgr] --out DIR
 """
@@ -275,28 +275,36 @@ def property_of(text: str) -> str:
 def score_descriptions(replays: Sequence[EpisodeReplay], key: str) -> dict:
     """How the generated descriptions from `key` compare with the episodes' own texts.
 
-    exact: the whole text matches; names_property: the expected property ('feels soft') is in
-    the text. Both over every described step, and split by the recorded gripper: closed
-    (touching, or holding) and open. Episodes without a text for `key` are left out."""
-    rows = []  # (exact, named, closed)
-    said: Dict[str, int] = {}
+    exact: the whole text matches. names_property: the text names the episode's property
+    ('feels soft') and no other property that the scored episodes' texts give ('feels springy'):
+    a text that names them all names none. Over every described step, split by the recorded
+    gripper (closed: touching or holding; open), and per expected text (in the twin, per task).
+    Episodes without a text for `key` are left out."""
+    props = {property_of(r.expected.get(key, '')) for r in replays} - {''}
+    rows = []  # (expected, said, exact, named, closed)
     for r in replays:
         want = r.expected.get(key, '')
-        prop = property_of(want)
         if not want:
             continue
+        prop = property_of(want)
+        others = [o for o in props if o != prop and o not in prop]
         for text, action in zip(r.descriptions.get(key, []), r.recorded):
-            rows.append((text == want, bool(prop) and prop in text, not gripper_open(float(action[6]))))
-            said[text] = said.get(text, 0) + 1
+            named = bool(prop) and prop in text and not any(o in text for o in others)
+            rows.append((want, text, text == want, named, not gripper_open(float(action[6]))))
 
     def rate(sel):
         sel = list(sel)
-        return {'steps': len(sel), 'exact': float(np.mean([e for e, _ in sel])) if sel else None,
-                'names_property': float(np.mean([n for _, n in sel])) if sel else None}
-    out = {'modalities': key, 'all': rate((e, n) for e, n, _ in rows),
-           'gripper_closed': rate((e, n) for e, n, c in rows if c),
-           'gripper_open': rate((e, n) for e, n, c in rows if not c)}
-    out['most_said'] = sorted(said.items(), key=lambda kv: -kv[1])[:5]
+        said: Dict[str, int] = {}
+        for row in sel:
+            said[row[1]] = said.get(row[1], 0) + 1
+        return {'steps': len(sel), 'exact': float(np.mean([row[2] for row in sel])) if sel else None,
+                'names_property': float(np.mean([row[3] for row in sel])) if sel else None,
+                'most_said': sorted(said.items(), key=lambda kv: -kv[1])[:3]}
+    out = {'modalities': key, 'properties': sorted(props), 'all': rate(rows),
+           'gripper_closed': rate(row for row in rows if row[4]),
+           'gripper_open': rate(row for row in rows if not row[4]),
+           'by_expected': {want: rate(row for row in rows if row[0] == want) for want in sorted({r[0] for r in rows})}}
+    out['most_said'] = out['all']['most_said']
     return out
 
 
@@ -361,7 +369,8 @@ def run(bundle_path: str, episodes: Sequence[Path], variants: Sequence[str] = DE
                                  **{k: s for k, s in score([r], std).items() if k in ('steps', 'nmse',
                                                                                       'gripper_agreement',
                                                                                       'skipped')},
-                                 'recorded': r.recorded.round(5).tolist(), 'predicted': r.predicted.round(5).tolist()}
+                                 'recorded': r.recorded.round(5).tolist(), 'predicted': r.predicted.round(5).tolist(),
+                                 **({'expected': r.expected, 'descriptions': r.descriptions} if describe else {})}
                                 for r in per_variant[v]] for v in variants}}
 
 
