@@ -80,8 +80,8 @@ def describe(work: Path) -> str:
             for want, r in d.get('by_expected', {}).items():
                 said = r['most_said'][0] if r['most_said'] else ('-', 0)
                 rows.append(f'| {LABEL[name]} | {key} | "{want}" | {_f(r["names_property"], 2)} ({r["steps"]}) | '
-                            f'{_f(d["gripper_closed"]["names_property"], 2)} | '
-                            f'{_f(d["gripper_open"]["names_property"], 2)} | "{said[0]}" ({said[1]}) |')
+                            f'{_f(r.get("gripper_closed"), 2)} | {_f(r.get("gripper_open"), 2)} | '
+                            f'"{said[0]}" ({said[1]}) |')
     return '\n'.join(rows)
 
 

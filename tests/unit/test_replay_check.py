@@ -147,6 +147,7 @@ def test_descriptions_are_scored_against_the_episode_s_property_by_gripper_state
     assert d['gripper_closed']['steps'] == 3 and d['gripper_closed']['names_property'] == pytest.approx(1 / 3)
     assert d['gripper_open']['names_property'] == 1.0
     assert d['by_expected'][want]['names_property'] == 0.75 and d['by_expected'][button]['names_property'] == 0.5
+    assert d['by_expected'][button]['gripper_closed'] == 0.0 and d['by_expected'][button]['gripper_open'] == 1.0
     assert d['most_said'][0] == (want, 2)
     assert replay.property_of('press the button that beeps') == 'beeps' and replay.property_of('go') == ''
     assert replay.describe_key(['tactile', ' Audio']) == 'audio,tactile'

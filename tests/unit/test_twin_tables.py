@@ -29,9 +29,8 @@ def test_tables_read_the_reports_and_mark_what_is_missing(tmp_path):
            {'successes': 3, 'episodes_finished': 20, 'wilson_95': [0.0524, 0.3604]})
     _write(tmp_path / 'replay_ft_fuse' / 'replay.json', _replay(
         {'correct': (0.25, 0.8), 'no_background': (0.5, 0.6), 'silent': (0.3, 0.8)},
-        {'correct': {'tactile': {'gripper_closed': {'names_property': 1.0}, 'gripper_open': {'names_property': 0.0},
-                                 'by_expected': {'pick up the cube that feels soft': {
-                                     'names_property': 0.5, 'steps': 10,
+        {'correct': {'tactile': {'by_expected': {'pick up the cube that feels soft': {
+                                     'names_property': 0.5, 'steps': 10, 'gripper_closed': 1.0, 'gripper_open': 0.0,
                                      'most_said': [['pick up the cube that feels soft', 6]]}}}}}))
     forgetting = table_chain.forgetting(tmp_path).splitlines()
     assert forgetting[2] == '| generalist (before finetuning) | 0.200 | 0.90 | 3 / 20 (5.2 - 36.0 %) |'

@@ -303,7 +303,12 @@ def score_descriptions(replays: Sequence[EpisodeReplay], key: str) -> dict:
     out = {'modalities': key, 'properties': sorted(props), 'all': rate(rows),
            'gripper_closed': rate(row for row in rows if row[4]),
            'gripper_open': rate(row for row in rows if not row[4]),
-           'by_expected': {want: rate(row for row in rows if row[0] == want) for want in sorted({r[0] for r in rows})}}
+           'by_expected': {}}
+    for want in sorted({row[0] for row in rows}):
+        mine = [row for row in rows if row[0] == want]
+        out['by_expected'][want] = dict(rate(mine),
+                                        gripper_closed=rate(row for row in mine if row[4])['names_property'],
+                                        gripper_open=rate(row for row in mine if not row[4])['names_property'])
     out['most_said'] = out['all']['most_said']
     return out
 
