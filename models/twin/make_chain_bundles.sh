@@ -114,11 +114,15 @@ held_out() {  # DATASET BUNDLE TASK...: link the bundle's held-out episodes into
 if at replay; then
   pre=$(held_out "$WORK/ds_pretrain" "$WORK/bundle_generalist" "${PRETRAIN_TASKS[@]}")
   ft=$(held_out "$WORK/ds_finetune" "$WORK/bundle_fuse" "${FINETUNE_TASKS[@]}")
+  replay() {  # BUNDLE EPISODES REPORT OPTIONS...: unless the report is newer than the bundle
+    local bundle=$1 episodes=$2 out=$3; shift 3
+    [[ $out/replay.json -nt $bundle/manifest.json ]] && return 0
+    ./run.sh replay-check --bundle "$bundle" "$episodes" --out "$out" --overwrite "$@"
+  }
   for name in generalist "${FINETUNED[@]}" wise; do
-    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$pre" --out "$WORK/replay_pre_$name" --overwrite
+    replay "$WORK/bundle_$name" "$pre" "$WORK/replay_pre_$name"
     [[ $name == generalist ]] && continue
-    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$ft" --out "$WORK/replay_ft_$name" --overwrite \
-        --describe tactile --describe audio
+    replay "$WORK/bundle_$name" "$ft" "$WORK/replay_ft_$name" --describe tactile --describe audio
   done
 fi
 if at eval; then
