@@ -16,6 +16,28 @@ from torch import nn
 ROBUST_METHODS = ('none', 'l2sp', 'spd', 'wise')
 
 
+#: Parameters that only an auxiliary loss trains: a run with that loss off leaves them at their
+#: random initialisation. lang_readout feeds both heads (trained when either loss is on).
+AUX_ONLY = {'contrastive': ('clip_obs_pool', 'clip_text_pool', 'clip_obs_proj', 'clip_text_proj', 'temperature'),
+            'generative': ('gen_class', 'gen_pool', 'gen_vocab')}
+BOTH_AUX = ('lang_readout',)
+
+
+def trained_state(pretrained: Mapping[str, torch.Tensor], train_cfg: Mapping) -> Tuple[Dict[str, torch.Tensor], list]:
+    """The pretrained state without the parameters its run never trained, and their names.
+
+    A head whose loss weight was 0 in the pretrained run holds its random initialisation: as a
+    "pretrained" value, L2-SP and SPD would pull the finetuned head back to noise and WiSE-FT
+    would mix noise into it. Left out, those heads count as new (initialised, never anchored).
+    """
+    off = [loss for loss in AUX_ONLY if not float(train_cfg.get(f'{loss}_weight', 1.0)) > 0]
+    prefixes = tuple(p for loss in off for p in AUX_ONLY[loss]) + (BOTH_AUX if len(off) == len(AUX_ONLY) else ())
+    if not prefixes:
+        return dict(pretrained), []
+    dropped = sorted(k for k in pretrained if k.split('.')[0] in prefixes)
+    return {k: v for k, v in pretrained.items() if k.split('.')[0] not in prefixes}, dropped
+
+
 def anchor(model: nn.Module, pretrained: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """theta0 for every trainable parameter of `model` that `pretrained` has (same name and shape)."""
     out = {}

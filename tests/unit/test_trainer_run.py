@@ -112,6 +112,35 @@ def test_finetuning_anchors_the_pretrained_weights_and_adds_new_sensors(tiny, tm
     assert torch.equal(mixed[new], ft.model.state_dict()[new])
 
 
+def test_heads_the_pretrained_run_never_trained_are_neither_anchored_nor_mixed(tiny, tmp_path):
+    """A vision-language generalist trained without the auxiliary losses leaves their heads at
+    random values: FuSe finetuning must not pull (L2-SP, SPD) or mix (WiSE-FT) toward those."""
+    logs = []
+    pre = Trainer(_cfg(tiny, tmp_path / 'pre', inputs=('image_wrist',), contrastive_weight=0.0,
+                       generative_weight=0.0, steps=1), log=lambda *a, **k: None)
+    pre.run()
+    ckpt = str(tmp_path / 'pre' / 'checkpoints' / 'last.pt')
+    ft = Trainer(_cfg(tiny, tmp_path / 'ft', inputs=('image_wrist', 'image_digit_left'), pretrained=ckpt,
+                      l2sp=0.1, spd=1.0, wise_alpha=0.5, steps=1), log=lambda *a, **k: logs.append(' '.join(map(str, a))))
+    heads = ('gen_', 'clip_', 'temperature', 'lang_readout')
+    assert not [k for k in ft.theta0 if k.startswith(heads)]
+    assert 'head2.weight' in ft.theta0
+    assert any('never trained' in line and 'gen_vocab' in line for line in logs)
+    ft.run()
+    mixed, own = ft.final_state(), ft.model.state_dict()
+    assert torch.equal(mixed['gen_vocab.weight'], own['gen_vocab.weight'])          # not mixed with noise
+    assert not torch.equal(mixed['head2.weight'], own['head2.weight'])              # the action head is
+    # a pretrained run that trained the generative loss (contrastive off): its generative head
+    # and the shared readouts are anchored, its contrastive head is not
+    pre2 = Trainer(_cfg(tiny, tmp_path / 'pre2', inputs=('image_wrist',), contrastive_weight=0.0, steps=1),
+                   log=lambda *a, **k: None)
+    pre2.run()
+    ft2 = Trainer(_cfg(tiny, tmp_path / 'ft2', inputs=('image_wrist',), steps=1, l2sp=0.1,
+                       pretrained=str(tmp_path / 'pre2' / 'checkpoints' / 'last.pt')), log=lambda *a, **k: None)
+    assert 'gen_vocab.weight' in ft2.theta0 and 'lang_readout' in ft2.theta0
+    assert not [k for k in ft2.theta0 if k.startswith(('clip_', 'temperature'))]
+
+
 def test_bad_configuration_is_refused_at_start(tiny, tmp_path):
     with pytest.raises(TrainerError, match='need a pretrained checkpoint'):
         _cfg(tiny, tmp_path / 'r', spd=1.0)
