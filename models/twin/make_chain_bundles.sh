@@ -132,9 +132,10 @@ if at eval; then
     ./run.sh eval --bundle "$WORK/bundle_$1" --task "$2" --episodes "$N" --seed 0 --no-bags --out "$out" \
         --domain-id "$3" "${resume[@]}"
   }
-  # forgetting (pick_cube) on one lane, the touch and sound tasks on the other
+  # forgetting (pick_cube) on one lane, the sound task on the other (EVAL_TASKS="press_beep pick_soft"
+  # adds the touch task: about 10 minutes a bundle more)
   ( for name in generalist fuse l2sp spd wise; do evaluate "$name" pick_cube 63; done ) &
-  for name in fuse noaux vision; do for task in "${FINETUNE_TASKS[@]}"; do evaluate "$name" "$task" 64; done; done
+  for task in ${EVAL_TASKS:-press_beep}; do for name in fuse noaux vision; do evaluate "$name" "$task" 64; done; done
   wait
   .venv/bin/python models/twin/table_chain.py "$WORK"
 fi
