@@ -133,9 +133,9 @@ if at eval; then
         --domain-id "$3" "${resume[@]}"
   }
   # forgetting (pick_cube) on one lane, the sound task on the other (EVAL_TASKS="press_beep pick_soft"
-  # adds the touch task: about 10 minutes a bundle more)
+  # adds the touch task, about 10 minutes a bundle more; EVAL_TASKS="" leaves that lane out)
   ( for name in generalist fuse l2sp spd wise; do evaluate "$name" pick_cube 63; done ) &
-  for task in ${EVAL_TASKS:-press_beep}; do for name in fuse noaux vision; do evaluate "$name" "$task" 64; done; done
+  for task in ${EVAL_TASKS-press_beep}; do for name in fuse noaux vision; do evaluate "$name" "$task" 64; done; done
   wait
   .venv/bin/python models/twin/table_chain.py "$WORK"
 fi
