@@ -122,7 +122,9 @@ if at replay; then
   for name in generalist "${FINETUNED[@]}" wise; do
     replay "$WORK/bundle_$name" "$pre" "$WORK/replay_pre_$name"
     [[ $name == generalist ]] && continue
-    replay "$WORK/bundle_$name" "$ft" "$WORK/replay_ft_$name" --describe tactile --describe audio
+    describe=()  # the generative head's descriptions, where the bundle has that head
+    grep -q '"generative"' "$WORK/bundle_$name/manifest.json" && describe=(--describe tactile --describe audio)
+    replay "$WORK/bundle_$name" "$ft" "$WORK/replay_ft_$name" "${describe[@]}"
   done
 fi
 if at eval; then
