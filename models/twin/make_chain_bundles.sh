@@ -122,8 +122,11 @@ if at replay; then
   for name in generalist "${FINETUNED[@]}" wise; do
     replay "$WORK/bundle_$name" "$pre" "$WORK/replay_pre_$name"
     [[ $name == generalist ]] && continue
-    describe=()  # the generative head's descriptions, where the bundle has that head
-    grep -q '"generative"' "$WORK/bundle_$name/manifest.json" && describe=(--describe tactile --describe audio)
+    describe=()  # the generative head's descriptions from touch and from sound, where it has those inputs
+    if grep -q '"generative"' "$WORK/bundle_$name/manifest.json"; then
+      grep -q '"image_digit_left"' "$WORK/bundle_$name/manifest.json" && describe+=(--describe tactile)
+      grep -q '"mel_spectro"' "$WORK/bundle_$name/manifest.json" && describe+=(--describe audio)
+    fi
     replay "$WORK/bundle_$name" "$ft" "$WORK/replay_ft_$name" "${describe[@]}"
   done
 fi
