@@ -54,8 +54,10 @@ def forgetting(work: Path) -> str:
 
 
 def touch_sound(work: Path) -> str:
+    # closed-loop columns for the tasks that were evaluated (make_chain_bundles.sh: EVAL_TASKS)
+    tasks = [t for t in ('pick_soft', 'press_beep') if any((work / f'eval_{n}_{t}').is_dir() for n in TOUCH_SOUND)]
     rows = ['| bundle | held-out nmse | no_background (touch) | silent (sound) | gripper correct / no_background | '
-            'pick_soft | press_beep |', '|---|---|---|---|---|---|---|']
+            + ''.join(f'{t} closed loop | ' for t in tasks), '|---|---|---|---|---|' + '---|' * len(tasks)]
     for name in TOUCH_SOUND:
         rep = _load(work / f'replay_ft_{name}' / 'replay.json')
         base = _variant(rep, 'correct')
@@ -66,9 +68,8 @@ def touch_sound(work: Path) -> str:
         grip = (f'{_f(_variant(rep, "correct", "gripper_agreement"), 2)} / '
                 f'{_f(_variant(rep, "no_background", "gripper_agreement"), 2)}')
         rows.append(f'| {LABEL[name]} | {_f(base)} | {ratio("no_background")} | {ratio("silent")} | {grip} | '
-                    + ' | '.join(_success(_load(work / f'eval_{name}_{task}' / 'summary.json'))
-                                 for task in ('pick_soft', 'press_beep')) + ' |')
-    return '\n'.join(rows)
+                    + ''.join(f'{_success(_load(work / f"eval_{name}_{t}" / "summary.json"))} | ' for t in tasks))
+    return '\n'.join(row.rstrip() for row in rows)
 
 
 def describe(work: Path) -> str:
