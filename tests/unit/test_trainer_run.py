@@ -121,7 +121,8 @@ def test_heads_the_pretrained_run_never_trained_are_neither_anchored_nor_mixed(t
     pre.run()
     ckpt = str(tmp_path / 'pre' / 'checkpoints' / 'last.pt')
     ft = Trainer(_cfg(tiny, tmp_path / 'ft', inputs=('image_wrist', 'image_digit_left'), pretrained=ckpt,
-                      l2sp=0.1, spd=1.0, wise_alpha=0.5, steps=1), log=lambda *a, **k: logs.append(' '.join(map(str, a))))
+                      l2sp=0.1, spd=1.0, wise_alpha=0.5, steps=1),
+                 log=lambda *a, **k: logs.append(' '.join(map(str, a))))
     heads = ('gen_', 'clip_', 'temperature', 'lang_readout')
     assert not [k for k in ft.theta0 if k.startswith(heads)]
     assert 'head2.weight' in ft.theta0
