@@ -214,8 +214,9 @@ class Trainer:
             pretrained_state, pretrained_cfg, base_tok = blob['model'], blob['config'], blob['tokenizer']
             pretrained_state, untrained = RB.trained_state(pretrained_state, pretrained_cfg.get('train', {}))
             if untrained:
-                self.log(f'{cfg.pretrained}: its run never trained {sorted({k.split(".")[0] for k in untrained})} '
-                    '(loss weight 0): not loaded, not anchored, not mixed')
+                heads = sorted({k.split('.')[0] for k in untrained})
+                self.log(f'{cfg.pretrained}: its run never trained {heads} (loss weight 0): '
+                         'not loaded, not anchored, not mixed')
         self.data = LeRobotWindows(cfg.dataset, inputs=cfg.inputs or None,
                                    window=int(cfg.model.get('window', 2)), horizon=int(cfg.model.get('horizon', 4)),
                                    image_cache_bytes=int(cfg.image_cache_mb) << 20)

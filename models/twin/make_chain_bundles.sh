@@ -95,22 +95,6 @@ if at bundle; then
   # shellcheck disable=SC2086
   export_bundle wise fuse "${FT[@]}" ${RUN[fuse]} --wise-alpha 0.5
 fi
-held_out() {  # DATASET BUNDLE TASK...: link the bundle's held-out episodes into a directory, print it
-  # (episode_index = export order = each task's sorted bags; every bag was exported, else refuse)
-  local ds=$1 bundle=$2; shift 2
-  local dir="$WORK/held_out_$(basename "$ds")"
-  local eps=()
-  for task in "$@"; do mapfile -t -O "${#eps[@]}" eps < <(find "$WORK/ep_$task" -mindepth 1 -maxdepth 1 -type d | sort); done
-  local exported
-  exported=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['total_episodes'])" "$ds/meta/info.json")
-  (( exported == ${#eps[@]} )) || { echo "$ds has $exported episodes, $* ${#eps[@]} bags" >&2; exit 1; }
-  rm -rf "$dir"; mkdir -p "$dir"
-  for i in $(.venv/bin/python -c "import json,sys; print(*json.load(open(sys.argv[1]))['held_out_episodes'])" \
-             "$bundle/training_report.json"); do
-    ln -sfn "$(realpath "${eps[$i]}")" "$dir/"
-  done
-  echo "$dir"
-}
 if at replay; then
   pre=$(held_out "$WORK/ds_pretrain" "$WORK/bundle_generalist" "${PRETRAIN_TASKS[@]}")
   ft=$(held_out "$WORK/ds_finetune" "$WORK/bundle_fuse" "${FINETUNE_TASKS[@]}")

@@ -56,13 +56,8 @@ if at bundle; then
   done
 fi
 if at replay; then
-  # the held-out episodes: the trainer's seeded choice (seed 0, 10 % of 60), in export order
-  mkdir -p "$WORK/ep_held_out"
-  held=$(.venv/bin/python -c "import json,sys; print(' '.join(map(str, json.load(open(sys.argv[1]))['held_out_episodes'])))" \
-         "$WORK/bundle_fuse/training_report.json")
-  mapfile -t eps < <(find "$WORK/ep_pick_soft" -mindepth 1 -maxdepth 1 -type d | sort)
-  for i in $held; do ln -sfn "$(realpath "${eps[$i]}")" "$WORK/ep_held_out/"; done
+  held=$(held_out "$WORK/ds_pick_soft" "$WORK/bundle_fuse" pick_soft)
   for name in fuse noaux vision felt; do
-    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$WORK/ep_held_out" --out "$WORK/replay_$name" --overwrite
+    ./run.sh replay-check --bundle "$WORK/bundle_$name" "$held" --out "$WORK/replay_$name" --overwrite
   done
 fi

@@ -123,13 +123,14 @@ def _variant_transform(manifest, variant: str) -> Callable[[str, np.ndarray], np
             return arr
         return (arr.astype(np.float32) / 255.0).astype(arr.dtype)
 
-    def silent(name, arr):
-        if name not in audio:
-            return arr
+    quiet = 0.0
+    if variant == 'silent':  # once per replay: silence is one value, the spectrogram's dB floor
         from fuse_core.audio.config import AudioConfig
         spectrogram = AudioConfig().spectrogram()
-        quiet = spectrogram(np.zeros(spectrogram.window_samples, np.float32))
-        return np.full_like(arr, float(quiet.flat[0]))  # silence is one value: the dB floor
+        quiet = float(spectrogram(np.zeros(spectrogram.window_samples, np.float32)).flat[0])
+
+    def silent(name, arr):
+        return np.full_like(arr, quiet) if name in audio else arr
     # no_background changes what the builder is given (a black background), not the window.
     return {'correct': correct, 'bgr': bgr, 'unit_scale': unit_scale, 'no_background': correct,
             'silent': silent}[variant]
