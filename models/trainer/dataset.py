@@ -100,6 +100,10 @@ def _task_table(root: Path) -> Dict[int, str]:
     return {int(i): str(t) for i, t in zip(table.column('task_index').to_pylist(), table.column(name).to_pylist())}
 
 
+#: The action std of a dimension the training data holds constant (see action_statistics).
+CONSTANT_STD = 1e-6
+
+
 class LeRobotWindows:
     """FuSe training samples from a LeRobotDataset v3 directory.
 
@@ -316,7 +320,13 @@ class LeRobotWindows:
         mask = np.ones(self.action_dim, bool)
         if self.action_dim > GRIPPER:
             mask[GRIPPER] = False
-        std = np.where(std > 1e-8, std, 1.0)  # a constant dimension: identity scaling
+        # A dimension the demonstrations never moved (the twin expert's rotations) gets a tiny std:
+        # its targets stay within +-1, and the bundle denormalises whatever the model predicts
+        # there to within CONSTANT_STD of the constant. An std of 1 would let the model's small
+        # errors through in raw units (0.03 rad a tick on the rotations, which turned the
+        # gripper over within an episode).
+        constant = (a.max(axis=0) - a.min(axis=0)) <= CONSTANT_STD if len(a) else np.ones(a.shape[1], bool)
+        std = np.where(constant, CONSTANT_STD, np.maximum(std, CONSTANT_STD))
         return {
             'action': {
                 'mean': mean.tolist(), 'std': std.tolist(), 'max': a.max(axis=0).tolist(),

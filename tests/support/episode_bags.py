@@ -15,6 +15,16 @@ TOPIC_TYPES = {
     '/policy/command': 'fuse_interfaces/msg/DeltaEECommand',
     '/arm/ee_pose': 'geometry_msgs/msg/PoseStamped', '/arm/joint_states': 'sensor_msgs/msg/JointState',
 }
+#: What the twin's expert reads (fuse_sim.relabel), written with expert_topics=True.
+EXPERT_TOPIC_TYPES = {'/world/task_state': 'fuse_interfaces/msg/TaskState',
+                      '/arm/status': 'fuse_interfaces/msg/ArmStatus'}
+#: The red cube of an expert_topics bag (base frame, m).
+RED_CUBE = (0.3, 0.02, 0.02)
+
+
+def ee_x(k: int) -> float:
+    """The end effector's x at sensor tick k (it moves along x at 1 mm a tick, y 0, z 0.15)."""
+    return 0.2 + 0.001 * k
 T0 = 1_800_000_000_000_000_000
 
 
@@ -26,14 +36,20 @@ def mic_ramp(index) -> np.ndarray:
 def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int = 0,
                      instruction: str = 'pick up the red cube', outcome: str = 'success',
                      skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320), modalities=None,
-                     mic_rate: int = 44100, mic_lost=(), mic_index_back_at: int = -1) -> Path:
+                     mic_rate: int = 44100, mic_lost=(), mic_index_back_at: int = -1,
+                     expert_topics: bool = False, world: str = 'twin', ee_at=None, opening_at=None) -> Path:
     """An episode recorded as the recorder writes it: sensors at 10 Hz, commands at 5 Hz.
 
     The microphone sends a 0.1 s chunk at each sensor tick, contiguous from T0: sample i, captured
     at T0 + i / mic_rate, is mic_ramp(i). mic_lost: chunk numbers never sent (lost input: a gap in
     the indices); mic_index_back_at: that chunk's first_sample_index goes back one chunk.
+    expert_topics: also /world/task_state (a red and a blue cube, running) and /arm/status
+    (tracking, the commanded target 1 cm ahead of the measured pose in x) at each sensor tick.
+    ee_at(k) -> (x, y, z) and opening_at(k) -> m: the end effector's path and finger opening
+    (default: ee_x(k), 0, 0.15 and open).
     """
-    from fuse_interfaces.msg import AudioChunk, DeltaEECommand
+    from fuse_interfaces.msg import ArmStatus, AudioChunk, DeltaEECommand, TaskState
+    from geometry_msgs.msg import Point
     from geometry_msgs.msg import PoseStamped
     from rclpy.serialization import serialize_message
     from sensor_msgs.msg import JointState
@@ -45,10 +61,10 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
     rng = np.random.default_rng(seed)
     bag_dir = root / episode_id
     md = EpisodeMetadata(episode_id=episode_id, task='pick_cube', instruction=instruction,
-                         action_source='expert', world='twin', seed=seed, status=COMPLETE, outcome=outcome,
+                         action_source='expert', world=world, seed=seed, status=COMPLETE, outcome=outcome,
                          modalities=dict(modalities or {}))
     w = BagWriter(bag_dir, custom_data={'fuse_episode': md.to_json()})
-    for t, ty in TOPIC_TYPES.items():
+    for t, ty in {**TOPIC_TYPES, **(EXPERT_TOPIC_TYPES if expert_topics else {})}.items():
         if t not in skip_topics:
             w.add_topic(t, ty)
 
@@ -81,7 +97,7 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
             put('/audio/chunk', chunk, t)
         ps = PoseStamped()
         ps.header.stamp = stamp
-        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = 0.2 + 0.001 * k, 0.0, 0.15
+        ps.pose.position.x, ps.pose.position.y, ps.pose.position.z = ee_at(k) if ee_at else (ee_x(k), 0.0, 0.15)
         ps.pose.orientation.y, ps.pose.orientation.w = 0.7071067811865476, 0.7071067811865476
         put('/arm/ee_pose', ps, t)
         js = JointState()
@@ -90,6 +106,19 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
                    'left_finger', 'right_finger']
         js.position = [0.0] * 6 + [0.037, -0.037]
         put('/arm/joint_states', js, t)
+        if expert_topics:
+            ts = TaskState(task='pick_cube', seed=seed, episode=1, instruction=instruction, state='running',
+                           episode_time_s=k * 0.1, time_left_s=20.0 - k * 0.1, time_limit_s=20.0,
+                           object_names=['cube_0', 'cube_1'], object_colours=['red', 'blue'],
+                           object_positions=[Point(x=RED_CUBE[0], y=RED_CUBE[1], z=RED_CUBE[2]),
+                                             Point(x=0.3, y=-0.1, z=0.02)])
+            ts.header.stamp = stamp
+            put('/world/task_state', ts, t)
+            st = ArmStatus(backend='sim', state='tracking', gripper_opening=opening_at(k) if opening_at else 0.037)
+            st.header.stamp = stamp
+            st.ee_pose = ps.pose
+            st.target_pose.position.x, st.target_pose.position.z = ee_x(k) + 0.01, 0.15
+            put('/arm/status', st, t)
     for i in range(steps):
         t = t_log = T0 + dt_sensor // 2 + i * dt_cmd
         if i == clock_jump_at:  # the sender's clock jumps back; arrival (log) time does not

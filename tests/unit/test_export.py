@@ -10,7 +10,7 @@ from fuse_core.bundle.manifest import FUSE_OBSERVATION_INPUTS
 from fuse_core.errors import EpisodeError
 from fuse_core.export import cli
 from fuse_core.export.steps import MIC_RATE_HZ, MIC_SAMPLES, load_steps
-from support.episode_bags import T0, make_episode_bag, mic_ramp
+from support.episode_bags import RED_CUBE, T0, ee_x, make_episode_bag, mic_ramp
 
 
 @pytest.fixture(scope='module')
@@ -251,3 +251,41 @@ def test_lerobot_writer_pools_the_audio_statistics_and_passes_the_rest_on():
     np.testing.assert_allclose(mic['mean'], data['observation.mic'].mean(), rtol=1e-5)
     np.testing.assert_allclose(mic['max'], data['observation.mic'].max())
     assert stats['observation.mel_spectro']['max'].shape == (128, 30)
+
+
+def test_relabel_expert_gives_the_twin_experts_actions_in_the_states_reached(tmp_path):
+    """DAgger: --relabel expert replaces each step's applied command by what the scripted expert
+    commands in the state the episode reached (the latest /world/task_state and /arm/status at or
+    before the step), replayed in order; the observations stay as they were."""
+    from fuse_sim.expert import APPROACH_Z, ExpertObservation, ScriptedExpert
+    from fuse_sim.relabel import ExpertRelabel
+    from fuse_sim.tasks import VisibleObject
+    bag = make_episode_bag(tmp_path, 'policy_ep', steps=6, outcome='failure', expert_topics=True)
+    applied = load_steps(bag, outcomes=None)
+    s = load_steps(bag, outcomes=None, relabel=ExpertRelabel())
+    assert s.metadata.action_source == 'expert, relabelled by expert'
+    for key, v in applied.observations.items():
+        np.testing.assert_array_equal(s.observations[key], v)
+    expert = ScriptedExpert('pick_cube')
+    objects = {'cube_0': VisibleObject('cube_0', np.array(RED_CUBE), 'red'),
+               'cube_1': VisibleObject('cube_1', np.array([0.3, -0.1, 0.02]), 'blue')}
+    for i, t in enumerate(s.stamps_ns):
+        k = 2 * i                         # the sensor tick at or before the step (50 ms before it)
+        assert T0 + k * 100_000_000 <= t < T0 + (k + 1) * 100_000_000
+        obs = ExpertObservation(ee_xyz=np.array([ee_x(k), 0.0, 0.15]), gripper_opening=0.037, objects=objects,
+                                instruction='pick up the red cube', target_xyz=np.array([ee_x(k) + 0.01, 0.0, 0.15]))
+        np.testing.assert_allclose(s.action[i], expert.act(obs), atol=1e-6)
+    # Towards the red cube's approach point from the commanded target, clipped to 5 cm a step.
+    np.testing.assert_allclose(s.action[0], [0.05, RED_CUBE[1], APPROACH_Z - 0.15, 0, 0, 0, 1], atol=1e-6)
+    assert not np.allclose(s.action, applied.action)
+
+
+def test_relabel_refuses_what_the_expert_cannot_label(tmp_path):
+    from fuse_sim.relabel import ExpertRelabel
+    with pytest.raises(EpisodeError, match=r"no_state.*/world/task_state"):
+        load_steps(make_episode_bag(tmp_path, 'no_state', steps=4), outcomes=None, relabel=ExpertRelabel())
+    robot = make_episode_bag(tmp_path, 'on_robot', steps=4, expert_topics=True, world='robot')
+    with pytest.raises(EpisodeError, match="on_robot: world 'robot': only twin episodes can be relabelled"):
+        load_steps(robot, outcomes=None, relabel=ExpertRelabel())
+    with pytest.raises(EpisodeError, match="unknown relabel 'oracle'"):
+        cli.export([robot], 'lerobot', tmp_path / 'out', relabel='oracle')

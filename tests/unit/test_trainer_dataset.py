@@ -166,3 +166,25 @@ def test_the_image_cache_stays_within_its_budget(tiny):
     assert 0 < data._image_bytes <= 300_000
     with pytest.raises(ValueError):
         data._images[next(iter(data._images))][0, 0, 0] = 1  # read-only: a batch can never alter it
+
+
+def test_a_dimension_the_data_never_moves_is_pinned_by_its_statistics(tiny):
+    """A constant action dimension (the twin expert's rotations) gets std CONSTANT_STD: its targets
+    stay 0 and whatever the model predicts there denormalises to within 1e-6 of the constant; an
+    std of 1 would pass the model's errors on in raw units (radians a tick)."""
+    from models.trainer.dataset import CONSTANT_STD
+    data = LeRobotWindows(tiny)
+    a = data.frames.action = data.frames.action.copy()
+    a[:, 3:6] = 0.0                           # demonstrations that never rotate
+    full = data.action_statistics()
+    stats = full['action']
+    moving = [i for i in range(6) if np.ptp(a[:, i]) > 0]
+    constant = [i for i in range(6) if np.ptp(a[:, i]) == 0]
+    assert moving == [0, 1, 2] and constant == [3, 4, 5]
+    assert all(stats['std'][i] == CONSTANT_STD for i in constant)
+    assert all(stats['std'][i] == pytest.approx(a[:, i].std(), rel=1e-5) for i in moving)
+    sample = data.sample(1, full)
+    assert np.all(sample['action'][:, constant] == 0.0)
+    predicted = 0.5                           # a model's error of half a unit, normalised
+    assert abs(stats['mean'][constant[0]] + predicted * stats['std'][constant[0]]
+               - a[0, constant[0]]) <= 1e-6

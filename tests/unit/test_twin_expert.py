@@ -54,3 +54,68 @@ def test_in_process_episodes_are_deterministic():
     runner = EpisodeRunner('place_in_bowl')
     a, b = runner.run(31), runner.run(31)
     assert (a.state, a.duration_s, a.ticks, a.applied) == (b.state, b.duration_s, b.ticks, b.applied)
+
+
+class _Kinematic:
+    """A point end effector that goes where it is told (the commanded target, 1:1) and fingers
+    that close in 2 ticks; a cube that follows closed fingers around it. Enough to drive the
+    expert through states of a policy's making."""
+
+    def __init__(self, cube=(0.3, 0.05, 0.02)) -> None:
+        self.ee = np.array([0.25, 0.0, 0.12])
+        self.opening = 0.037
+        self.cube = np.array(cube, float)
+
+    def obs(self) -> ExpertObservation:
+        return ExpertObservation(ee_xyz=self.ee.copy(), gripper_opening=self.opening,
+                                 objects={'cube_0': VisibleObject('cube_0', self.cube.copy(), 'red')},
+                                 instruction='pick up the red cube', target_xyz=self.ee.copy())
+
+    def apply(self, action) -> None:
+        near = np.linalg.norm(self.ee - (self.cube + [0, 0, -0.005])) < 0.01
+        self.ee = self.ee + np.asarray(action[:3])
+        closing = action[6] < 0.5
+        self.opening = max(0.0198 if near else 0.015, self.opening - 0.01) if closing else 0.037
+        if closing and near and self.opening < 0.021:
+            self.cube = self.ee + [0, 0, 0.005]
+
+
+def _run(expert, world, ticks, policy=None):
+    labels = []
+    for k in range(ticks):
+        a = expert.act(world.obs())
+        labels.append((expert.phase, a))
+        world.apply(a if policy is None else policy(k, a))
+    return labels
+
+
+def test_pick_expert_recovers_from_a_policys_states():
+    """DAgger labels (fuse_sim.relabel) are the expert's actions in the policy's states: each must
+    lead back to the task. Drifting off the descent goes back to the approach; fingers the policy
+    keeps open are told to close for as long as they stay open; a lift that leaves the cube
+    behind opens and tries again."""
+    # Its own run: grasped and lifted.
+    w = _Kinematic()
+    _run(ScriptedExpert('pick_cube'), w, 30)
+    assert w.cube[2] > 0.1
+    # A policy that pushes sideways during the descent: the expert goes back up to approach.
+    w, expert = _Kinematic(), ScriptedExpert('pick_cube')
+    drifted = _run(expert, w, 14, policy=lambda k, a: a + [0, 0.03, 0, 0, 0, 0, 0]
+                   if expert.phase.startswith('descend') else a)
+    phases = [p for p, _ in drifted]
+    first_descent = phases.index('descend to cube_0')
+    assert 'approach cube_0' in phases[first_descent:]
+    # A policy that never closes the fingers: every label at the cube says close.
+    w, expert = _Kinematic(), ScriptedExpert('pick_cube')
+    labels = _run(expert, w, 30, policy=lambda k, a: np.concatenate([a[:6], [1.0]]))
+    phases = [p for p, _ in labels]
+    start = phases.index('close on cube_0')
+    closing = [a for p, a in labels[start:start + 11]]
+    assert phases[start:start + 11] == ['close on cube_0'] * 10 + ['lift cube_0']  # 10: the most it waits
+    assert all(a[6] == 0.0 for a in closing)
+    # ... and after the lift left the cube behind, it opens and tries again.
+    assert 'missed cube_0: open' in phases
+    assert 'approach cube_0' in phases[phases.index('missed cube_0: open'):]
+    # Left alone again, it picks the cube up.
+    _run(expert, w, 40)
+    assert w.cube[2] > 0.1

@@ -41,3 +41,29 @@ def test_tables_read_the_reports_and_mark_what_is_missing(tmp_path):
     assert describe[2] == ('| FuSe, plain finetuning | tactile | "pick up the cube that feels soft" | 0.50 (10) | '
                            '1.00 | 0.00 | "pick up the cube that feels soft" (6) |')
     assert len(describe) == 3
+
+
+def test_failure_modes_say_where_each_episode_went(tmp_path):
+    """models/twin/failure_modes.py: an evaluation's bags, each classified from the end effector's
+    path against the scene's cubes (the red cube is the named one, the blue one another)."""
+    from models.twin import failure_modes
+    from support.episode_bags import RED_CUBE, make_episode_bag
+    eps = tmp_path / 'eval' / 'episodes'
+    red, blue = RED_CUBE[:2], (0.3, -0.1)
+
+    def down_at(xy):
+        return lambda k: (xy[0], xy[1], 0.015) if k > 6 else (0.2, 0.0, 0.15)
+    cases = {'episode_0000': ('never down', {}),
+             'episode_0001': ('wrong object', {'ee_at': down_at(blue)}),
+             'episode_0002': ('missed', {'ee_at': down_at((0.2, 0.1))}),
+             'episode_0003': ('not closed', {'ee_at': down_at(red)}),
+             'episode_0004': ('not lifted', {'ee_at': down_at(red), 'opening_at': lambda k: 0.02 if k > 8 else 0.037}),
+             'episode_0005': ('success', {'ee_at': down_at(red), 'outcome': 'success'})}
+    for name, (_, kw) in cases.items():
+        make_episode_bag(eps, name, steps=6, expert_topics=True, **{'outcome': 'failure', **kw})
+    for name, (mode, _) in cases.items():
+        got = failure_modes.classify(eps / name)
+        assert got['mode'] == mode, (name, got)
+    assert failure_modes.classify(eps / 'episode_0003')['closest_to_named_cm'] == 0.0
+    assert failure_modes.main([str(tmp_path / 'eval')]) == 0
+    assert failure_modes.main([str(tmp_path)]) == 2          # no bags: named, not an empty table

@@ -10,15 +10,15 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
-from fuse_core.arm.safety import NOT_COMMANDABLE, TRACKING
+from fuse_core.arm.safety import NOT_COMMANDABLE
 from fuse_core.errors import ConfigError
 from fuse_interfaces.msg import ArmStatus, AudioChunk, DeltaEECommand, EpisodeState, TaskState
 from fuse_interfaces.srv import ResetTask
 from fuse_nodes.common import (CONTROL_QOS, OK, SENSOR_QOS, STATE_QOS, WARN, Diagnostics, declare_config,
                                ns_to_time, run_node)
 from fuse_sim.config import ExpertConfig
-from fuse_sim.expert import ExpertObservation, ScriptedExpert
-from fuse_sim.tasks import TASKS, VisibleObject
+from fuse_sim.expert import ScriptedExpert, observation_from_messages
+from fuse_sim.tasks import TASKS
 
 
 class ExpertNode(Node):
@@ -148,14 +148,7 @@ class ExpertNode(Node):
         if self.expert is None or self._episode != (task.episode, task.seed):
             self.expert = ScriptedExpert(task.task)
             self._episode = (task.episode, task.seed)
-        objects = {n: VisibleObject(n, np.array([p.x, p.y, p.z]), c)
-                   for n, c, p in zip(task.object_names, task.object_colours, task.object_positions)}
-        ee = arm.ee_pose.position
-        tgt = arm.target_pose.position
-        obs = ExpertObservation(ee_xyz=np.array([ee.x, ee.y, ee.z]), gripper_opening=float(arm.gripper_opening),
-                                objects=objects, instruction=task.instruction,
-                                target_xyz=np.array([tgt.x, tgt.y, tgt.z]) if arm.state == TRACKING else None,
-                                audio=self._audio.copy(), sample_rate=self._sample_rate)
+        obs = observation_from_messages(task, arm, self._audio.copy(), self._sample_rate)
         self._publish(self.expert.act(obs))
 
     def _publish(self, action: Optional[np.ndarray], hold_reason: str = '') -> None:

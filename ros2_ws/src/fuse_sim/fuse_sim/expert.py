@@ -4,6 +4,11 @@ An expert sees what a policy could: object positions and colours (what the camer
 the instruction, the measured gripper opening and end-effector pose, the arm's commanded
 target, and the microphone. Where a task needs touch or sound it squeezes then decides,
 or presses then listens; it never reads the hidden stiffness or which button beeps.
+
+The plans also recover from states the expert itself never reaches (a policy's, when the expert
+labels them for DAgger, fuse_sim.relabel): a descent that has drifted off the cube goes back up
+to the approach, the fingers close until they have closed, and a lift that leaves the cube
+behind opens and tries again. On its own demonstrations none of this changes a step.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Dict, Generator, Optional, Tuple
 
 import numpy as np
 
+from fuse_core.arm.safety import TRACKING
 from fuse_sim.audio import hears_beep
 from fuse_sim.model import BOWL_WALL_HEIGHT, CUBE_HALF
 from fuse_sim.tasks import VisibleObject
@@ -23,6 +29,12 @@ APPROACH_Z = 0.10
 GRASP_Z = CUBE_HALF - 0.005
 LIFT_Z = 0.15
 MAX_STEP = 0.05
+#: A descent further than this (m, horizontally) from the cube goes back up to the approach.
+DESCENT_DRIFT = 0.02
+#: The fingers count as closed below this opening (m): on a rigid cube they stop at ~0.0198.
+CLOSED_OPENING = 0.021
+#: A lift whose end effector rises this far (m) above the cube's centre has left it behind.
+LEFT_BEHIND = 0.03
 
 Goal = Tuple[np.ndarray, float]
 
@@ -36,6 +48,19 @@ class ExpertObservation:
     target_xyz: Optional[np.ndarray] = None  # the arm's commanded target (None before the first)
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))  # last ~0.5 s
     sample_rate: int = 44100
+
+
+def observation_from_messages(task, arm, audio: np.ndarray, sample_rate: int) -> ExpertObservation:
+    """The expert's observation from a /world/task_state and an /arm/status message (rclpy's, or
+    decoded from a bag: the same fields) and the last audio samples. The commanded target counts
+    only while the arm is tracking (before, the arm has no target of the episode)."""
+    objects = {n: VisibleObject(n, np.array([p.x, p.y, p.z]), c)
+               for n, c, p in zip(task.object_names, task.object_colours, task.object_positions)}
+    ee, tgt = arm.ee_pose.position, arm.target_pose.position
+    return ExpertObservation(ee_xyz=np.array([ee.x, ee.y, ee.z]), gripper_opening=float(arm.gripper_opening),
+                             objects=objects, instruction=task.instruction,
+                             target_xyz=np.array([tgt.x, tgt.y, tgt.z]) if arm.state == TRACKING else None,
+                             audio=audio, sample_rate=int(sample_rate))
 
 
 class ScriptedExpert:
@@ -100,26 +125,60 @@ class ScriptedExpert:
                 return name
         raise ValueError(f'no visible cube matches the instruction {self.obs.instruction!r}')
 
+    def _drifted(self, xy) -> bool:
+        return bool(np.linalg.norm(self.obs.ee_xyz[:2] - np.asarray(xy)[:2]) > DESCENT_DRIFT)
+
     def _grasp(self, name: str):
-        p = self.obs.objects[name].position
-        yield from self._move([p[0], p[1], APPROACH_Z], 1.0, f'approach {name}')
-        p = self.obs.objects[name].position          # look again before going down
-        yield from self._move([p[0], p[1], GRASP_Z], 1.0, f'descend to {name}')
-        yield from self._wait([p[0], p[1], GRASP_Z], 0.0, 4, f'close on {name}')
-        return np.array([p[0], p[1], GRASP_Z])
+        while True:
+            p = self.obs.objects[name].position
+            yield from self._move([p[0], p[1], APPROACH_Z], 1.0, f'approach {name}')
+            p = self.obs.objects[name].position          # look again before going down
+            goal = np.array([p[0], p[1], GRASP_Z])
+            self.phase = f'descend to {name}'
+            for _ in range(40):
+                yield goal, 1.0
+                if self._reached(goal) or self._drifted(goal):
+                    break
+            if not self._drifted(goal):
+                break
+        # Close for at least 4 ticks, and on until the fingers have closed.
+        self.phase = f'close on {name}'
+        for k in range(10):
+            yield goal, 0.0
+            if k >= 3 and self.obs.gripper_opening < CLOSED_OPENING:
+                break
+        return goal
+
+    def _lift(self, name: str, at: np.ndarray):
+        """Up to LIFT_Z with the fingers closed; False when the cube stays behind."""
+        self.phase = f'lift {name}'
+        goal = np.array([at[0], at[1], LIFT_Z])
+        for _ in range(40):
+            yield goal, 0.0
+            if self.obs.ee_xyz[2] - self.obs.objects[name].position[2] > LEFT_BEHIND:
+                return False
+            if self._reached(goal):
+                break
+        return True
+
+    def _pick(self, name: str):
+        """Grasp and lift `name`, again after a miss; returns where it was grasped."""
+        while True:
+            at = yield from self._grasp(name)
+            if (yield from self._lift(name, at)):
+                return at
+            yield from self._wait(self.obs.ee_xyz.copy(), 1.0, 2, f'missed {name}: open')
 
     # --- plans ----------------------------------------------------------------------------------
     def _pick_named(self):
         name = self._find('')
-        at = yield from self._grasp(name)
-        yield from self._move([at[0], at[1], LIFT_Z], 0.0, f'lift {name}')
+        at = yield from self._pick(name)
         while True:
             yield from self._wait([at[0], at[1], LIFT_Z], 0.0, 1, 'hold')
 
     def _place_named(self):
         name = self._find('')
-        at = yield from self._grasp(name)
-        yield from self._move([at[0], at[1], LIFT_Z], 0.0, f'lift {name}')
+        yield from self._pick(name)
         bowl = self.obs.objects['bowl'].position
         yield from self._move([bowl[0], bowl[1], LIFT_Z], 0.0, 'carry to the bowl')
         low = BOWL_WALL_HEIGHT + 0.035

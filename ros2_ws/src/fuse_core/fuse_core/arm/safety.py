@@ -92,6 +92,31 @@ class SafetyLimits:
                 raise ValueError(f'{name} must be a positive number, got {value!r}')
 
 
+def bounded_step(action, limits: 'SafetyLimits', budget_t: float, budget_r: float):
+    """A command's 6-D motion as the filter lets it through before the workspace: each axis
+    clipped to its per-command limit, then the translation and the rotation each scaled down to
+    the speed budget (m, rad). Returns (step, clipped, speed_limited)."""
+    action = np.asarray(action, dtype=float)
+    step = action[:6].copy()
+    lim_t, lim_r = limits.max_step_translation, limits.max_step_rotation
+    step[:3] = np.clip(step[:3], -lim_t, lim_t)
+    step[3:] = np.clip(step[3:], -lim_r, lim_r)
+    clipped = bool(np.any(step != action[:6]))
+    norm_t, norm_r = float(np.linalg.norm(step[:3])), float(np.linalg.norm(step[3:]))
+    if norm_t > budget_t:
+        step[:3] *= budget_t / norm_t
+    if norm_r > budget_r:
+        step[3:] *= budget_r / norm_r
+    speed_limited = norm_t > budget_t or norm_r > budget_r
+    return step, clipped or speed_limited, speed_limited
+
+
+def nominal_budget(limits: 'SafetyLimits', period_s: float):
+    """The speed budget (m, rad) of commands `period_s` apart (what _speed_budget gives at that rate)."""
+    return (min(limits.max_step_translation, limits.max_linear_speed * period_s),
+            min(limits.max_step_rotation, limits.max_angular_speed * period_s))
+
+
 @dataclass
 class FilterDecision:
     """What to do with one command: apply a target, hold where we are, or reject the input."""
@@ -206,19 +231,9 @@ class SafetyFilter:
         if measured.shape != (self.kinematics.n,) or not np.all(np.isfinite(measured)):
             return self._hold(f'measured joints unusable: {measured.tolist()}')
 
-        step = action[:6].copy()
-        lim_t, lim_r = self.limits.max_step_translation, self.limits.max_step_rotation
-        step[:3] = np.clip(step[:3], -lim_t, lim_t)
-        step[3:] = np.clip(step[3:], -lim_r, lim_r)
-        clipped = bool(np.any(step != action[:6]))
         budget_t, budget_r = self._speed_budget(now_ns)
-        norm_t, norm_r = float(np.linalg.norm(step[:3])), float(np.linalg.norm(step[3:]))
-        if norm_t > budget_t:
-            step[:3] *= budget_t / norm_t
-        if norm_r > budget_r:
-            step[3:] *= budget_r / norm_r
-        if norm_t > budget_t or norm_r > budget_r:
-            clipped = True
+        step, clipped, speed_limited = bounded_step(action, self.limits, budget_t, budget_r)
+        if speed_limited:
             self.counters.speed_limited += 1
 
         previous = self.target if self.target is not None else self.kinematics.fk(measured)
@@ -288,9 +303,7 @@ class SafetyFilter:
         lim = self.limits
         if self.last_applied_ns is None:
             return lim.max_step_translation, lim.max_step_rotation
-        dt = max(0.0, (now_ns - self.last_applied_ns) / 1e9)
-        return (min(lim.max_step_translation, lim.max_linear_speed * dt),
-                min(lim.max_step_rotation, lim.max_angular_speed * dt))
+        return nominal_budget(lim, max(0.0, (now_ns - self.last_applied_ns) / 1e9))
 
     def new_stream(self) -> None:
         """The commander restarted: its tick_index may start over."""

@@ -145,15 +145,15 @@ class MicStream:
         for pos, b in zip(self.positions, blocks):
             self.samples[pos:pos + b.size] = b
 
-    def window(self, t_ns: int) -> np.ndarray:
-        out = np.zeros(MIC_SAMPLES, dtype=np.float32)
+    def window(self, t_ns: int, samples: int = MIC_SAMPLES) -> np.ndarray:
+        out = np.zeros(samples, dtype=np.float32)
         k = bisect.bisect_right(self.stamps, t_ns) - 1
         if k < 0:
             return out
         newest = min(self.lengths[k] - 1, int((t_ns - self.stamps[k]) * MIC_RATE_HZ // 1_000_000_000))
         stop = self.positions[k] + newest + 1
-        got = self.samples[max(0, stop - MIC_SAMPLES):stop]
-        out[MIC_SAMPLES - got.size:] = got
+        got = self.samples[max(0, stop - samples):stop]
+        out[samples - got.size:] = got
         return out
 
 
@@ -235,19 +235,30 @@ def applied_action(cmd, gripper: float) -> np.ndarray:
 
 
 def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('success',),
-               with_model_inputs: bool = False, image_size: str = 'model') -> EpisodeSteps:
+               with_model_inputs: bool = False, image_size: str = 'model', relabel=None) -> EpisodeSteps:
     """Read and check one episode bag; EpisodeError names the episode and what is wrong.
 
     image_size 'model': images resized to the manifest inputs' sizes; 'native': kept at the
     sensor's resolution (RGB, no resampling), which must then stay the same through the episode.
+    relabel: None (each step's action is the applied command), or an object with `name`, the
+    `topics` it reads and `actions(RecordedEpisode) -> (N, 7)`, one row per applied command, that
+    replaces them (fuse_sim.relabel: the twin expert's labels of a policy's episode, DAgger).
     """
     if image_size not in IMAGE_SIZES:
         raise EpisodeError(f'image size {image_size!r} is not one of {list(IMAGE_SIZES)}')
     native = image_size == 'native'
     if native and with_model_inputs:
         raise EpisodeError('model inputs need image_size model (the model\'s sizes)')
-    rec = read_episode(bag_dir, outcomes=outcomes)
+    topics = REQUIRED_TOPICS + [t for t in (relabel.topics if relabel else ()) if t not in REQUIRED_TOPICS]
+    rec = read_episode(bag_dir, outcomes=outcomes, topics=topics)
     name, md, streams, stamps = rec.name, rec.metadata, rec.streams, rec.stamps_ns
+    labels = None
+    if relabel is not None:
+        labels = np.asarray(relabel.actions(rec), dtype=np.float32)
+        if labels.shape != (len(stamps), 7):
+            raise EpisodeError(f'{name}: relabel {relabel.name} gave actions of shape {labels.shape}, '
+                               f'expected ({len(stamps)}, 7)')
+        md.action_source = f'{md.action_source}, relabelled by {relabel.name}'
     commands = streams[APPLIED_TOPIC]
 
     specs = _inputs(manifest_inputs or FUSE_OBSERVATION_INPUTS)
@@ -272,7 +283,7 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
             cache[k] = fn(image_to_array(msg), msg.encoding)
         return cache[k]
     gripper = 1.0
-    for cmd, t in zip(commands.msgs, stamps):
+    for k, (cmd, t) in enumerate(zip(commands.msgs, stamps)):
         samples = {topic: streams[topic].at(int(t)) for topic in REQUIRED_TOPICS if topic != APPLIED_TOPIC}
         if any(v is None for v in samples.values()):
             if kept:
@@ -308,7 +319,7 @@ def load_steps(bag_dir, *, manifest_inputs=None, outcomes: Sequence[str] = ('suc
         lo, hi = FINGER_MIN, FINGER_MAX
         obs['state'].append(np.concatenate([pose_to_bridge_state(tf),
                                             [np.clip((finger - lo) / (hi - lo), 0.0, 1.0)]]).astype(np.float32))
-        a = applied_action(cmd, gripper)
+        a = applied_action(cmd, gripper) if labels is None else labels[k]
         gripper = float(a[6])
         actions.append(a)
         kept.append(int(t))

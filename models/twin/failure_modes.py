@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Where a policy's pick episodes went: each evaluation bag's end-effector path (/arm/status)
+against the objects of its scene (/world/task_state), as one of
+
+  success        the task's detector said so
+  wrong object   the fingers went down (below DOWN_Z) within NEAR of another cube, never of the named one
+  missed         down, but within NEAR of no cube
+  never down     the end effector never went below DOWN_Z
+  not closed     down at the named cube, the fingers never closed there
+  not lifted     closed at the named cube, and the episode still failed
+
+Usage: models/twin/failure_modes.py EVAL_DIR [--json]   (an `./run.sh eval` report with bags)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+NEAR = 0.02          # m, horizontal distance to a cube's centre
+DOWN_Z = 0.04        # m, end-effector height counted as down at the cubes (grasp height 0.015)
+CLOSED = 0.03        # m, finger opening counted as closed (open 0.037)
+MODES = ('success', 'wrong object', 'missed', 'never down', 'not closed', 'not lifted')
+
+
+def classify(bag_dir: Path) -> dict:
+    from fuse_core.export.steps import read_episode
+    rec = read_episode(bag_dir, outcomes=None, topics=['/world/task_state', '/arm/status'])
+    task, status = rec.streams['/world/task_state'].msgs, rec.streams['/arm/status'].msgs
+    last = task[-1]
+    words = set(last.instruction.lower().split())
+    names = list(last.object_names)
+    target = next((n for n, c in zip(names, last.object_colours) if c in words and n.startswith('cube')), None)
+    if target is None:
+        raise SystemExit(f'{bag_dir}: no cube of the instruction {last.instruction!r} in the scene')
+    ee = np.array([[s.ee_pose.position.x, s.ee_pose.position.y, s.ee_pose.position.z] for s in status])
+    opening = np.array([s.gripper_opening for s in status])
+    start = {n: np.array([p.x, p.y]) for n, p in zip(names, task[0].object_positions)}
+    down = ee[:, 2] < DOWN_Z
+    near = {n: down & (np.linalg.norm(ee[:, :2] - xy, axis=1) < NEAR) for n, xy in start.items()
+            if n.startswith('cube')}
+    if rec.metadata.outcome == 'success':
+        mode = 'success'
+    elif near[target].any():
+        mode = 'not lifted' if (near[target] & (opening < CLOSED)).any() else 'not closed'
+    elif any(v.any() for n, v in near.items() if n != target):
+        mode = 'wrong object'
+    else:
+        mode = 'missed' if down.any() else 'never down'
+    closest = float(np.min(np.linalg.norm(ee[:, :2] - start[target], axis=1)))
+    return {'episode': bag_dir.name, 'seed': int(rec.metadata.seed), 'mode': mode,
+            'closest_to_named_cm': round(100 * closest, 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('report', type=Path)
+    ap.add_argument('--json', action='store_true', help='one JSON object instead of the table')
+    a = ap.parse_args(argv)
+    bags = sorted(p for p in (a.report / 'episodes').glob('episode_*') if (p / 'episode.json').exists())
+    if not bags:
+        print(f'{a.report}: no episode bags (evaluated with --no-bags?)', file=sys.stderr)
+        return 2
+    rows = [classify(b) for b in bags]
+    counts = Counter(r['mode'] for r in rows)
+    if a.json:
+        print(json.dumps({'report': str(a.report), 'counts': {m: counts[m] for m in MODES}, 'episodes': rows}))
+        return 0
+    print(f'{a.report}: {len(rows)} episodes')
+    print('| ' + ' | '.join(MODES) + ' |')
+    print('|' + '---|' * len(MODES))
+    print('| ' + ' | '.join(str(counts[m]) for m in MODES) + ' |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
