@@ -256,7 +256,8 @@ def test_lerobot_writer_pools_the_audio_statistics_and_passes_the_rest_on():
 def test_relabel_expert_gives_the_twin_experts_actions_in_the_states_reached(tmp_path):
     """DAgger: --relabel expert replaces each step's applied command by what the scripted expert
     commands in the state the episode reached (the latest /world/task_state and /arm/status at or
-    before the step), replayed in order; the observations stay as they were."""
+    before the step), replayed in order, bounded as the arm's safety filter bounds a step (per
+    axis 5 cm, then 5 cm in all at 0.25 m/s and 5 Hz); the observations stay as they were."""
     from fuse_sim.expert import APPROACH_Z, ExpertObservation, ScriptedExpert
     from fuse_sim.relabel import ExpertRelabel
     from fuse_sim.tasks import VisibleObject
@@ -274,9 +275,15 @@ def test_relabel_expert_gives_the_twin_experts_actions_in_the_states_reached(tmp
         assert T0 + k * 100_000_000 <= t < T0 + (k + 1) * 100_000_000
         obs = ExpertObservation(ee_xyz=np.array([ee_x(k), 0.0, 0.15]), gripper_opening=0.037, objects=objects,
                                 instruction='pick up the red cube', target_xyz=np.array([ee_x(k) + 0.01, 0.0, 0.15]))
-        np.testing.assert_allclose(s.action[i], expert.act(obs), atol=1e-6)
-    # Towards the red cube's approach point from the commanded target, clipped to 5 cm a step.
-    np.testing.assert_allclose(s.action[0], [0.05, RED_CUBE[1], APPROACH_Z - 0.15, 0, 0, 0, 1], atol=1e-6)
+        a = expert.act(obs)
+        norm = np.linalg.norm(a[:3])
+        np.testing.assert_allclose(s.action[i, :3], a[:3] * min(1.0, 0.05 / norm), atol=1e-6)
+        np.testing.assert_allclose(s.action[i, 3:], a[3:], atol=1e-6)
+    # Towards the red cube's approach point from the commanded target: per axis at most 5 cm
+    # (x: 9 cm to go), then the whole step scaled to 5 cm.
+    wanted = np.array([0.05, RED_CUBE[1], APPROACH_Z - 0.15])
+    np.testing.assert_allclose(s.action[0, :3], wanted * 0.05 / np.linalg.norm(wanted), atol=1e-6)
+    assert np.linalg.norm(s.action[:, :3], axis=1).max() <= 0.05 + 1e-6
     assert not np.allclose(s.action, applied.action)
 
 
