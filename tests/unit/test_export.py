@@ -294,5 +294,9 @@ def test_relabel_refuses_what_the_expert_cannot_label(tmp_path):
     robot = make_episode_bag(tmp_path, 'on_robot', steps=4, expert_topics=True, world='robot')
     with pytest.raises(EpisodeError, match="on_robot: world 'robot': only twin episodes can be relabelled"):
         load_steps(robot, outcomes=None, relabel=ExpertRelabel())
-    with pytest.raises(EpisodeError, match="unknown relabel 'oracle'"):
-        cli.export([robot], 'lerobot', tmp_path / 'out', relabel='oracle')
+    # fuse_core knows no relabeller itself: `./run.sh export` hands it the twin's.
+    with pytest.raises(SystemExit):
+        cli.main([str(robot), '--format', 'lerobot', '--out', str(tmp_path / 'out'), '--relabel', 'expert'])
+    with pytest.raises(SystemExit):
+        cli.main([str(robot), '--format', 'lerobot', '--out', str(tmp_path / 'out'), '--relabel', 'oracle'],
+                 relabellers={'expert': ExpertRelabel})

@@ -241,7 +241,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return evaluate.compare_main(argv[1:])
     if argv[:1] == ['export']:
         from fuse_core.export.cli import main as export_main
-        return export_main(argv[1:])
+        from fuse_sim.relabel import RELABELLERS
+        return export_main(argv[1:], relabellers=RELABELLERS)
     if argv[:1] == ['replay-check']:
         from fuse_core.evaluation.replay import main as replay_main
         from fuse_nodes.layout import shipped_roots

@@ -69,24 +69,18 @@ def run_in_datasets_venv(module: str, *args: str) -> str:
 
 
 def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False, strict: bool = False,
-           outcomes=('success',), image_size: str = 'model', relabel: str = '', log=print) -> dict:
+           outcomes=('success',), image_size: str = 'model', relabel=None, log=print) -> dict:
     """Export; returns a summary (episodes, steps, skipped with reasons, seconds, bytes).
 
     image_size 'model' (the model's input sizes) or 'native' (each sensor's resolution; every
-    episode must then have the same sizes as the first one exported). relabel 'expert': each
-    step's action is the twin's scripted expert's for the state the episode reached
-    (fuse_sim.relabel, DAgger), not the applied command.
+    episode must then have the same sizes as the first one exported). relabel: None, or what
+    replaces each step's applied command (fuse_core.export.steps.load_steps; the twin's is
+    fuse_sim.relabel.ExpertRelabel, DAgger's labels).
     """
     if fmt not in FORMATS:
         raise EpisodeError(f'unknown format {fmt!r}; one of {list(FORMATS)}')
     if image_size not in IMAGE_SIZES:
         raise EpisodeError(f'unknown image size {image_size!r}; one of {list(IMAGE_SIZES)}')
-    relabeller = None
-    if relabel:
-        from fuse_sim.relabel import RELABELLERS   # the twin's expert: only where it is asked for
-        if relabel not in RELABELLERS:
-            raise EpisodeError(f'unknown relabel {relabel!r}; one of {sorted(RELABELLERS)}')
-        relabeller = RELABELLERS[relabel]()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise EpisodeError(f'{out}: exists and is not empty; refusing to overwrite (--overwrite)')
@@ -101,7 +95,7 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
         shapes: dict = {}
         for ep in episodes:
             try:
-                steps = load_steps(ep, outcomes=outcomes, image_size=image_size, relabel=relabeller)
+                steps = load_steps(ep, outcomes=outcomes, image_size=image_size, relabel=relabel)
                 got = {k: tuple(steps.observations[k].shape[1:]) for k in IMAGE_KEYS}
                 shapes = shapes or got
                 if got != shapes:
@@ -148,7 +142,7 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
     summary = {'format': fmt, 'out': str(out), 'dataset': str(out / relative), 'episodes': n, 'steps': total,
                'skipped': skipped, 'with_modality_instructions': described,
                'with_mic': sum(1 for m in metas if m['has_mic']), 'image_size': image_size,
-               'relabel': relabel or None,
+               'relabel': relabel.name if relabel is not None else None,
                'image_shapes': {k: list(v) for k, v in shapes.items()},
                'seconds': round(dt, 2), 'read_seconds': round(t_read, 2),
                'steps_per_s': round(total / dt, 2) if dt > 0 else 0.0, 'bytes': size}
@@ -157,7 +151,10 @@ def export(episodes: List[Path], fmt: str, out: Path, *, overwrite: bool = False
     return summary
 
 
-def main(argv=None) -> int:
+def main(argv=None, relabellers=None) -> int:
+    """relabellers: name -> factory of a relabel (`--relabel NAME`); fuse_core knows none itself,
+    `./run.sh export` (fuse_bringup.runner) passes the twin's (fuse_sim.relabel.RELABELLERS)."""
+    relabellers = dict(relabellers or {})
     ap = argparse.ArgumentParser(prog='./run.sh export', description=__doc__.splitlines()[0])
     ap.add_argument('episodes', nargs='+', type=Path, help='episode bags or directories of them')
     ap.add_argument('--format', required=True, choices=FORMATS)
@@ -167,7 +164,7 @@ def main(argv=None) -> int:
                     '(default: skip it, naming the problem)')
     ap.add_argument('--outcomes', default='success', help='comma-separated outcomes to export '
                     '(success,failure with --relabel: the policy\'s failed episodes are what DAgger learns from)')
-    ap.add_argument('--relabel', default='', choices=('', 'expert'),
+    ap.add_argument('--relabel', choices=sorted(relabellers),
                     help='expert: each step\'s action is what the twin\'s scripted expert commands in the state '
                     'the episode reached (DAgger labels of a policy\'s evaluation bags), not the applied command')
     ap.add_argument('--image-size', default='model', choices=IMAGE_SIZES,
@@ -176,7 +173,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     try:
         export(find_episodes(a.episodes), a.format, a.out, overwrite=a.overwrite, strict=a.strict,
-               outcomes=tuple(a.outcomes.split(',')), image_size=a.image_size, relabel=a.relabel)
+               outcomes=tuple(a.outcomes.split(',')), image_size=a.image_size,
+               relabel=relabellers[a.relabel]() if a.relabel else None)
     except EpisodeError as exc:
         print(f'[export] error: {exc}', file=sys.stderr)
         return 2
