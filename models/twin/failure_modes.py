@@ -30,17 +30,16 @@ MODES = ('success', 'wrong object', 'missed', 'never down', 'not closed', 'not l
 
 def classify(bag_dir: Path) -> dict:
     from fuse_core.export.steps import read_episode
+    from fuse_sim.expert import named_cube, objects_from_message
     rec = read_episode(bag_dir, outcomes=None, topics=['/world/task_state', '/arm/status'])
     task, status = rec.streams['/world/task_state'].msgs, rec.streams['/arm/status'].msgs
-    last = task[-1]
-    words = set(last.instruction.lower().split())
-    names = list(last.object_names)
-    target = next((n for n, c in zip(names, last.object_colours) if c in words and n.startswith('cube')), None)
-    if target is None:
-        raise SystemExit(f'{bag_dir}: no cube of the instruction {last.instruction!r} in the scene')
+    try:
+        target = named_cube(task[-1].instruction, objects_from_message(task[-1]))
+    except ValueError as exc:
+        raise SystemExit(f'{bag_dir}: {exc}') from exc
     ee = np.array([[s.ee_pose.position.x, s.ee_pose.position.y, s.ee_pose.position.z] for s in status])
     opening = np.array([s.gripper_opening for s in status])
-    start = {n: np.array([p.x, p.y]) for n, p in zip(names, task[0].object_positions)}
+    start = {n: o.position[:2] for n, o in objects_from_message(task[0]).items()}
     down = ee[:, 2] < DOWN_Z
     near = {n: down & (np.linalg.norm(ee[:, :2] - xy, axis=1) < NEAR) for n, xy in start.items()
             if n.startswith('cube')}

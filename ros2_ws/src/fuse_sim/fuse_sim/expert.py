@@ -50,15 +50,28 @@ class ExpertObservation:
     sample_rate: int = 44100
 
 
+def objects_from_message(task) -> Dict[str, VisibleObject]:
+    """What the cameras show, from a /world/task_state message (rclpy's, or decoded from a bag)."""
+    return {n: VisibleObject(n, np.array([p.x, p.y, p.z]), c)
+            for n, c, p in zip(task.object_names, task.object_colours, task.object_positions)}
+
+
+def named_cube(instruction: str, objects: Dict[str, VisibleObject]) -> str:
+    """The cube whose colour the instruction names; ValueError when none is."""
+    words = set(instruction.lower().replace(',', ' ').split())
+    for name, o in objects.items():
+        if o.colour and o.colour in words and name.startswith('cube'):
+            return name
+    raise ValueError(f'no visible cube matches the instruction {instruction!r}')
+
+
 def observation_from_messages(task, arm, audio: np.ndarray, sample_rate: int) -> ExpertObservation:
     """The expert's observation from a /world/task_state and an /arm/status message (rclpy's, or
     decoded from a bag: the same fields) and the last audio samples. The commanded target counts
     only while the arm is tracking (before, the arm has no target of the episode)."""
-    objects = {n: VisibleObject(n, np.array([p.x, p.y, p.z]), c)
-               for n, c, p in zip(task.object_names, task.object_colours, task.object_positions)}
     ee, tgt = arm.ee_pose.position, arm.target_pose.position
     return ExpertObservation(ee_xyz=np.array([ee.x, ee.y, ee.z]), gripper_opening=float(arm.gripper_opening),
-                             objects=objects, instruction=task.instruction,
+                             objects=objects_from_message(task), instruction=task.instruction,
                              target_xyz=np.array([tgt.x, tgt.y, tgt.z]) if arm.state == TRACKING else None,
                              audio=audio, sample_rate=int(sample_rate))
 
@@ -104,13 +117,17 @@ class ScriptedExpert:
             ok = ok and np.linalg.norm(o.target_xyz - goal) < 1e-3
         return bool(ok)
 
-    def _move(self, xyz, gripper: float, phase: str, max_ticks: int = 40):
+    def _move(self, xyz, gripper: float, phase: str, max_ticks: int = 40, give_up=None):
+        """Towards xyz until reached or max_ticks; False (at once) when give_up() comes true."""
         self.phase = phase
         goal = np.asarray(xyz, dtype=float)
         for _ in range(max_ticks):
             yield goal, gripper
+            if give_up is not None and give_up():
+                return False
             if self._reached(goal):
-                return
+                break
+        return True
 
     def _wait(self, xyz, gripper: float, ticks: int, phase: str):
         self.phase = phase
@@ -118,28 +135,16 @@ class ScriptedExpert:
         for _ in range(ticks):
             yield goal, gripper
 
-    def _find(self, colour: str) -> str:
-        words = set(self.obs.instruction.lower().replace(',', ' ').split())
-        for name, o in self.obs.objects.items():
-            if o.colour and o.colour in words and name.startswith('cube'):
-                return name
-        raise ValueError(f'no visible cube matches the instruction {self.obs.instruction!r}')
-
-    def _drifted(self, xy) -> bool:
-        return bool(np.linalg.norm(self.obs.ee_xyz[:2] - np.asarray(xy)[:2]) > DESCENT_DRIFT)
-
     def _grasp(self, name: str):
         while True:
             p = self.obs.objects[name].position
             yield from self._move([p[0], p[1], APPROACH_Z], 1.0, f'approach {name}')
             p = self.obs.objects[name].position          # look again before going down
             goal = np.array([p[0], p[1], GRASP_Z])
-            self.phase = f'descend to {name}'
-            for _ in range(40):
-                yield goal, 1.0
-                if self._reached(goal) or self._drifted(goal):
-                    break
-            if not self._drifted(goal):
+
+            def drifted(goal=goal) -> bool:
+                return bool(np.linalg.norm(self.obs.ee_xyz[:2] - goal[:2]) > DESCENT_DRIFT)
+            if (yield from self._move(goal, 1.0, f'descend to {name}', give_up=drifted)):
                 break
         # Close for at least 4 ticks, and on until the fingers have closed.
         self.phase = f'close on {name}'
@@ -151,15 +156,8 @@ class ScriptedExpert:
 
     def _lift(self, name: str, at: np.ndarray):
         """Up to LIFT_Z with the fingers closed; False when the cube stays behind."""
-        self.phase = f'lift {name}'
-        goal = np.array([at[0], at[1], LIFT_Z])
-        for _ in range(40):
-            yield goal, 0.0
-            if self.obs.ee_xyz[2] - self.obs.objects[name].position[2] > LEFT_BEHIND:
-                return False
-            if self._reached(goal):
-                break
-        return True
+        return (yield from self._move([at[0], at[1], LIFT_Z], 0.0, f'lift {name}', give_up=lambda: (
+            self.obs.ee_xyz[2] - self.obs.objects[name].position[2] > LEFT_BEHIND)))
 
     def _pick(self, name: str):
         """Grasp and lift `name`, again after a miss; returns where it was grasped."""
@@ -171,13 +169,13 @@ class ScriptedExpert:
 
     # --- plans ----------------------------------------------------------------------------------
     def _pick_named(self):
-        name = self._find('')
+        name = named_cube(self.obs.instruction, self.obs.objects)
         at = yield from self._pick(name)
         while True:
             yield from self._wait([at[0], at[1], LIFT_Z], 0.0, 1, 'hold')
 
     def _place_named(self):
-        name = self._find('')
+        name = named_cube(self.obs.instruction, self.obs.objects)
         yield from self._pick(name)
         bowl = self.obs.objects['bowl'].position
         yield from self._move([bowl[0], bowl[1], LIFT_Z], 0.0, 'carry to the bowl')

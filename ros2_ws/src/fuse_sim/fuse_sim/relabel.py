@@ -48,11 +48,10 @@ class ExpertRelabel:
         mic = MicStream(rec.streams['/audio/chunk'].msgs if rec.has_mic else [], rec.name)
         expert = None
         out = np.zeros((len(rec.stamps_ns), 7), np.float32)
-        hold = np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32)
         for i, t in enumerate(rec.stamps_ns):
             task, arm = tasks.at(int(t)), status.at(int(t))
             if task is None or arm is None or task.state != 'running':
-                out[i] = hold if expert is None else out[i - 1] * [0, 0, 0, 0, 0, 0, 1]
+                out[i, 6] = out[i - 1, 6] if i else 1.0     # a hold: no motion, the gripper kept
                 continue
             if expert is None:
                 expert = ScriptedExpert(task.task)
