@@ -17,7 +17,8 @@ from .errors import TrainerError
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog='python -m models.trainer', description=__doc__.splitlines()[0])
-    ap.add_argument('--dataset', help='LeRobotDataset v3 directory (images embedded)')
+    ap.add_argument('--dataset', help='LeRobotDataset v3 directory (images embedded); several: A,B (one dataset, '
+                    'episodes numbered on)')
     ap.add_argument('--out', help='run directory: checkpoints/, metrics.csv/json, curves.png, tokenizer.json')
     ap.add_argument('--steps', type=int, default=200)
     ap.add_argument('--batch', type=int, default=8, help='per process (the global batch is batch x world size)')

@@ -1,4 +1,8 @@
-"""Read a LeRobotDataset v3 directory (images embedded as PNG in parquet) into FuSe training windows.
+"""Read LeRobotDataset v3 directories (images embedded as PNG in parquet) into FuSe training windows.
+
+Several directories (a list, or "A,B" on the command line) are read as one dataset, their
+episodes numbered one after another: demonstrations exported at different times, or of different
+tasks (co-training), train together without exporting them again.
 
 Layout read (lerobot's `LeRobotDataset.create(..., use_videos=False)` + `finalize()`):
 
@@ -116,7 +120,6 @@ class LeRobotWindows:
     def __init__(self, root, inputs: Optional[Sequence[str]] = None, window: int = 2, horizon: int = 4,
                  action_dim: int = 7, binarize_gripper: bool = True,
                  image_cache_bytes: int = DEFAULT_IMAGE_CACHE_BYTES) -> None:
-        self.root = Path(root)
         # Decoded, resized images by their encoded bytes: a frame is drawn into many batches (and
         # into W windows), and a DIGIT background repeats every frame of its episode, so decoding
         # each distinct image once removes most of a batch's cost. Bounded: past the budget,
@@ -124,21 +127,30 @@ class LeRobotWindows:
         self.image_cache_bytes = int(image_cache_bytes)
         self._images: Dict[Tuple[str, bytes], np.ndarray] = {}
         self._image_bytes = 0
-        if not self.root.is_dir():
-            raise DatasetError(f'dataset {self.root} does not exist')
         self.window, self.horizon, self.action_dim = int(window), int(horizon), int(action_dim)
-        info = _read_json(self.root / 'meta' / 'info.json', 'dataset')
-        version = str(info.get('codebase_version', ''))
-        if not version.startswith('v3'):
-            raise DatasetError(f'{self.root}: codebase_version {version!r} is not a LeRobotDataset v3.x '
-                               '(meta/info.json)')
-        self.fps = float(info.get('fps', 0) or 0)
-        features = info.get('features')
-        if not isinstance(features, dict):
-            raise DatasetError(f'{self.root}: meta/info.json has no features')
-        self.features = features
+        self.roots = dataset_roots(root)
+        self.root = self.roots[0]
+        metas = []
+        for r in self.roots:
+            if not r.is_dir():
+                raise DatasetError(f'dataset {r} does not exist')
+            info = _read_json(r / 'meta' / 'info.json', 'dataset')
+            version = str(info.get('codebase_version', ''))
+            if not version.startswith('v3'):
+                raise DatasetError(f'{r}: codebase_version {version!r} is not a LeRobotDataset v3.x '
+                                   '(meta/info.json)')
+            features = info.get('features')
+            if not isinstance(features, dict):
+                raise DatasetError(f'{r}: meta/info.json has no features')
+            metas.append((r, float(info.get('fps', 0) or 0), features))
+        fps = sorted({m[1] for m in metas})
+        if len(fps) > 1:
+            raise DatasetError(f'datasets {[str(r) for r in self.roots]} have different fps {fps}: '
+                               'their action chunks would not mean the same time')
+        self.fps = fps[0]
+        self.features = metas[0][2]
         if inputs is None:
-            inputs = [n for n, (f, _) in FEATURES.items() if f in features]
+            inputs = [n for n, (f, _) in FEATURES.items() if f in self.features]
             if not inputs:
                 raise DatasetError(f'{self.root}: none of the model inputs\' features '
                                    f'{[f for f, _ in FEATURES.values()]} is in meta/info.json')
@@ -146,55 +158,62 @@ class LeRobotWindows:
         if unknown:
             raise DatasetError(f'unknown model input(s) {unknown}; known: {list(FEATURES)}')
         self.inputs = tuple(n for n in FEATURES if n in inputs)
-        self._check_features()
-        self.frames = self._read_frames()
+        # Several datasets are read one after another, each one's episodes numbered after the last's.
+        parts, self.instructions, self.has_instruction_file, offset = [], {}, False, 0
+        for r, _, features in metas:
+            self._check_features(r, features)
+            frames = self._read_frames(r, features)
+            frames.episode = frames.episode + offset
+            parts.append(frames)
+            self.instructions.update(self._read_instructions(r, frames, offset))
+            offset = int(frames.episode.max()) + 1
+        self.frames = _concatenate(parts)
         self._index_episodes()
-        self.instructions = self._read_instructions()
 
     # --- schema ---------------------------------------------------------------------------------
-    def _check_features(self) -> None:
+    def _check_features(self, root: Path, features: dict) -> None:
         missing = []
         for name in self.inputs:
             for key in FEATURES[name]:
-                if key is not None and key not in self.features:
+                if key is not None and key not in features:
                     missing.append(key)
-        if ACTION_FEATURE not in self.features:
+        if ACTION_FEATURE not in features:
             missing.append(ACTION_FEATURE)
         if missing:
-            raise DatasetError(f'{self.root}: meta/info.json lacks feature(s) {missing} '
+            raise DatasetError(f'{root}: meta/info.json lacks feature(s) {missing} '
                                f'(needed for inputs {list(self.inputs)} and the action)')
-        shape = list(self.features[ACTION_FEATURE].get('shape', []))
+        shape = list(features[ACTION_FEATURE].get('shape', []))
         if shape != [self.action_dim]:
-            raise DatasetError(f'{self.root}: feature {ACTION_FEATURE!r} has shape {shape}, the model '
+            raise DatasetError(f'{root}: feature {ACTION_FEATURE!r} has shape {shape}, the model '
                                f'needs [{self.action_dim}] (dx dy dz droll dpitch dyaw gripper)')
         for name in self.inputs:
             for key in FEATURES[name]:
                 if key is None:
                     continue
-                f = self.features[key]
+                f = features[key]
                 dtype = f.get('dtype')
                 if name == 'mel_spectro':
                     want = INPUT_SPECS[name]['shape']
                     if dtype not in ('float32', 'float64') or list(f.get('shape', [])) != want:
-                        raise DatasetError(f'{self.root}: feature {key!r} is {dtype} {f.get("shape")}, '
+                        raise DatasetError(f'{root}: feature {key!r} is {dtype} {f.get("shape")}, '
                                            f'input {name!r} needs float32 {want} (dB log-mel)')
                 elif dtype == 'video':
-                    raise DatasetError(f'{self.root}: feature {key!r} is stored as video; export the '
+                    raise DatasetError(f'{root}: feature {key!r} is stored as video; export the '
                                        'dataset with images embedded (use_videos=False)')
                 elif dtype != 'image':
-                    raise DatasetError(f'{self.root}: feature {key!r} has dtype {dtype!r}, input '
+                    raise DatasetError(f'{root}: feature {key!r} has dtype {dtype!r}, input '
                                        f'{name!r} needs an image feature')
                 elif len(f.get('shape', [])) != 3 or f['shape'][2] != 3:
-                    raise DatasetError(f'{self.root}: image feature {key!r} has shape {f.get("shape")}, '
+                    raise DatasetError(f'{root}: image feature {key!r} has shape {f.get("shape")}, '
                                        'expected [height, width, 3]')
 
-    def _read_frames(self) -> Frames:
+    def _read_frames(self, root: Path, features: dict) -> Frames:
         import pyarrow.parquet as pq
 
-        files = sorted((self.root / 'data').glob('chunk-*/file-*.parquet'))
+        files = sorted((root / 'data').glob('chunk-*/file-*.parquet'))
         if not files:
-            raise DatasetError(f'{self.root}: no data/chunk-*/file-*.parquet files')
-        tasks = _task_table(self.root)
+            raise DatasetError(f'{root}: no data/chunk-*/file-*.parquet files')
+        tasks = _task_table(root)
         keys = [k for n in self.inputs for k in FEATURES[n] if k is not None]
         wanted = ['episode_index', 'frame_index', 'task_index', ACTION_FEATURE] + keys
         episode, frame, task_idx, action = [], [], [], []
@@ -213,7 +232,7 @@ class LeRobotWindows:
             action.append(np.asarray(table.column(ACTION_FEATURE).to_pylist(), np.float32).reshape(len(table), -1))
             for k in keys:
                 col = table.column(k)
-                if self.features[k].get('dtype') == 'image':
+                if features[k].get('dtype') == 'image':
                     for item in col.to_pylist():
                         data = item.get('bytes') if isinstance(item, dict) else item
                         if not data:
@@ -222,7 +241,7 @@ class LeRobotWindows:
                         columns[k].append(data)
                 else:
                     arr = np.asarray(col.to_pylist(), np.float32)
-                    want = tuple(self.features[k]['shape'])
+                    want = tuple(features[k]['shape'])
                     if arr.shape[1:] != want:
                         raise DatasetError(f'{path}: feature {k!r} rows have shape {list(arr.shape[1:])}, '
                                            f'meta/info.json says {list(want)}')
@@ -230,16 +249,16 @@ class LeRobotWindows:
         ep, fr, ti = np.concatenate(episode), np.concatenate(frame), np.concatenate(task_idx)
         act = np.concatenate(action)
         if act.shape[1] != self.action_dim:
-            raise DatasetError(f'{self.root}: action rows have {act.shape[1]} values, expected {self.action_dim}')
+            raise DatasetError(f'{root}: action rows have {act.shape[1]} values, expected {self.action_dim}')
         if not np.isfinite(act).all():
-            raise DatasetError(f'{self.root}: the action column has NaN or infinite values')
+            raise DatasetError(f'{root}: the action column has NaN or infinite values')
         unknown = sorted(set(ti.tolist()) - set(tasks))
         if unknown:
-            raise DatasetError(f'{self.root}: task_index value(s) {unknown} are not in meta/tasks.parquet')
+            raise DatasetError(f'{root}: task_index value(s) {unknown} are not in meta/tasks.parquet')
         order = np.lexsort((fr, ep))
         cols: Dict[str, list] = {}
         for k, parts in columns.items():
-            if self.features[k].get('dtype') == 'image':
+            if features[k].get('dtype') == 'image':
                 cols[k] = [parts[i] for i in order]
             else:
                 cols[k] = np.concatenate(parts)[order]
@@ -254,14 +273,16 @@ class LeRobotWindows:
         for e in self.episode_ids:
             idx = np.flatnonzero(ep == e)
             if not np.array_equal(fr[idx], np.arange(len(idx))):
-                raise DatasetError(f'{self.root}: episode {e} frame_index is not 0..{len(idx) - 1} '
+                where = self.root if len(self.roots) == 1 else [str(r) for r in self.roots]
+                raise DatasetError(f'{where}: episode {e} frame_index is not 0..{len(idx) - 1} '
                                    '(frames missing or repeated)')
             start[idx], end[idx] = idx[0], idx[-1]
         self._start, self._end = start, end
 
-    def _read_instructions(self) -> Dict[int, Dict[str, str]]:
-        """episode -> {combination: text}; `simple` defaults to the episode's task."""
-        path = self.root / INSTRUCTIONS_FILE
+    def _read_instructions(self, root: Path, frames: Frames, offset: int) -> Dict[int, Dict[str, str]]:
+        """episode (numbered from `offset`) -> {combination: text} of one dataset; `simple` defaults
+        to the episode's task."""
+        path = root / INSTRUCTIONS_FILE
         raw = _read_json(path, 'modality-specific instructions') if path.is_file() else {}
         by_ep, by_task = raw.get('episodes', {}) or {}, raw.get('tasks', {}) or {}
         for where, table in (('episodes', by_ep), ('tasks', by_task)):
@@ -272,14 +293,15 @@ class LeRobotWindows:
                 if bad:
                     raise DatasetError(f'{path}: {where}[{key!r}] has unknown combination(s) {bad}; '
                                        f'known: {[c for c in MODALITY_COMBINATIONS if c]}')
-        self.has_instruction_file = path.is_file()
+        self.has_instruction_file = self.has_instruction_file or path.is_file()
         out = {}
-        first = {int(e): i for i, e in reversed(list(enumerate(self.frames.episode.tolist())))}
-        for e in self.episode_ids:
-            task = self.frames.task[first[e]]
+        first = {int(e): i for i, e in reversed(list(enumerate(frames.episode.tolist())))}
+        for e in sorted(first):
+            task = frames.task[first[e]]
             texts = {'simple': task}
             texts.update({k: v for k, v in (by_task.get(task) or {}).items() if isinstance(v, str) and v.strip()})
-            texts.update({k: v for k, v in (by_ep.get(str(e)) or {}).items() if isinstance(v, str) and v.strip()})
+            texts.update({k: v for k, v in (by_ep.get(str(e - offset)) or {}).items()
+                          if isinstance(v, str) and v.strip()})
             out[e] = texts
         return out
 
@@ -301,10 +323,10 @@ class LeRobotWindows:
         counts = self.combination_counts()
         specific = [c for c in combos if c != 'simple']
         if specific and not any(counts[c] for c in specific):
-            where = (f'{self.root / INSTRUCTIONS_FILE}' if self.has_instruction_file
-                     else f'{self.root / INSTRUCTIONS_FILE} (missing)')
+            files = [r / INSTRUCTIONS_FILE for r in self.roots]
+            where = ', '.join(f'{f}' if f.is_file() else f'{f} (missing)' for f in files)
             raise DatasetError(f'{what} needs modality-specific instructions for at least one of '
-                               f'{specific}; {where} gives none')
+                               f'{specific}; {where} give(s) none')
 
     def texts(self) -> List[str]:
         return [t for texts in self.instructions.values() for t in texts.values()]
@@ -385,6 +407,27 @@ class LeRobotWindows:
         out['action_mask'] = np.array([i + k <= end for k in range(H)])
         out['episode'] = np.int64(self.frames.episode[i])
         return out
+
+
+def dataset_roots(root) -> List[Path]:
+    """One dataset directory, or several: a list, or one string of comma-separated paths."""
+    items = list(root) if isinstance(root, (list, tuple)) else str(root).split(',')
+    roots = [Path(str(r).strip()) for r in items if str(r).strip()]
+    if not roots:
+        raise DatasetError(f'no dataset directory in {root!r}')
+    return roots
+
+
+def _concatenate(parts: List[Frames]) -> Frames:
+    if len(parts) == 1:
+        return parts[0]
+    cols: Dict[str, list] = {}
+    for k in parts[0].columns:
+        vals = [p.columns[k] for p in parts]
+        cols[k] = [x for v in vals for x in v] if isinstance(vals[0], list) else np.concatenate(vals)
+    return Frames(episode=np.concatenate([p.episode for p in parts]), frame=np.concatenate([p.frame for p in parts]),
+                  task=[t for p in parts for t in p.task], action=np.concatenate([p.action for p in parts]),
+                  columns=cols)
 
 
 def _decode(data: bytes, what: str) -> np.ndarray:

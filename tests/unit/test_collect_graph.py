@@ -106,3 +106,14 @@ def test_command_line_parameter_overrides_read_as_ros_reads_them():
     assert policy.parameters['execution'] == 'async'
     assert [s for s in changed if s.name != 'policy'] == [s for s in specs if s.name != 'policy']
     assert g.with_parameters(specs, 'policy', {}) is specs
+
+
+def test_expert_noise_reaches_the_expert_and_its_operator_name():
+    g = by_name(graph.collect_graph(teleop='expert', episodes=2, expert_noise=0.008))
+    assert g['expert'].parameters['action_noise_m'] == 0.008
+    assert g['episodes'].parameters['operator'] == 'scripted expert, action noise 0.008 m'
+    assert 'action_noise_m' not in by_name(graph.collect_graph(teleop='expert'))['expert'].parameters
+    with pytest.raises(ValueError, match='needs teleop expert'):
+        graph.collect_graph(teleop='keyboard', expert_noise=0.01)
+    with pytest.raises(ValueError, match='outside 0 - 0.05 m'):
+        graph.collect_graph(teleop='expert', expert_noise=0.2)

@@ -188,3 +188,30 @@ def test_a_dimension_the_data_never_moves_is_pinned_by_its_statistics(tiny):
     predicted = 0.5                           # a model's error of half a unit, normalised
     assert abs(stats['mean'][constant[0]] + predicted * stats['std'][constant[0]]
                - a[0, constant[0]]) <= 1e-6
+
+
+def test_several_datasets_read_as_one_with_their_episodes_numbered_on(tiny, tmp_path):
+    other = write_tiny_dataset(tmp_path / 'other', episodes=2, length=4, seed=5, instructions=False)
+    # an episode-specific text in the second dataset belongs to its own episode 1, not the first's
+    (other / INSTRUCTIONS_FILE).write_text(json.dumps({'episodes': {'1': {'visual': 'pick up the dark cube'}}}))
+    one, two = LeRobotWindows(tiny), LeRobotWindows(other)
+    both = LeRobotWindows(f'{tiny},{other}')
+    assert both.roots == [tiny, other] and LeRobotWindows([tiny, other]).episode_ids == [0, 1, 2, 3, 4]
+    assert len(both) == len(one) + len(two) == 23 and both.episode_ids == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(both.frames.action, np.concatenate([one.frames.action, two.frames.action]))
+    assert both.instructions[4] == {'simple': two.instructions[1]['simple'], 'visual': 'pick up the dark cube'}
+    assert both.instructions[1] == one.instructions[1] and 'visual' not in both.instructions[3]
+    stats = both.action_statistics()
+    assert stats['num_trajectories'] == 5 and stats['num_transitions'] == 23
+    # a window never reaches across the two datasets: the second's first frame is padded
+    s = both.sample(len(one), stats)
+    assert s['timestep_pad_mask'].tolist() == [False, True] and int(s['episode']) == 3
+    np.testing.assert_array_equal(s['image_primary'], two.sample(0, two.action_statistics())['image_primary'])
+    slow = _copy(other, tmp_path / 'slow')
+    info = _info(slow)
+    info['fps'] = 10
+    (slow / 'meta' / 'info.json').write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match='different fps'):
+        LeRobotWindows([tiny, slow])
+    with pytest.raises(DatasetError, match='does not exist'):
+        LeRobotWindows(f'{tiny},{tmp_path / "nowhere"}')

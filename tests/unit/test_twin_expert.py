@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip('mujoco')
 
-from fuse_sim.expert import ExpertObservation, ScriptedExpert  # noqa: E402
+from fuse_sim.expert import ExpertObservation, ScriptedExpert, perturbed  # noqa: E402
 from fuse_sim.rollout import EpisodeRunner  # noqa: E402
 from fuse_sim.tasks import TASKS, VisibleObject  # noqa: E402
 
@@ -119,3 +119,29 @@ def test_pick_expert_recovers_from_a_policys_states():
     # Left alone again, it picks the cube up.
     _run(expert, w, 40)
     assert w.cube[2] > 0.1
+
+
+def test_perturbed_commands_leave_the_path_and_the_expert_brings_them_back():
+    """DART-style demonstrations (./run.sh collect --expert-noise): noise on the open-finger
+    commands only, seeded; the expert still picks the cube from wherever the noise put it."""
+    a_open = np.array([0.01, -0.02, 0.03, 0, 0, 0, 1.0])
+    a_closed = np.array([0.01, -0.02, 0.03, 0, 0, 0, 0.0])
+    assert perturbed(a_open, np.random.default_rng(1), 0.0) is a_open
+    assert perturbed(a_closed, np.random.default_rng(1), 0.01) is a_closed
+    p1 = perturbed(a_open, np.random.default_rng(1), 0.01)
+    p2 = perturbed(a_open, np.random.default_rng(1), 0.01)
+    np.testing.assert_array_equal(p1, p2)
+    assert not np.allclose(p1[:3], a_open[:3]) and np.array_equal(p1[3:], a_open[3:])
+    draws = np.array([perturbed(a_open, np.random.default_rng(s), 0.01)[:3] - a_open[:3] for s in range(400)])
+    assert abs(draws.std() - 0.01) < 0.0015 and np.abs(draws.mean(axis=0)).max() < 0.002
+    w, expert = _Kinematic(), ScriptedExpert('pick_cube')
+    rng = np.random.default_rng(7)
+    pushed = []
+
+    def noisy(k, a):
+        p = perturbed(a, rng, 0.01)
+        pushed.append(np.linalg.norm(p[:3] - a[:3]))
+        return p
+    _run(expert, w, 60, policy=noisy)
+    assert max(pushed) > 0.01          # it was pushed off its path ...
+    assert w.cube[2] > 0.1             # ... and picked the cube up all the same

@@ -291,15 +291,23 @@ def collection_nodes(teleop: str, world: str, episodes: int, out_dir: Optional[s
 def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: int = 0,
                   world: str = 'twin', out_dir: Optional[str] = None, mode: Optional[str] = None,
                   seed: Optional[int] = None, operator: str = '', bundle_path: Optional[str] = None,
-                  instruction: Optional[str] = None, modalities: Optional[str] = None) -> List[NodeSpec]:
+                  instruction: Optional[str] = None, modalities: Optional[str] = None,
+                  expert_noise: float = 0.0) -> List[NodeSpec]:
     """Demonstration collection in the twin: world -> sync -> expert or teleop -> arm, recorded
     one bag per episode by the recorder, episodes driven by the episode manager, which ends the
     graph after `episodes` recorded ones. Nothing starts before the recorder is ready: the episode
-    manager waits for its ~/ready, the expert for the manager's recorder_ready."""
+    manager waits for its ~/ready, the expert for the manager's recorder_ready. `expert_noise`:
+    the expert's action_noise_m (its operator name in the episodes' metadata says so)."""
     if world != 'twin':
         raise ValueError('world robot: collect with robot.launch.py collect:=<teleop> on the robot machine')
     bundle_path = bundle_path or default_bundle_path()
     expert = teleop == 'expert'
+    if expert_noise and not expert:
+        raise ValueError(f'expert noise {expert_noise} m needs teleop expert (got {teleop!r})')
+    if not 0.0 <= expert_noise <= 0.05:
+        raise ValueError(f'expert noise {expert_noise} m is outside 0 - 0.05 m')
+    if expert_noise and not operator:
+        operator = f'scripted expert, action noise {expert_noise:g} m'
     nodes = twin_graph(bundle_path, instruction, task, seed, expert=expert, mode=mode)
     clock = {'use_sim_time': True} if mode == 'lockstep' else {}
     if not expert:
@@ -308,6 +316,8 @@ def collect_graph(task: Optional[str] = None, teleop: str = 'expert', episodes: 
     nodes = [_with(n, (), motion_services=True) if n.name == 'arm' else n for n in nodes]
     # The expert's first reset waits for the episode manager, which waits for the recorder.
     nodes = [_with(n, (), wait_for_episodes='/episodes/state') if n.name == 'expert' else n for n in nodes]
+    if expert_noise:
+        nodes = [_with(n, (), action_noise_m=float(expert_noise)) if n.name == 'expert' else n for n in nodes]
     return nodes + collection_nodes(teleop, 'twin', episodes, out_dir, operator, task, seed, instruction,
                                     ('sim.yaml', 'twin.yaml'), clock, modalities)
 

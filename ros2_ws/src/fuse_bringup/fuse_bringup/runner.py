@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument('--mode', choices=('realtime', 'lockstep'), help='twin time mode')
     col.add_argument('--operator', default='', help='who collects (in every episode\'s metadata)')
     col.add_argument('--instruction', help='instruction instead of the task\'s own')
+    col.add_argument('--expert-noise', type=float, default=0.0, metavar='M',
+                     help='teleop expert: std (m) of noise on its open-finger commands, so that the demonstrations '
+                          'leave its path and come back (export with --relabel expert; default 0)')
     col.add_argument('--modalities', metavar='FILE',
                      help='modality-specific instructions (YAML/JSON: instruction or task -> '
                           '{combination: text}) recorded with every episode they name')
@@ -253,7 +256,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             specs = graph.collect_graph(task=args.task, teleop=args.teleop, episodes=args.episodes,
                                         world=args.world, out_dir=str(Path(args.out).resolve()), mode=args.mode,
                                         seed=args.seed, operator=args.operator, instruction=args.instruction,
-                                        modalities=args.modalities)
+                                        modalities=args.modalities, expert_noise=args.expert_noise)
         except ValueError as exc:
             print(f'[fuse] {exc}', file=sys.stderr)
             return 2

@@ -17,7 +17,7 @@ from fuse_interfaces.srv import ResetTask
 from fuse_nodes.common import (CONTROL_QOS, OK, SENSOR_QOS, STATE_QOS, WARN, Diagnostics, declare_config,
                                ns_to_time, run_node)
 from fuse_sim.config import ExpertConfig
-from fuse_sim.expert import ScriptedExpert, observation_from_messages
+from fuse_sim.expert import ScriptedExpert, observation_from_messages, perturbed
 from fuse_sim.tasks import TASKS
 
 
@@ -47,6 +47,7 @@ class ExpertNode(Node):
         self.task: Optional[TaskState] = None
         self.arm: Optional[ArmStatus] = None
         self.expert: Optional[ScriptedExpert] = None
+        self._noise = np.random.default_rng(0)
         self._episode = None
         self._audio = np.zeros(0, np.float32)
         self._sample_rate = 44100
@@ -61,7 +62,8 @@ class ExpertNode(Node):
         self._diag = Diagnostics(self, hardware_id='scripted expert (synthetic)')
         self._diag.add('expert', self._status)
         self.create_timer(1.0 / cfg.rate_hz, self._on_tick)
-        self.get_logger().warning('SCRIPTED expert in place of the policy (simulation only)')
+        self.get_logger().warning('SCRIPTED expert in place of the policy (simulation only)' + (
+            f'; noise of std {cfg.action_noise_m} m on its open-finger commands' if cfg.action_noise_m else ''))
 
     # --- inputs -----------------------------------------------------------------------------
     def _on_task(self, msg: TaskState) -> None:
@@ -148,8 +150,9 @@ class ExpertNode(Node):
         if self.expert is None or self._episode != (task.episode, task.seed):
             self.expert = ScriptedExpert(task.task)
             self._episode = (task.episode, task.seed)
+            self._noise = np.random.default_rng([int(task.seed), 0xDA27])
         obs = observation_from_messages(task, arm, self._audio.copy(), self._sample_rate)
-        self._publish(self.expert.act(obs))
+        self._publish(perturbed(self.expert.act(obs), self._noise, self.cfg.action_noise_m))
 
     def _publish(self, action: Optional[np.ndarray], hold_reason: str = '') -> None:
         """One 5 Hz command: a motion (action) or, with action None, an explicit hold."""

@@ -71,6 +71,11 @@ class ExpertConfig(ValidatedConfig):
     pause_s: float = param(1.0, 'Pause between the end of an episode and the next reset (s)', min=0.0, max=60.0)
     audio_window_s: float = param(0.5, 'Microphone history the expert listens to (s)', min=0.1, max=5.0)
     frame_id: str = param('wx250s/base_link', 'header.frame_id of the commands')
+    action_noise_m: float = param(0.0, 'Std (m) of the noise added to each commanded translation axis while '
+                                  'the fingers are open (less for steps under 2 cm), seeded by the episode '
+                                  'seed (0 = none). Noisy demonstrations leave the expert\'s path and come '
+                                  'back; export them with --relabel expert so that the labels are the clean '
+                                  'actions', min=0.0, max=0.05)
     wait_for_episodes: str = param('', 'episode manager state topic (fuse_interfaces/EpisodeState); when set, '
                                    'the first reset waits until it reports recorder_ready, so that the '
                                    'first episode is recorded ("" = start at once)')

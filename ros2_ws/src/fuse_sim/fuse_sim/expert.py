@@ -9,6 +9,10 @@ The plans also recover from states the expert itself never reaches (a policy's, 
 labels them for DAgger, fuse_sim.relabel): a descent that has drifted off the cube goes back up
 to the approach, the fingers close until they have closed, and a lift that leaves the cube
 behind opens and tries again. On its own demonstrations none of this changes a step.
+
+`perturbed` adds seeded noise to the commands the expert sends while its fingers are open, so
+that its demonstrations leave its own path and come back (DART, Laskey et al. 2017); exported
+with `--relabel expert`, each step is labelled with the expert's clean action in that state.
 """
 
 from __future__ import annotations
@@ -37,6 +41,24 @@ CLOSED_OPENING = 0.021
 LEFT_BEHIND = 0.03
 
 Goal = Tuple[np.ndarray, float]
+
+
+#: `perturbed`'s noise is full for commanded steps at least this long (m) and shrinks with shorter
+#: ones: the expert's moves end within its 6 mm tolerance, which a constant noise would not let them.
+FULL_NOISE_STEP = 0.02
+
+
+def perturbed(action: np.ndarray, rng: np.random.Generator, std_m: float) -> np.ndarray:
+    """`action` with N(0, s) added to each translation axis while the gripper is commanded open
+    (the approach and the descent, where a policy misses; a closing or lifting grasp is left
+    alone); s is std_m for a step of FULL_NOISE_STEP or more, proportionally less for a shorter
+    one. std_m 0: the action itself."""
+    if std_m <= 0.0 or action[6] < 0.5:
+        return action
+    out = np.array(action, dtype=float)
+    scale = min(1.0, float(np.linalg.norm(out[:3])) / FULL_NOISE_STEP)
+    out[:3] += rng.normal(0.0, std_m * scale, 3)
+    return out
 
 
 @dataclass
