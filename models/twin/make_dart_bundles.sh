@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# pick_cube from four times the demonstrations, and from noisy ones (README "More demonstrations,
+# and noisy ones"): collect 320 clean expert episodes (seeds 1000-1319) and 100 whose open-finger
+# commands carry seeded noise (`./run.sh collect --expert-noise`, seeds 4000-4099), export each set
+# with every step labelled by the expert (`--relabel expert`: a noisy episode's labels are the
+# clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
+# them (dart) from scratch with the same options and seed, export each bundle and evaluate it
+# closed loop on the evaluation seeds 0..N-1. WORK (default runs/dart, git-ignored) holds
+# everything; a finished step's output is kept, a collection cut short is started again.
+#
+#   models/twin/make_dart_bundles.sh               # all steps
+#   STEP=train models/twin/make_dart_bundles.sh    # from a step on: collect | export | train | bundle | eval
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+WORK=${WORK:-runs/dart}
+STEP=${STEP:-collect}
+STEPS=${STEPS:-6000}
+N=${N:-20}
+NOISE=${NOISE:-0.01}
+mkdir -p "$WORK"
+order=(collect export train bundle eval)
+# shellcheck source=models/twin/steps.sh
+source models/twin/steps.sh
+
+# name, first seed, episodes, expert noise (m); two collections run side by side.
+LANES=("clean_0 1000 40 0" "clean_1 1040 40 0" "clean_2 1080 120 0" "clean_3 1200 120 0"
+       "noisy_0 4000 50 $NOISE" "noisy_1 4050 50 $NOISE")
+collect() {  # NAME SEED EPISODES NOISE DOMAIN
+  local have=0
+  [[ -d $WORK/ep_$1 ]] && have=$(find "$WORK/ep_$1/" -mindepth 1 -maxdepth 1 -type d | wc -l)
+  (( have >= $3 )) && return 0
+  rm -rf "$WORK/ep_$1"
+  ./run.sh collect --task pick_cube --teleop expert --episodes "$3" --mode lockstep --seed "$2" \
+      --expert-noise "$4" --out "$WORK/ep_$1" --log-dir "$WORK/log_collect_$1" --no-status --domain-id "$5" \
+      > "$WORK/collect_$1.log" 2>&1
+}
+if at collect; then
+  for ((i = 0; i < ${#LANES[@]}; i += 2)); do
+    # shellcheck disable=SC2086
+    collect ${LANES[$i]} 73 &
+    # shellcheck disable=SC2086
+    collect ${LANES[$((i + 1))]} 74
+    wait
+  done
+fi
+# One dataset per collection (the trainer reads several as one), two exports side by side.
+SETS=("clean_a clean_0 clean_1" "clean_2 clean_2" "clean_3 clean_3" "noisy_0 noisy_0" "noisy_1 noisy_1")
+export_set() {  # NAME LANE...
+  local name=$1; shift
+  [[ -f $WORK/ds_$name/meta/info.json ]] && return 0
+  local eps=()
+  for lane in "$@"; do eps+=("$WORK/ep_$lane"); done
+  ./run.sh export "${eps[@]}" --relabel expert --format lerobot --out "$WORK/ds_$name" --overwrite \
+      > "$WORK/export_$name.log" 2>&1
+}
+if at export; then
+  for ((i = 0; i < ${#SETS[@]}; i += 2)); do
+    # shellcheck disable=SC2086
+    export_set ${SETS[$i]} &
+    # shellcheck disable=SC2086
+    (( i + 1 < ${#SETS[@]} )) && export_set ${SETS[$((i + 1))]}
+    wait
+  done
+fi
+CLEAN="$WORK/ds_clean_a,$WORK/ds_clean_2,$WORK/ds_clean_3"
+declare -A DATA=([bc320]="$CLEAN" [dart]="$CLEAN,$WORK/ds_noisy_0,$WORK/ds_noisy_1")
+COMMON=(--steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0 --inputs image_primary,image_wrist
+        --contrastive-weight 0 --generative-weight 0 --val-fraction 0.1 --augment-shift 8
+        --checkpoint-every 250 --log-every 50 --threads 1)
+if at train; then
+  for name in bc320 dart; do
+    resume=()
+    [[ -f $WORK/train_$name/checkpoints/last.pt ]] && resume=(--resume)
+    .venv/bin/python -m models.trainer "${COMMON[@]}" --dataset "${DATA[$name]}" --out "$WORK/train_$name" \
+        "${resume[@]}" >> "$WORK/train_$name.log" 2>&1 &
+  done
+  wait
+fi
+if at bundle; then
+  for name in bc320 dart; do
+    [[ $WORK/bundle_$name/manifest.json -nt $WORK/train_$name/checkpoints/last.pt ]] && continue
+    .venv/bin/python -m models.trainer "${COMMON[@]}" --dataset "${DATA[$name]}" --out "$WORK/train_$name" \
+        --name "twin-pick-cube-$name" --export "$WORK/bundle_$name" \
+        --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
+  done
+fi
+if at eval; then
+  evaluate() {  # NAME DOMAIN (bags on: failure_modes.py reads them)
+    local out="$WORK/eval_$1" resume=()
+    [[ -f $out/summary.json ]] && resume=(--resume)
+    ./run.sh eval --bundle "$WORK/bundle_$1" --task pick_cube --episodes "$N" --seed 0 --no-videos --out "$out" \
+        --domain-id "$2" "${resume[@]}" > "$WORK/eval_$1.log" 2>&1
+  }
+  evaluate bc320 76 &
+  evaluate dart 77
+  wait
+  for name in bc320 dart; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
+fi
