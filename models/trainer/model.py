@@ -48,6 +48,10 @@ class ModelConfig:
     lang_readouts: int = 4
     latent_dim: int = 128
     max_action: float = 5.0  # Octo's MSE head: tanh(x / max) * max
+    # FiLM of every observation token by the instruction (per-channel scale and shift from the
+    # mean language embedding, as RT-1 conditions its image tokens): lets the first attention
+    # layer pick the tokens the instruction names. Off: the original architecture.
+    film: bool = False
 
     def __post_init__(self) -> None:
         self.inputs = tuple(self.inputs)
@@ -273,6 +277,10 @@ class FuseModel(nn.Module):
         self.action_readout = nn.Parameter(torch.randn(d) * 0.02)
         self.lang_readout = nn.Parameter(torch.randn(R, d) * 0.02)
         self.blocks = nn.ModuleList([Block(d, cfg.heads, cfg.mlp_dim) for _ in range(cfg.layers)])
+        if cfg.film:
+            self.film = nn.Linear(cfg.lang_dim, 2 * d)
+            nn.init.zeros_(self.film.weight)   # starts as the identity: scale 1, shift 0
+            nn.init.zeros_(self.film.bias)
         self.ln = nn.LayerNorm(d, eps=1e-6)
         self.head1 = nn.Linear(d, 256)
         self.head2 = nn.Linear(256, cfg.horizon * cfg.action_dim)
@@ -307,9 +315,15 @@ class FuseModel(nn.Module):
         L, W, R, d = cfg.max_length, cfg.window, cfg.lang_readouts, cfg.token_dim
         first = tokens[cfg.groups[0]]
         b = first.shape[0]
+        scale = shift = None
+        if cfg.film and language is not None:
+            # The policy graph gets the embedding without its mask: the mean over every position
+            # (padding included, a function of the instruction too) is what both sides compute.
+            scale, shift = self.film(language.mean(dim=1)).view(b, 1, 1, 2 * d).chunk(2, dim=-1)
         parts, oks = [], []
         for j, g in enumerate(cfg.groups):
-            x = tokens[g] + self.group_pos[g]
+            x = tokens[g] if scale is None else tokens[g] * (1.0 + scale) + shift
+            x = x + self.group_pos[g]
             parts.append(x)
             ok = pad.unsqueeze(-1).expand(b, W, x.shape[2])
             if keep is not None:

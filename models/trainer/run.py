@@ -45,7 +45,8 @@ def export_run(trainer, out_dir, name: str = 'fuse-trained', overwrite: bool = F
         report['held_out_action_loss'] = val[-1]
     robust = [m for m, on in (('l2sp', cfg.l2sp > 0), ('spd', cfg.spd > 0), ('tpgm', cfg.tpgm > 0),
                               ('wise', cfg.wise_alpha != 1)) if on]
-    desc = (f'FuSe-shaped policy trained by models/trainer on {Path(cfg.dataset).name} for {trainer.step} steps'
+    names = ' + '.join(r.name for r in trainer.data.roots)
+    desc = (f'FuSe-shaped policy trained by models/trainer on {names} for {trainer.step} steps'
             + (f', finetuned from {Path(cfg.pretrained).name} with {", ".join(robust) or "plain finetuning"}'
                if cfg.pretrained else ''))
     with torch.no_grad():

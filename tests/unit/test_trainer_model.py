@@ -38,3 +38,30 @@ def test_tactile_encoder_standardises_the_difference_image_as_fuse_does():
     want = enc.proj(enc.conv2(gelu(enc.conv1(x))).mean(dim=(2, 3)))
     got = enc(frame)
     assert torch.allclose(got, want, atol=1e-4 * float(want.abs().max()), rtol=1e-5)
+
+
+def test_film_scales_and_shifts_every_observation_token_by_the_instruction():
+    from models.trainer.model import FuseModel, ModelConfig
+
+    cfg = ModelConfig(inputs=('image_wrist',), layers=1, mlp_dim=32, vocab_size=32, film=True)
+    torch.manual_seed(0)
+    model = FuseModel(cfg).eval()
+    tokens = {'wrist': torch.randn(2, cfg.window, 16, cfg.token_dim)}
+    pad = torch.ones(2, cfg.window, dtype=torch.bool)
+    lang_a, lang_b = torch.randn(2, cfg.max_length, cfg.lang_dim), torch.randn(2, cfg.max_length, cfg.lang_dim)
+    with torch.no_grad():
+        # It starts as the identity: the same readout as without FiLM.
+        plain = FuseModel(ModelConfig(**{**cfg.to_dict(), 'film': False})).eval()
+        plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith('film.')})
+        torch.testing.assert_close(model.transformer(tokens, pad, lang_a)[0], plain.transformer(tokens, pad, lang_a)[0])
+        # Trained, each token becomes x * (1 + scale) + shift from the mean embedding: the hand
+        # computation through the FiLM-less model gives the same readout.
+        model.film.weight.normal_(0, 0.1)
+        model.film.bias.normal_(0, 0.1)
+        scale, shift = model.film(lang_a.mean(dim=1)).chunk(2, dim=-1)
+        by_hand = {'wrist': tokens['wrist'] * (1 + scale[:, None, None]) + shift[:, None, None]}
+        torch.testing.assert_close(model.transformer(tokens, pad, lang_a)[0],
+                                   plain.transformer(by_hand, pad, lang_a)[0])
+        assert not torch.allclose(model.transformer(tokens, pad, lang_a)[0], model.transformer(tokens, pad, lang_b)[0])
+        # Without an instruction (the auxiliary heads' passes) nothing is modulated.
+        torch.testing.assert_close(model.transformer(tokens, pad, None)[0], plain.transformer(tokens, pad, None)[0])

@@ -238,3 +238,12 @@ def test_shift_augmentation_changes_camera_images_of_training_batches_only(tiny,
     with pytest.raises(TrainerError, match='augment_shift must be >= 0'):
         _cfg(tiny, tmp_path / 'bad', augment_shift=-1)
     t.close()
+
+
+def test_a_film_model_exports_with_parity(tiny, tmp_path):
+    tr = Trainer(_cfg(tiny, tmp_path / 'run', inputs=('image_primary', 'image_wrist'), contrastive_weight=0.0,
+                      generative_weight=0.0, model=dict(SMALL, film=True)))
+    tr.run()
+    assert tr.model_cfg.film and any(k.startswith('film.') for k in tr.model.state_dict())
+    figures = export_run(tr, tmp_path / 'bundle', log=lambda *a: None)
+    assert figures['action'] < 1e-4
