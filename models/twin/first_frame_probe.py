@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Does a trained pick_cube policy read where the named cube is? Its first action of each episode
+against the label, on the first frames of a dataset's episodes, and how much that action moves
+when the instruction names each of the twin's six colours instead.
+
+At the first frame the arm is at the start pose and the label's dy (normalised) is the direction
+to the named cube, one of the few steps that depends on where it lies; the rest of an episode is
+mostly holds, the descent and the gripper, which a policy can fit without locating anything.
+
+Usage: models/twin/first_frame_probe.py RUN_DIR DATASET [--episodes N] [--json]
+(RUN_DIR: a models.trainer run, its checkpoints/last.pt is read; DATASET: LeRobotDataset dir(s), A,B)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+COLOURS = ('red', 'green', 'blue', 'yellow', 'purple', 'orange')  # fuse_sim.tasks.COLOURS
+DY = 1
+
+
+def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
+    import torch
+
+    from fuse_core.bundle.tokenizers import HFTokenizer
+    from models.trainer.dataset import LeRobotWindows
+    from models.trainer.model import FuseModel, ModelConfig
+    from models.trainer.train import _load
+
+    blob = _load(run / 'checkpoints' / 'last.pt')
+    cfg = ModelConfig(**blob['config']['model'])
+    model = FuseModel(cfg)
+    model.load_state_dict(blob['model'])
+    model.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / 'tokenizer.json').write_text(blob['tokenizer'])
+        tok = HFTokenizer(Path(tmp) / 'tokenizer.json', cfg.max_length, 512, 0)
+    data = LeRobotWindows(dataset, inputs=list(cfg.inputs))
+    stats = data.action_statistics()
+    firsts = [int(np.flatnonzero(data.frames.episode == e)[0]) for e in data.episode_ids[:episodes]]
+    labels, preds, spread = [], [], []
+    for i in firsts:
+        s = data.sample(i, stats)
+        words = data.instructions[int(s['episode'])]['simple'].split()
+        named = next((c for c in COLOURS if c in words), None)
+        if named is None:
+            raise SystemExit(f'{dataset}: episode {int(s["episode"])}\'s instruction names none of {COLOURS}')
+        batch = {k: torch.from_numpy(np.asarray(s[k]))[None] for k in data.inputs}
+        batch['timestep_pad_mask'] = torch.from_numpy(s['timestep_pad_mask'])[None]
+        out = {}
+        for c in COLOURS:
+            ids, mask = tok(f'pick up the {c} cube')
+            batch['input_ids'], batch['attention_mask'] = torch.from_numpy(ids), torch.from_numpy(mask)
+            with torch.no_grad():
+                out[c] = float(model(batch)['action'][0, 0, DY])
+        labels.append(float(s['action'][0, DY]))
+        preds.append(out[named])
+        spread.append(float(np.std(list(out.values()))))
+    labels, preds = np.array(labels), np.array(preds)
+    return {'run': str(run), 'dataset': dataset, 'episodes': len(firsts),
+            'dy_abs_error': round(float(np.mean(np.abs(preds - labels))), 3),
+            'dy_label_std': round(float(np.std(labels)), 3),
+            'dy_prediction_std': round(float(np.std(preds)), 3),
+            'dy_correlation': round(float(np.corrcoef(preds, labels)[0, 1]), 3) if np.std(preds) > 0 else 0.0,
+            'dy_std_over_colours': round(float(np.mean(spread)), 3)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('run', type=Path)
+    ap.add_argument('dataset')
+    ap.add_argument('--episodes', type=int, default=30)
+    ap.add_argument('--json', action='store_true')
+    args = ap.parse_args(argv)
+    r = probe(args.run, args.dataset, args.episodes)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{r['run']}: first frames of {r['episodes']} episodes of {r['dataset']} (normalised dy): "
+              f"|prediction - label| {r['dy_abs_error']} (label std {r['dy_label_std']}), correlation "
+              f"{r['dy_correlation']}, prediction std {r['dy_prediction_std']}, std over the six colours "
+              f"{r['dy_std_over_colours']}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
