@@ -52,6 +52,10 @@ class ModelConfig:
     # mean language embedding, as RT-1 conditions its image tokens): lets the first attention
     # layer pick the tokens the instruction names. Off: the original architecture.
     film: bool = False
+    # Camera stem: 'patch' (two patch convolutions: an 8x8 stride-8 one, then 4x4) or 'conv' (three
+    # 3x3 stride-2 convolutions, then 4x4 patches: the same tokens from features that can see an
+    # object a few pixels wide, at about ten times the stem's compute).
+    stem: str = 'patch'
 
     def __post_init__(self) -> None:
         self.inputs = tuple(self.inputs)
@@ -59,6 +63,8 @@ class ModelConfig:
         bad = [n for n in self.inputs if n not in known]
         if bad:
             raise ValueError(f'unknown model input(s) {bad}; known: {sorted(known)}')
+        if self.stem not in STEMS:
+            raise ValueError(f'unknown camera stem {self.stem!r}; one of {list(STEMS)}')
         if self.token_dim % self.heads:
             raise ValueError(f'token_dim {self.token_dim} must be a multiple of heads {self.heads}')
 
@@ -98,6 +104,26 @@ class CameraStem(nn.Module):
                      self.conv1.bias - w.sum(dim=(1, 2, 3)), stride=self.conv1.stride)
         x = self.conv2(gelu(x))
         return x.flatten(2).transpose(1, 2)
+
+
+class ConvCameraStem(nn.Module):
+    """uint8 RGB (B, H, W, 3) -> (B, N, D): three 3x3 stride-2 convolutions over x/127.5-1, then
+    4x4 patches (H/32 x W/32 tokens, as CameraStem's)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                                    nn.Conv2d(32, 32, 3, stride=2, padding=1)])
+        self.patch = nn.Conv2d(32, d, 4, stride=4)
+
+    def forward(self, image):
+        x = image.to(torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
+        for conv in self.convs:
+            x = gelu(conv(x))
+        return self.patch(x).flatten(2).transpose(1, 2)
+
+
+STEMS = ('patch', 'conv')
 
 
 class TactileEncoder(nn.Module):
@@ -145,10 +171,11 @@ class ObservationEncoder(nn.Module):
         d = cfg.token_dim
         self.cfg = cfg
         mods = {}
+        camera = (lambda: CameraStem(d, 8, 4)) if cfg.stem == 'patch' else (lambda: ConvCameraStem(d))
         if 'image_primary' in cfg.inputs:
-            mods['primary'] = CameraStem(d, 8, 4)  # 256 -> 8x8 = 64 tokens
+            mods['primary'] = camera()  # 256 -> 8x8 = 64 tokens
         if 'image_wrist' in cfg.inputs:
-            mods['wrist'] = CameraStem(d, 8, 4)  # 128 -> 4x4 = 16 tokens
+            mods['wrist'] = camera()  # 128 -> 4x4 = 16 tokens
         if 'image_digit_left' in cfg.inputs or 'image_digit_right' in cfg.inputs:
             mods['digits'] = TactileEncoder(d)  # shared by both DIGITs, one token each
         if 'mel_spectro' in cfg.inputs:

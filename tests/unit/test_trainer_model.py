@@ -65,3 +65,19 @@ def test_film_scales_and_shifts_every_observation_token_by_the_instruction():
         assert not torch.allclose(model.transformer(tokens, pad, lang_a)[0], model.transformer(tokens, pad, lang_b)[0])
         # Without an instruction (the auxiliary heads' passes) nothing is modulated.
         torch.testing.assert_close(model.transformer(tokens, pad, None)[0], plain.transformer(tokens, pad, None)[0])
+
+
+def test_the_conv_stem_gives_the_patch_stems_tokens_and_a_bad_stem_is_named():
+    from models.trainer.model import ConvCameraStem, ModelConfig
+
+    stem = ConvCameraStem(64)
+    for size, tokens in ((256, 64), (128, 16)):
+        img = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
+        assert stem(img).shape == (2, tokens, 64) == CameraStem(64, 8, 4)(img).shape
+    # over x/127.5-1, as FuSe scales images: the same function by hand
+    x = img.to(torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
+    for conv in stem.convs:
+        x = gelu(conv(x))
+    torch.testing.assert_close(stem(img), stem.patch(x).flatten(2).transpose(1, 2))
+    with pytest.raises(ValueError, match="unknown camera stem 'resnet'"):
+        ModelConfig(stem='resnet')

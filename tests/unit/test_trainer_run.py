@@ -240,10 +240,11 @@ def test_shift_augmentation_changes_camera_images_of_training_batches_only(tiny,
     t.close()
 
 
-def test_a_film_model_exports_with_parity(tiny, tmp_path):
+def test_a_film_model_with_the_conv_stem_exports_with_parity(tiny, tmp_path):
     tr = Trainer(_cfg(tiny, tmp_path / 'run', inputs=('image_primary', 'image_wrist'), contrastive_weight=0.0,
-                      generative_weight=0.0, model=dict(SMALL, film=True)))
+                      generative_weight=0.0, model=dict(SMALL, film=True, stem='conv')))
     tr.run()
     assert tr.model_cfg.film and any(k.startswith('film.') for k in tr.model.state_dict())
+    assert any(k.startswith('encoder.stems.primary.convs.') for k in tr.model.state_dict())
     figures = export_run(tr, tmp_path / 'bundle', log=lambda *a: None)
     assert figures['action'] < 1e-4
