@@ -30,14 +30,14 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-COLOURS = ('red', 'green', 'blue', 'yellow', 'purple', 'orange')  # fuse_sim.tasks.COLOURS
-DY = 1
+DY = 1  # the action's dy
 
 
 def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
     import torch
 
     from fuse_core.bundle.tokenizers import HFTokenizer
+    from fuse_sim.tasks import COLOURS
     from models.trainer.dataset import LeRobotWindows
     from models.trainer.model import FuseModel, ModelConfig
     from models.trainer.train import _load
@@ -59,7 +59,7 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
         words = data.instructions[int(s['episode'])]['simple'].split()
         named = next((c for c in COLOURS if c in words), None)
         if named is None:
-            raise SystemExit(f'{dataset}: episode {int(s["episode"])}\'s instruction names none of {COLOURS}')
+            raise SystemExit(f'{dataset}: episode {int(s["episode"])}\'s instruction names none of {sorted(COLOURS)}')
         batch = {k: torch.from_numpy(np.asarray(s[k]))[None] for k in data.inputs}
         batch['timestep_pad_mask'] = torch.from_numpy(s['timestep_pad_mask'])[None]
         out = {}

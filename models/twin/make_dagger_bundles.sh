@@ -49,34 +49,17 @@ fi
 COMMON=(--steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0 --inputs image_primary,image_wrist
         --contrastive-weight 0 --generative-weight 0 --val-fraction 0.1 --augment-shift 8
         --checkpoint-every 250 --log-every 50 --threads 1)
-train() {  # NAME DATASET: one run, its log beside it; an interrupted run resumes
-  local resume=()
-  [[ -f $WORK/train_$1/checkpoints/last.pt ]] && resume=(--resume)
-  .venv/bin/python -m models.trainer "${COMMON[@]}" --dataset "$2" --out "$WORK/train_$1" "${resume[@]}" \
-      >> "$WORK/train_$1.log" 2>&1
-}
 if at train; then
-  train bc "$WORK/ds_bc" &
-  train dagger1 "$WORK/ds_dagger1"
+  train_run bc "$WORK/ds_bc" &
+  train_run dagger1 "$WORK/ds_dagger1"
   wait
 fi
 if at bundle; then
-  for name in bc dagger1; do
-    [[ $WORK/bundle_$name/manifest.json -nt $WORK/train_$name/checkpoints/last.pt ]] && continue
-    .venv/bin/python -m models.trainer "${COMMON[@]}" --dataset "$WORK/ds_$name" --out "$WORK/train_$name" \
-        --name "twin-pick-cube-$name" --export "$WORK/bundle_$name" \
-        --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
-  done
+  for name in bc dagger1; do bundle_run "$name" "$WORK/ds_$name"; done
 fi
 if at eval; then
-  evaluate() {  # NAME DOMAIN (bags on: failure_modes.py reads them)
-    local out="$WORK/eval_$1" resume=()
-    [[ -f $out/summary.json ]] && resume=(--resume)
-    ./run.sh eval --bundle "$WORK/bundle_$1" --task pick_cube --episodes "$N" --seed 0 --no-videos --out "$out" \
-        --domain-id "$2" "${resume[@]}"
-  }
-  evaluate bc 76 &
-  evaluate dagger1 77
+  evaluate_pick_cube bc 76 &
+  evaluate_pick_cube dagger1 77
   wait
   for name in bc dagger1; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
 fi

@@ -4,8 +4,9 @@
 # commands carry seeded noise (`./run.sh collect --expert-noise`, seeds 4000-4099), export each set
 # with every step labelled by the expert (`--relabel expert`: a noisy episode's labels are the
 # clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
-# them (dart) from scratch with the same options and seed, export each bundle and evaluate it
-# closed loop on the evaluation seeds 0..N-1. WORK (default runs/dart, git-ignored) holds
+# them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem) from scratch with the
+# same options and seed, export each bundle and evaluate it closed loop on the evaluation seeds
+# 0..N-1. WORK (default runs/dart, git-ignored) holds
 # everything; a finished step's output is kept, a collection cut short is started again.
 #
 #   models/twin/make_dart_bundles.sh               # all steps
@@ -63,36 +64,31 @@ if at export; then
   done
 fi
 CLEAN="$WORK/ds_clean_a,$WORK/ds_clean_2,$WORK/ds_clean_3"
-declare -A DATA=([bc320]="$CLEAN" [dart]="$CLEAN,$WORK/ds_noisy_0,$WORK/ds_noisy_1")
+ALL="$CLEAN,$WORK/ds_noisy_0,$WORK/ds_noisy_1"
 COMMON=(--steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0 --inputs image_primary,image_wrist
         --contrastive-weight 0 --generative-weight 0 --val-fraction 0.1 --augment-shift 8
         --checkpoint-every 250 --log-every 50 --threads 1)
+FILM=(--threads 2 --model '{"film": true}')
+CONV=(--threads 2 --steps 4000 --model '{"film": true, "stem": "conv"}')
 if at train; then
-  for name in bc320 dart; do
-    resume=()
-    [[ -f $WORK/train_$name/checkpoints/last.pt ]] && resume=(--resume)
-    .venv/bin/python -m models.trainer "${COMMON[@]}" --dataset "${DATA[$name]}" --out "$WORK/train_$name" \
-        "${resume[@]}" >> "$WORK/train_$name.log" 2>&1 &
-  done
+  train_run bc320 "$CLEAN" &
+  train_run dart "$ALL"
   wait
+  train_run dart_film "$ALL" "${FILM[@]}"
+  train_run dart_conv "$ALL" "${CONV[@]}"
 fi
 if at bundle; then
-  for name in bc320 dart; do
-    [[ $WORK/bundle_$name/manifest.json -nt $WORK/train_$name/checkpoints/last.pt ]] && continue
-    .venv/bin/python -m models.trainer "${COMMON[@]}" --dataset "${DATA[$name]}" --out "$WORK/train_$name" \
-        --name "twin-pick-cube-$name" --export "$WORK/bundle_$name" \
-        --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
-  done
+  bundle_run bc320 "$CLEAN"
+  bundle_run dart "$ALL"
+  bundle_run dart_film "$ALL" "${FILM[@]}"
+  bundle_run dart_conv "$ALL" "${CONV[@]}"
 fi
 if at eval; then
-  evaluate() {  # NAME DOMAIN (bags on: failure_modes.py reads them)
-    local out="$WORK/eval_$1" resume=()
-    [[ -f $out/summary.json ]] && resume=(--resume)
-    ./run.sh eval --bundle "$WORK/bundle_$1" --task pick_cube --episodes "$N" --seed 0 --no-videos --out "$out" \
-        --domain-id "$2" "${resume[@]}" > "$WORK/eval_$1.log" 2>&1
-  }
-  evaluate bc320 76 &
-  evaluate dart 77
+  evaluate_pick_cube bc320 76 &
+  evaluate_pick_cube dart 77
   wait
-  for name in bc320 dart; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
+  evaluate_pick_cube dart_film 76 &
+  evaluate_pick_cube dart_conv 77
+  wait
+  for name in bc320 dart dart_film dart_conv; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
 fi

@@ -21,3 +21,26 @@ held_out() {  # DATASET BUNDLE TASK...: link the bundle's held-out episodes into
   done
   echo "$dir"
 }
+# The pick_cube runs (make_dagger_bundles.sh, make_dart_bundles.sh) read COMMON (their shared
+# trainer options), WORK and N; options after NAME DATASET override COMMON's (the last one wins).
+train_run() {  # NAME DATASET [OPTION...]: one training, its log beside it; an interrupted one resumes
+  local name=$1 data=$2 resume=()
+  shift 2
+  [[ -f $WORK/train_$name/checkpoints/last.pt ]] && resume=(--resume)
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --dataset "$data" --out "$WORK/train_$name" \
+      "${resume[@]}" >> "$WORK/train_$name.log" 2>&1
+}
+bundle_run() {  # NAME DATASET [OPTION...]: the run's last checkpoint as WORK/bundle_NAME (kept if newer)
+  local name=$1 data=$2
+  shift 2
+  [[ $WORK/bundle_$name/manifest.json -nt $WORK/train_$name/checkpoints/last.pt ]] && return 0
+  .venv/bin/python -m models.trainer "${COMMON[@]}" "$@" --dataset "$data" --out "$WORK/train_$name" \
+      --name "twin-pick-cube-$name" --export "$WORK/bundle_$name" \
+      --export-checkpoint "$WORK/train_$name/checkpoints/last.pt"
+}
+evaluate_pick_cube() {  # NAME DOMAIN: WORK/bundle_NAME on seeds 0..N-1, bags on (failure_modes.py reads them)
+  local out="$WORK/eval_$1" resume=()
+  [[ -f $out/summary.json ]] && resume=(--resume)
+  ./run.sh eval --bundle "$WORK/bundle_$1" --task pick_cube --episodes "$N" --seed 0 --no-videos --out "$out" \
+      --domain-id "$2" "${resume[@]}" > "$WORK/eval_$1.log" 2>&1
+}
