@@ -64,8 +64,12 @@ def test_page_shows_a_compressed_image_and_a_command_from_a_foxglove_server():
                 if state.get('imagesShown', {}).get('/camera_primary/image') and state.get('lastCommand'):
                     break
                 time.sleep(0.5)
-            size = browser.evaluate("(() => { const i = document.getElementById('img-camera_primary');"
-                                    " return [i.naturalWidth, i.naturalHeight, i.title]; })()")
+            for _ in range(20):  # the counter moves when the src is set; the size once it is decoded
+                size = browser.evaluate("(() => { const i = document.getElementById('img-camera_primary');"
+                                        " return [i.naturalWidth, i.naturalHeight, i.title]; })()")
+                if size and size[0]:
+                    break
+                time.sleep(0.25)
     finally:
         stop.set()
         http.shutdown()
