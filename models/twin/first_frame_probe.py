@@ -14,6 +14,11 @@ Usage: models/twin/first_frame_probe.py RUN_DIR DATASET [--episodes N] [--json]
   fit the first frames at all? Trains the pick_cube recipe (batch 16, lr 3e-4, seed 0) on the
   first frames of the first N episodes only, and prints the dy error on them and on the other
   episodes' first frames every 300 steps.
+
+  --colour-baseline [--train-episodes N]: the bar a learned model should reach. The centroid of
+  the pixels nearest the named colour in the primary image (the twin's own colours), and a
+  quadratic in it fitted by least squares to dy on the first N episodes' first frames; its error
+  on those and on the others, and how often the sign of dy (left or right) is right.
 """
 
 from __future__ import annotations
@@ -77,7 +82,45 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
             'dy_label_std': round(float(np.std(labels)), 3),
             'dy_prediction_std': round(float(np.std(preds)), 3),
             'dy_correlation': round(float(np.corrcoef(preds, labels)[0, 1]), 3) if np.std(preds) > 0 else 0.0,
+            'dy_sign_right': round(float(np.mean(np.sign(preds) == np.sign(labels))), 3),
             'dy_std_over_colours': round(float(np.mean(spread)), 3)}
+
+
+def colour_centroid(image: np.ndarray, rgb, margin: float = 40.0) -> tuple:
+    """(x, y) pixel centroid of the pixels within `margin` (RGB distance, 0-255) of the nearest
+    one to `rgb` (0-1 floats) in an (H, W, 3) uint8 image."""
+    dist = np.linalg.norm(image.astype(np.float32) - np.asarray(rgb[:3], np.float32) * 255.0, axis=-1)
+    ys, xs = np.nonzero(dist <= dist.min() + margin)
+    return float(xs.mean()), float(ys.mean())
+
+
+def colour_baseline(dataset: str, train_episodes: int) -> dict:
+    from fuse_sim.tasks import COLOURS
+    from models.trainer.dataset import LeRobotWindows
+
+    data = LeRobotWindows(dataset, inputs=['image_primary'])
+    stats = data.action_statistics()
+    feats, labels = [], []
+    for e in data.episode_ids:
+        s = data.sample(int(np.flatnonzero(data.frames.episode == e)[0]), stats)
+        words = data.instructions[int(s['episode'])]['simple'].split()
+        named = next((c for c in COLOURS if c in words), None)
+        if named is None:
+            raise SystemExit(f'{dataset}: episode {int(e)}\'s instruction names none of {sorted(COLOURS)}')
+        x, y = colour_centroid(np.asarray(s['image_primary'][-1]), COLOURS[named])
+        feats.append([x, y, x * x, y * y, x * y, 1.0])
+        labels.append(float(s['action'][0, DY]))
+    if len(labels) <= train_episodes:
+        raise SystemExit(f'{dataset}: {len(labels)} episodes, not more than --train-episodes {train_episodes}')
+    X, Y = np.array(feats) / np.array([256, 256, 256 ** 2, 256 ** 2, 256 ** 2, 1]), np.array(labels)
+    n = train_episodes
+    w, *_ = np.linalg.lstsq(X[:n], Y[:n], rcond=None)
+    pred = X @ w
+    part = {'fitted': slice(0, n), 'others': slice(n, None)}
+    return {'dataset': dataset, 'episodes': {k: len(Y[v]) for k, v in part.items()},
+            'dy_label_std': round(float(np.std(Y)), 3),
+            'dy_abs_error': {k: round(float(np.mean(np.abs(pred[v] - Y[v]))), 3) for k, v in part.items()},
+            'dy_sign_right': {k: round(float(np.mean(np.sign(pred[v]) == np.sign(Y[v]))), 3) for k, v in part.items()}}
 
 
 def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_episodes: int) -> None:
@@ -121,7 +164,18 @@ def main(argv=None) -> int:
     ap.add_argument('--augment-shift', type=int, default=0)
     ap.add_argument('--steps', type=int, default=1500)
     ap.add_argument('--train-episodes', type=int, default=160)
+    ap.add_argument('--colour-baseline', action='store_true', help='the named colour\'s pixel centroid, fitted '
+                    '(RUN_DIR is then unused)')
     args = ap.parse_args(argv)
+    if args.colour_baseline:
+        r = colour_baseline(args.dataset, args.train_episodes)
+        print(json.dumps(r) if args.json else
+              f"{r['dataset']}: the named colour's centroid, a quadratic fitted to dy on "
+              f"{r['episodes']['fitted']} first frames (label std {r['dy_label_std']}): |prediction - label| "
+              f"{r['dy_abs_error']['fitted']} on them, "
+              f"{r['dy_abs_error']['others']} on the other {r['episodes']['others']}; sign right "
+              f"{r['dy_sign_right']['fitted']} / {r['dy_sign_right']['others']}")
+        return 0
     if args.fit:
         fit(args.dataset, args.fit, json.loads(args.model), args.augment_shift, args.steps, args.train_episodes)
         return 0
@@ -132,7 +186,7 @@ def main(argv=None) -> int:
         print(f"{r['run']}: first frames of {r['episodes']} episodes of {r['dataset']} (normalised dy): "
               f"|prediction - label| {r['dy_abs_error']} (label std {r['dy_label_std']}), correlation "
               f"{r['dy_correlation']}, prediction std {r['dy_prediction_std']}, std over the six colours "
-              f"{r['dy_std_over_colours']}")
+              f"{r['dy_std_over_colours']}, sign right {r['dy_sign_right']}")
     return 0
 
 
