@@ -38,6 +38,22 @@ if str(REPO) not in sys.path:
 DY = 1  # the action's dy
 
 
+def first_frames(data) -> np.ndarray:
+    """The index of each episode's first frame, in the dataset's episode order."""
+    return np.array([int(np.flatnonzero(data.frames.episode == e)[0]) for e in data.episode_ids])
+
+
+def named_colour(data, sample, dataset: str) -> str:
+    """The twin colour the sample's episode instruction names; exits naming the episode if none."""
+    from fuse_sim.tasks import COLOURS
+
+    words = data.instructions[int(sample['episode'])]['simple'].split()
+    named = next((c for c in COLOURS if c in words), None)
+    if named is None:
+        raise SystemExit(f'{dataset}: episode {int(sample["episode"])}\'s instruction names none of {sorted(COLOURS)}')
+    return named
+
+
 def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
     import torch
 
@@ -57,14 +73,11 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
         tok = HFTokenizer(Path(tmp) / 'tokenizer.json', cfg.max_length, 512, 0)
     data = LeRobotWindows(dataset, inputs=list(cfg.inputs))
     stats = data.action_statistics()
-    firsts = [int(np.flatnonzero(data.frames.episode == e)[0]) for e in data.episode_ids[:episodes]]
+    firsts = first_frames(data)[:episodes]
     labels, preds, spread = [], [], []
     for i in firsts:
-        s = data.sample(i, stats)
-        words = data.instructions[int(s['episode'])]['simple'].split()
-        named = next((c for c in COLOURS if c in words), None)
-        if named is None:
-            raise SystemExit(f'{dataset}: episode {int(s["episode"])}\'s instruction names none of {sorted(COLOURS)}')
+        s = data.sample(int(i), stats)
+        named = named_colour(data, s, dataset)
         batch = {k: torch.from_numpy(np.asarray(s[k]))[None] for k in data.inputs}
         batch['timestep_pad_mask'] = torch.from_numpy(s['timestep_pad_mask'])[None]
         out = {}
@@ -101,18 +114,16 @@ def colour_baseline(dataset: str, train_episodes: int) -> dict:
     data = LeRobotWindows(dataset, inputs=['image_primary'])
     stats = data.action_statistics()
     feats, labels = [], []
-    for e in data.episode_ids:
-        s = data.sample(int(np.flatnonzero(data.frames.episode == e)[0]), stats)
-        words = data.instructions[int(s['episode'])]['simple'].split()
-        named = next((c for c in COLOURS if c in words), None)
-        if named is None:
-            raise SystemExit(f'{dataset}: episode {int(e)}\'s instruction names none of {sorted(COLOURS)}')
-        x, y = colour_centroid(np.asarray(s['image_primary'][-1]), COLOURS[named])
+    for i in first_frames(data):
+        s = data.sample(int(i), stats)
+        image = np.asarray(s['image_primary'][-1])
+        x, y = colour_centroid(image, COLOURS[named_colour(data, s, dataset)])
+        x, y = x / image.shape[1], y / image.shape[0]   # 0-1: a well-conditioned least squares
         feats.append([x, y, x * x, y * y, x * y, 1.0])
         labels.append(float(s['action'][0, DY]))
     if len(labels) <= train_episodes:
         raise SystemExit(f'{dataset}: {len(labels)} episodes, not more than --train-episodes {train_episodes}')
-    X, Y = np.array(feats) / np.array([256, 256, 256 ** 2, 256 ** 2, 256 ** 2, 1]), np.array(labels)
+    X, Y = np.array(feats), np.array(labels)
     n = train_episodes
     w, *_ = np.linalg.lstsq(X[:n], Y[:n], rcond=None)
     pred = X @ w
@@ -132,8 +143,7 @@ def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_epis
                       inputs=('image_primary', 'image_wrist'), contrastive_weight=0.0, generative_weight=0.0,
                       augment_shift=shift, checkpoint_every=10 ** 9, log_every=10 ** 9, threads=1, model=model)
     tr = Trainer(cfg, log=lambda *a, **k: None)
-    ep = tr.data.frames.episode
-    firsts = np.array([int(np.flatnonzero(ep == e)[0]) for e in tr.data.episode_ids])
+    firsts = first_frames(tr.data)
     seen, unseen = firsts[:train_episodes], firsts[train_episodes:]
     tr.batcher.pool = seen
 

@@ -11,11 +11,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from fuse_sim.tasks import COLOURS  # noqa: E402
 from models.twin.first_frame_probe import colour_centroid  # noqa: E402
 
 
 def test_the_centroid_is_the_named_colours_patch_not_the_others():
-    green, red = (0.15, 0.7, 0.2), (0.85, 0.15, 0.12)
+    green, red = COLOURS['green'][:3], COLOURS['red'][:3]
     img = np.full((256, 256, 3), 120, np.uint8)                 # a grey floor
     img[50:56, 100:106] = (np.array(green) * 255).astype(np.uint8)   # rows 50-55, columns 100-105
     img[200:210, 10:14] = (np.array(red) * 255).astype(np.uint8)
