@@ -39,8 +39,8 @@ class _Graph(nn.Module):
         self.model = model
 
     def _window(self, args) -> Tuple[Dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """A window graph's inputs: the token groups, then the pad mask and one more input."""
-        groups = self.model.cfg.groups
+        """A window graph's inputs: the encoder's outputs, then the pad mask and one more input."""
+        groups = self.model.cfg.encoder_outputs
         return dict(zip(groups, args[: len(groups)])), args[len(groups)], args[len(groups) + 1]
 
 
@@ -48,7 +48,7 @@ class _Encoder(_Graph):
     def forward(self, *inputs):
         obs = dict(zip(self.model.cfg.inputs, inputs))
         out = self.model.encoder(obs)
-        return tuple(out[g] for g in self.model.cfg.groups)
+        return tuple(out[g] for g in self.model.cfg.encoder_outputs)
 
 
 class _Policy(_Graph):
@@ -66,14 +66,14 @@ class _Language(_Graph):
 class _Generative(_Graph):
     def forward(self, *args):
         tokens, pad, index = self._window(args)
-        keep = self.model.modality_groups[index].reshape(len(tokens))
+        keep = self.model.modality_groups[index].reshape(len(self.model.cfg.groups))
         _, lang_r = self.model.transformer(tokens, pad, None, keep)
         logits = self.model.gen_logits(lang_r, index)
         return torch.argmax(logits, dim=-1), logits
 
 
 def token_names(model: FuseModel) -> List[str]:
-    return [f'tokens_{g}' for g in model.cfg.groups]
+    return [f'tokens_{g}' for g in model.cfg.encoder_outputs]
 
 
 def manifest_inputs(model: FuseModel) -> List[dict]:

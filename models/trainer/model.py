@@ -30,6 +30,7 @@ GROUPS = {
     'primary': (('image_primary',), 'visual'),
     'wrist': (('image_wrist',), 'visual'),
 }
+CAMERAS = ('primary', 'wrist')
 
 
 @dataclass
@@ -56,6 +57,15 @@ class ModelConfig:
     # 3x3 stride-2 convolutions, then 4x4 patches: the same tokens from features that can see an
     # object a few pixels wide, at about ten times the stem's compute).
     stem: str = 'patch'
+    # Instruction-conditioned location tokens per camera (0: none). The camera stem also emits its
+    # fine feature map (1/8 of the image: 32x32 for the primary camera); in the policy graph each
+    # of `locate` queries from the instruction scores every map position, and the softmax's
+    # expected image coordinates (and the features there) become one more token of that camera.
+    # The pixels of a cube ~8 px wide then reach the transformer as where the named one is,
+    # which the 4x4-patch tokens leave the attention layers to work out. The newest step's
+    # location tokens also feed the action head directly. The encoder stays instruction-free, so
+    # its per-frame cache and the bundle contract are unchanged.
+    locate: int = 0
 
     def __post_init__(self) -> None:
         self.inputs = tuple(self.inputs)
@@ -67,6 +77,8 @@ class ModelConfig:
             raise ValueError(f'unknown camera stem {self.stem!r}; one of {list(STEMS)}')
         if self.token_dim % self.heads:
             raise ValueError(f'token_dim {self.token_dim} must be a multiple of heads {self.heads}')
+        if self.locate < 0:
+            raise ValueError(f'locate must be 0 (off) or a number of queries per camera, not {self.locate}')
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -78,6 +90,16 @@ class ModelConfig:
         return tuple(g for g, (ins, _) in GROUPS.items() if any(n in self.inputs for n in ins))
 
     @property
+    def located(self) -> Tuple[str, ...]:
+        """The camera groups with location tokens (each also has a '<group>_map' encoder output)."""
+        return tuple(g for g in self.groups if self.locate and g in CAMERAS)
+
+    @property
+    def encoder_outputs(self) -> Tuple[str, ...]:
+        """What the observation encoder emits per timestep, in graph order."""
+        return self.groups + tuple(f'{g}_map' for g in self.located)
+
+    @property
     def modalities(self) -> frozenset:
         return frozenset(GROUPS[g][1] for g in self.groups)
 
@@ -87,14 +109,20 @@ def gelu(x):
 
 
 class CameraStem(nn.Module):
-    """uint8 RGB (B, H, W, 3) -> (B, N, D); the zero goal image and x/127.5-1 as in FuSe."""
+    """uint8 RGB (B, H, W, 3) -> tokens (B, N, D); tokens_and_map also gives the feature map under
+    them (B, 16, H/8, W/8). The zero goal image and x/127.5-1 as in FuSe."""
+
+    channels = 16
 
     def __init__(self, d: int, patch1: int, patch2: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(6, 16, patch1, stride=patch1)
-        self.conv2 = nn.Conv2d(16, d, patch2, stride=patch2)
+        self.conv1 = nn.Conv2d(6, self.channels, patch1, stride=patch1)
+        self.conv2 = nn.Conv2d(self.channels, d, patch2, stride=patch2)
 
     def forward(self, image):
+        return self.tokens_and_map(image)[0]
+
+    def tokens_and_map(self, image):
         # conv1 over cat([x, 0]) / 127.5 - 1, with patches that tile the image (stride = kernel, no
         # padding), is conv1's image half over the raw pixels scaled by 1/127.5 plus a constant
         # (each weight times -1): the same function without building and rescaling the
@@ -102,13 +130,16 @@ class CameraStem(nn.Module):
         w = self.conv1.weight
         x = F.conv2d(image.to(torch.float32).permute(0, 3, 1, 2), w[:, :3] / 127.5,
                      self.conv1.bias - w.sum(dim=(1, 2, 3)), stride=self.conv1.stride)
-        x = self.conv2(gelu(x))
-        return x.flatten(2).transpose(1, 2)
+        fine = gelu(x)
+        return self.conv2(fine).flatten(2).transpose(1, 2), fine
 
 
 class ConvCameraStem(nn.Module):
-    """uint8 RGB (B, H, W, 3) -> (B, N, D): three 3x3 stride-2 convolutions over x/127.5-1, then
-    4x4 patches (H/32 x W/32 tokens, as CameraStem's)."""
+    """uint8 RGB (B, H, W, 3) -> tokens (B, N, D): three 3x3 stride-2 convolutions over x/127.5-1,
+    then 4x4 patches (H/32 x W/32 tokens, as CameraStem's); tokens_and_map also gives the feature
+    map under them (B, 32, H/8, W/8)."""
+
+    channels = 32
 
     def __init__(self, d: int) -> None:
         super().__init__()
@@ -117,13 +148,74 @@ class ConvCameraStem(nn.Module):
         self.patch = nn.Conv2d(32, d, 4, stride=4)
 
     def forward(self, image):
+        return self.tokens_and_map(image)[0]
+
+    def tokens_and_map(self, image):
         x = image.to(torch.float32).permute(0, 3, 1, 2) / 127.5 - 1.0
         for conv in self.convs:
             x = gelu(conv(x))
-        return self.patch(x).flatten(2).transpose(1, 2)
+        return self.patch(x).flatten(2).transpose(1, 2), x
 
 
-STEMS = ('patch', 'conv')
+STEMS = {'patch': lambda d: CameraStem(d, 8, 4), 'conv': ConvCameraStem}
+
+
+class LocateHead(nn.Module):
+    """Where in a camera's feature map the instruction points: (..., HW, C) map -> (..., q, D) tokens.
+
+    Each query (from the mean language embedding; a learned one without an instruction) scores
+    every position's features; the softmax over positions gives the expected image coordinates
+    (x, y in [-1, 1], with sin/cos features at 4 frequencies) and the mean features there, and a
+    linear layer makes them a token. Keys do not see coordinates: what is scored is what a
+    position shows, and where it is comes out of the softmax.
+    """
+
+    FREQUENCIES = (1.0, 2.0, 4.0, 8.0)
+
+    def __init__(self, channels: int, lang_dim: int, d: int, queries: int, key_dim: int = 32, value_dim: int = 16):
+        super().__init__()
+        self.queries, self.key_dim = queries, key_dim
+        self.key1 = nn.Linear(channels, 64)
+        self.key2 = nn.Linear(64, key_dim)
+        self.value = nn.Linear(channels, value_dim)
+        self.query = nn.Linear(lang_dim, queries * key_dim)
+        self.null_query = nn.Parameter(torch.randn(queries, key_dim) * 0.02)
+        self.sharpness = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.token = nn.Linear(2 + 4 * len(self.FREQUENCIES) + value_dim, d)
+
+    @staticmethod
+    def grid(positions: int, like: torch.Tensor) -> torch.Tensor:
+        """(HW, 2) x, y of a square map's cells, row-major, in [-1, 1]."""
+        side = math.isqrt(positions)
+        if side * side != positions:
+            raise ValueError(f'feature map of {positions} positions is not square')
+        c = torch.linspace(-1.0, 1.0, side, dtype=like.dtype, device=like.device)
+        y, x = torch.meshgrid(c, c, indexing='ij')
+        return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
+
+    def where(self, fmap: torch.Tensor, language: Optional[torch.Tensor]):
+        """fmap (B, W, HW, C); language (B, L, lang_dim) or None -> the softmax over positions
+        (B, W, queries, HW) and its expected (x, y) (B, W, queries, 2)."""
+        b = fmap.shape[0]
+        k = self.key2(gelu(self.key1(fmap)))                                   # (B, W, HW, K)
+        if language is None:
+            q = self.null_query.unsqueeze(0).expand(b, -1, -1)
+        else:
+            q = self.query(language.mean(dim=1)).view(b, self.queries, self.key_dim)
+        # Cosine scores times a learned sharpness that starts high: a near-uniform softmax over a
+        # thousand positions puts its mean at the image's centre whatever the keys, and its
+        # gradient (each position's weight, ~1e-3) is too small to teach the keys anything.
+        k, q = F.normalize(k, dim=-1), F.normalize(q, dim=-1)
+        logits = torch.einsum('bwnk,bqk->bwqn', k, q) * self.sharpness.exp()
+        p = torch.softmax(logits, dim=-1)
+        return p, p @ self.grid(fmap.shape[2], fmap)
+
+    def forward(self, fmap: torch.Tensor, language: Optional[torch.Tensor]) -> torch.Tensor:
+        """fmap (B, W, HW, C); language (B, L, lang_dim) or None -> (B, W, queries, D)."""
+        p, xy = self.where(fmap, language)
+        angles = torch.cat([xy * f * math.pi for f in self.FREQUENCIES], dim=-1)
+        feats = p @ self.value(fmap)                                           # (B, W, q, V)
+        return self.token(torch.cat([xy, torch.sin(angles), torch.cos(angles), feats], dim=-1))
 
 
 class TactileEncoder(nn.Module):
@@ -164,18 +256,19 @@ class SpectroEncoder(nn.Module):
 
 
 class ObservationEncoder(nn.Module):
-    """One timestep of every input (B, *shape) -> {group: (B, n, D)}."""
+    """One timestep of every input (B, *shape) -> {group: (B, n, D)}, and with `locate` each
+    camera's feature map as {'<group>_map': (B, HW, C)}."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.token_dim
         self.cfg = cfg
         mods = {}
-        camera = (lambda: CameraStem(d, 8, 4)) if cfg.stem == 'patch' else (lambda: ConvCameraStem(d))
+        camera = STEMS[cfg.stem]
         if 'image_primary' in cfg.inputs:
-            mods['primary'] = camera()  # 256 -> 8x8 = 64 tokens
+            mods['primary'] = camera(d)  # 256 -> 8x8 = 64 tokens (a 32x32 map)
         if 'image_wrist' in cfg.inputs:
-            mods['wrist'] = camera()  # 128 -> 4x4 = 16 tokens
+            mods['wrist'] = camera(d)  # 128 -> 4x4 = 16 tokens (a 16x16 map)
         if 'image_digit_left' in cfg.inputs or 'image_digit_right' in cfg.inputs:
             mods['digits'] = TactileEncoder(d)  # shared by both DIGITs, one token each
         if 'mel_spectro' in cfg.inputs:
@@ -188,6 +281,10 @@ class ObservationEncoder(nn.Module):
             if g == 'digits':
                 names = [n for n in GROUPS['digits'][0] if n in self.cfg.inputs]
                 out[g] = torch.stack([self.stems[g](obs[n]) for n in names], dim=1)
+            elif g in CAMERAS:
+                out[g], fmap = self.stems[g].tokens_and_map(obs[GROUPS[g][0][0]])
+                if g in self.cfg.located:
+                    out[f'{g}_map'] = fmap.flatten(2).transpose(1, 2)
             else:
                 out[g] = self.stems[g](obs[GROUPS[g][0][0]])
         return out
@@ -197,9 +294,10 @@ TOKENS_PER_GROUP = {'primary': 64, 'wrist': 16, 'spectro': 16}
 
 
 def group_tokens(cfg: ModelConfig, group: str) -> int:
+    """Tokens of a group in the transformer's sequence (location tokens included)."""
     if group == 'digits':
         return sum(n in cfg.inputs for n in GROUPS['digits'][0])
-    return TOKENS_PER_GROUP[group]
+    return TOKENS_PER_GROUP[group] + (cfg.locate if group in cfg.located else 0)
 
 
 class LanguageEncoder(nn.Module):
@@ -308,8 +406,15 @@ class FuseModel(nn.Module):
             self.film = nn.Linear(cfg.lang_dim, 2 * d)
             nn.init.zeros_(self.film.weight)   # starts as the identity: scale 1, shift 0
             nn.init.zeros_(self.film.bias)
+        if cfg.located:
+            channels = {g: self.encoder.stems[g].channels for g in cfg.located}
+            self.locate = nn.ModuleDict({g: LocateHead(channels[g], cfg.lang_dim, d, cfg.locate) for g in cfg.located})
         self.ln = nn.LayerNorm(d, eps=1e-6)
-        self.head1 = nn.Linear(d, 256)
+        # the location tokens of the newest step also go straight to the action head, as
+        # robomimic's spatial-softmax keypoints go to its policy MLP: through the attention
+        # layers alone (at first ~1/170 of what the readout attends to) their gradient was too
+        # weak for the keys to learn where the named object is.
+        self.head1 = nn.Linear(d * (1 + cfg.locate * len(cfg.located)), 256)
         self.head2 = nn.Linear(256, cfg.horizon * cfg.action_dim)
         # contrastive head (FuSe's CLIP head): readouts and instruction, each pooled and projected
         self.clip_obs_pool = AttentionPool(d, cfg.heads)
@@ -335,9 +440,12 @@ class FuseModel(nn.Module):
     # --- the block-causal transformer ----------------------------------------------------------
     def transformer(self, tokens: Mapping[str, torch.Tensor], pad: torch.Tensor,
                     language: Optional[torch.Tensor], keep: Optional[torch.Tensor] = None):
-        """tokens: {group: (B, W, n, D)}; pad (B, W) bool; language (B, L, lang_dim) or None (no
-        instruction: the language keys are masked); keep (n_groups,) bool: groups visible.
-        Returns (action readout (B, D), language readouts (B, R, D)) of the newest step."""
+        """tokens: {group: (B, W, n, D)} (and with `locate`, {'<camera>_map': (B, W, HW, C)}); pad
+        (B, W) bool; language (B, L, lang_dim) or None (no instruction: the language keys are
+        masked, and the location queries are the learned instruction-free ones); keep (n_groups,)
+        bool: groups visible.
+        Returns (action readout (B, D), with `locate` the newest step's location tokens appended:
+        (B, D + located tokens * D), language readouts (B, R, D)) of the newest step."""
         cfg = self.cfg
         L, W, R, d = cfg.max_length, cfg.window, cfg.lang_readouts, cfg.token_dim
         first = tokens[cfg.groups[0]]
@@ -347,9 +455,15 @@ class FuseModel(nn.Module):
             # The policy graph gets the embedding without its mask: the mean over every position
             # (padding included, a function of the instruction too) is what both sides compute.
             scale, shift = self.film(language.mean(dim=1)).view(b, 1, 1, 2 * d).chunk(2, dim=-1)
-        parts, oks = [], []
+        parts, oks, newest = [], [], []
         for j, g in enumerate(cfg.groups):
-            x = tokens[g] if scale is None else tokens[g] * (1.0 + scale) + shift
+            x = tokens[g]
+            if g in cfg.located:
+                located = self.locate[g](tokens[f'{g}_map'], language)
+                newest.append(located[:, -1].reshape(b, -1))
+                x = torch.cat([x, located], dim=2)
+            if scale is not None:
+                x = x * (1.0 + scale) + shift
             x = x + self.group_pos[g]
             parts.append(x)
             ok = pad.unsqueeze(-1).expand(b, W, x.shape[2])
@@ -375,7 +489,7 @@ class FuseModel(nn.Module):
             x = blk(x, bias)
         x = self.ln(x)
         r0 = L + (W - 1) * (self.n_obs + 1 + R) + self.n_obs
-        return x[:, r0], x[:, r0 + 1: r0 + 1 + R]
+        return torch.cat([x[:, r0]] + newest, dim=-1), x[:, r0 + 1: r0 + 1 + R]
 
     # --- heads ----------------------------------------------------------------------------------
     def action_head(self, readout):

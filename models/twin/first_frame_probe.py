@@ -54,6 +54,33 @@ def named_colour(data, sample, dataset: str) -> str:
     return named
 
 
+def located_points(model, batch) -> np.ndarray:
+    """The primary camera's located points (pixels, (queries, 2) x, y) of the newest step."""
+    import torch
+
+    with torch.no_grad():
+        fmap = model.encode_window(batch)['primary_map']
+        _, xy = model.locate['primary'].where(fmap, model.language(batch['input_ids'], batch['attention_mask']))
+    side = batch['image_primary'].shape[-2]
+    return (xy[0, -1].numpy() + 1.0) / 2.0 * (side - 1)   # cell centres span the image
+
+
+def pointing_figures(samples, points, data, dataset: str) -> tuple:
+    """(median pixels from the named colour's centroid to the nearest located point, share of
+    frames whose nearest point lies nearer the named colour than any other of the six)."""
+    from fuse_sim.tasks import COLOURS
+
+    dists, named_nearest = [], []
+    for s, pts in zip(samples, points):
+        image = np.asarray(s['image_primary'][-1])
+        d = {c: float(np.min(np.hypot(*(pts - np.array(colour_centroid(image, rgb))).T)))
+             for c, rgb in COLOURS.items()}
+        named = named_colour(data, s, dataset)
+        dists.append(d[named])
+        named_nearest.append(min(d, key=d.get) == named)
+    return float(np.median(dists)), float(np.mean(named_nearest))
+
+
 def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
     import torch
 
@@ -74,7 +101,7 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
     data = LeRobotWindows(dataset, inputs=list(cfg.inputs))
     stats = data.action_statistics()
     firsts = first_frames(data)[:episodes]
-    labels, preds, spread = [], [], []
+    labels, preds, spread, samples, points = [], [], [], [], []
     for i in firsts:
         s = data.sample(int(i), stats)
         named = named_colour(data, s, dataset)
@@ -86,11 +113,20 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
             batch['input_ids'], batch['attention_mask'] = torch.from_numpy(ids), torch.from_numpy(mask)
             with torch.no_grad():
                 out[c] = float(model(batch)['action'][0, 0, DY])
+        if cfg.located:
+            ids, mask = tok(data.instructions[int(s['episode'])]['simple'])
+            batch['input_ids'], batch['attention_mask'] = torch.from_numpy(ids), torch.from_numpy(mask)
+            samples.append(s)
+            points.append(located_points(model, batch))
         labels.append(float(s['action'][0, DY]))
         preds.append(out[named])
         spread.append(float(np.std(list(out.values()))))
     labels, preds = np.array(labels), np.array(preds)
-    return {'run': str(run), 'dataset': dataset, 'episodes': len(firsts),
+    located = {}
+    if cfg.located:
+        median, share = pointing_figures(samples, points, data, dataset)
+        located = {'located_px_from_named': round(median, 1), 'located_nearest_named': round(share, 3)}
+    return {**located, 'run': str(run), 'dataset': dataset, 'episodes': len(firsts),
             'dy_abs_error': round(float(np.mean(np.abs(preds - labels))), 3),
             'dy_label_std': round(float(np.std(labels)), 3),
             'dy_prediction_std': round(float(np.std(preds)), 3),
@@ -156,11 +192,18 @@ def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_epis
                 errs.append((tr.model(b)['action'][:, 0, DY] - b['action'][:, 0, DY]).abs().numpy())
         tr.model.train()
         return float(np.concatenate(errs).mean()) if errs else float('nan')
+    def pointing(frames) -> float:
+        tr.model.eval()
+        found = [located_points(tr.model, tr.batcher.make(np.array([i]), tr.device)) for i in frames]
+        tr.model.train()
+        return pointing_figures([tr.data.sample(int(i), tr.stats) for i in frames], found, tr.data, dataset)[0]
     for k in range(steps):
         tr.train_step()
         if (k + 1) % 300 == 0:
+            where = (f'; located point to the named colour, median {pointing(seen):.0f} / {pointing(unseen):.0f} px'
+                     if tr.model.cfg.located else '')
             print(f'step {k + 1}: first-frame dy error {error(seen):.2f} on the {len(seen)} trained on, '
-                  f'{error(unseen):.2f} on {len(unseen)} others', flush=True)
+                  f'{error(unseen):.2f} on {len(unseen)} others{where}', flush=True)
 
 
 def main(argv=None) -> int:
@@ -196,7 +239,9 @@ def main(argv=None) -> int:
         print(f"{r['run']}: first frames of {r['episodes']} episodes of {r['dataset']} (normalised dy): "
               f"|prediction - label| {r['dy_abs_error']} (label std {r['dy_label_std']}), correlation "
               f"{r['dy_correlation']}, prediction std {r['dy_prediction_std']}, std over the six colours "
-              f"{r['dy_std_over_colours']}, sign right {r['dy_sign_right']}")
+              f"{r['dy_std_over_colours']}, sign right {r['dy_sign_right']}"
+              + (f"; located point {r['located_px_from_named']} px from the named colour (median), nearest "
+                 f"the named one of six in {r['located_nearest_named']}" if 'located_px_from_named' in r else ''))
     return 0
 
 

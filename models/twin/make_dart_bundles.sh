@@ -4,7 +4,8 @@
 # commands carry seeded noise (`./run.sh collect --expert-noise`, seeds 4000-4099), export each set
 # with every step labelled by the expert (`--relabel expert`: a noisy episode's labels are the
 # clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
-# them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem) from scratch with the
+# them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem; dart_loc with location
+# tokens) from scratch with the
 # same options and seed, export each bundle and evaluate it closed loop on the evaluation seeds
 # 0..N-1. WORK (default runs/dart, git-ignored) holds
 # everything; a finished step's output is kept, a collection cut short is started again.
@@ -70,18 +71,21 @@ COMMON=(--steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0 --inputs ima
         --checkpoint-every 250 --log-every 50 --threads 1)
 FILM=(--threads 2 --model '{"film": true}')
 CONV=(--threads 2 --steps 4000 --model '{"film": true, "stem": "conv"}')
+LOC=(--threads 2 --model '{"locate": 2}')
 if at train; then
   train_run bc320 "$CLEAN" &
   train_run dart "$ALL"
   wait
   train_run dart_film "$ALL" "${FILM[@]}"
   train_run dart_conv "$ALL" "${CONV[@]}"
+  train_run dart_loc "$ALL" "${LOC[@]}"
 fi
 if at bundle; then
   bundle_run bc320 "$CLEAN"
   bundle_run dart "$ALL"
   bundle_run dart_film "$ALL" "${FILM[@]}"
   bundle_run dart_conv "$ALL" "${CONV[@]}"
+  bundle_run dart_loc "$ALL" "${LOC[@]}"
 fi
 if at eval; then
   evaluate_pick_cube bc320 76 &
@@ -90,5 +94,6 @@ if at eval; then
   evaluate_pick_cube dart_film 76 &
   evaluate_pick_cube dart_conv 77
   wait
-  for name in bc320 dart dart_film dart_conv; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
+  evaluate_pick_cube dart_loc 76
+  for name in bc320 dart dart_film dart_conv dart_loc; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
 fi

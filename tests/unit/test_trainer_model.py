@@ -81,3 +81,27 @@ def test_the_conv_stem_gives_the_patch_stems_tokens_and_a_bad_stem_is_named():
     torch.testing.assert_close(stem(img), stem.patch(x).flatten(2).transpose(1, 2))
     with pytest.raises(ValueError, match="unknown camera stem 'resnet'"):
         ModelConfig(stem='resnet')
+
+
+def test_location_tokens_say_where_the_instruction_points_in_the_feature_map():
+    from models.trainer.model import LocateHead
+
+    torch.manual_seed(0)
+    head = LocateHead(channels=4, lang_dim=8, d=16, queries=1)
+    # a 4x4 map, all positions alike but one, which shows channel 0 at row 1, column 3
+    fmap = torch.zeros(1, 1, 16, 4)
+    fmap[0, 0, 1 * 4 + 3, 0] = 1.0
+    with torch.no_grad():
+        # keys: channel 0 scored strongly, and a query that asks for it
+        head.key1.weight.zero_(), head.key1.bias.zero_(), head.key1.weight[0, 0].fill_(10.0)
+        head.key2.weight.zero_(), head.key2.bias.zero_(), head.key2.weight[0, 0].fill_(10.0)
+        head.query.weight.zero_(), head.query.bias.zero_(), head.query.bias[0].fill_(10.0)
+        head.token.weight.zero_(), head.token.bias.zero_()
+        head.token.weight[0, 0] = head.token.weight[1, 1] = 1.0   # token[:2] = the expected (x, y)
+        xy = head(fmap, torch.zeros(1, 3, 8))[0, 0, 0, :2]
+        torch.testing.assert_close(xy, torch.tensor([1.0, -1.0 / 3.0]), atol=1e-3, rtol=0)
+        # Without an instruction the learned null query (near zero: no preference) averages the map.
+        head.null_query.zero_()
+        torch.testing.assert_close(head(fmap, None)[0, 0, 0, :2], torch.zeros(2), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match='not square'):
+        LocateHead.grid(12, fmap)

@@ -248,3 +248,15 @@ def test_a_film_model_with_the_conv_stem_exports_with_parity(tiny, tmp_path):
     assert any(k.startswith('encoder.stems.primary.convs.') for k in tr.model.state_dict())
     figures = export_run(tr, tmp_path / 'bundle', log=lambda *a: None)
     assert figures['action'] < 1e-4
+
+
+def test_location_tokens_export_with_parity_and_the_bundle_carries_the_feature_maps(tiny, tmp_path):
+    tr = Trainer(_cfg(tiny, tmp_path / 'run', inputs=('image_primary', 'image_wrist', 'image_digit_left'),
+                      model=dict(SMALL, locate=2)))
+    tr.run()
+    figures = export_run(tr, tmp_path / 'bundle', log=lambda *a: None)
+    assert figures['action'] < 1e-4 and figures['generative'] < 1e-4
+    from fuse_core.bundle import load_bundle
+
+    outs = load_bundle(tmp_path / 'bundle', providers='cpu').encoder_outputs
+    assert outs['tokens_primary_map'].shape[1:] == (32 * 32, 16) and outs['tokens_wrist_map'].shape[1:] == (16 * 16, 16)
