@@ -66,6 +66,9 @@ class ModelConfig:
     # location tokens also feed the action head directly. The encoder stays instruction-free, so
     # its per-frame cache and the bundle contract are unchanged.
     locate: int = 0
+    # With location tokens: the mean features under each query's softmax join its coordinates
+    # (0: coordinates only, so a query is of use only where it points).
+    locate_values: int = 16
 
     def __post_init__(self) -> None:
         self.inputs = tuple(self.inputs)
@@ -177,7 +180,7 @@ class LocateHead(nn.Module):
         self.queries, self.key_dim = queries, key_dim
         self.key1 = nn.Linear(channels, 64)
         self.key2 = nn.Linear(64, key_dim)
-        self.value = nn.Linear(channels, value_dim)
+        self.value = nn.Linear(channels, value_dim) if value_dim else None
         self.query = nn.Linear(lang_dim, queries * key_dim)
         self.null_query = nn.Parameter(torch.randn(queries, key_dim) * 0.02)
         self.sharpness = nn.Parameter(torch.tensor(math.log(10.0)))
@@ -214,8 +217,10 @@ class LocateHead(nn.Module):
         """fmap (B, W, HW, C); language (B, L, lang_dim) or None -> (B, W, queries, D)."""
         p, xy = self.where(fmap, language)
         angles = torch.cat([xy * f * math.pi for f in self.FREQUENCIES], dim=-1)
-        feats = p @ self.value(fmap)                                           # (B, W, q, V)
-        return self.token(torch.cat([xy, torch.sin(angles), torch.cos(angles), feats], dim=-1))
+        parts = [xy, torch.sin(angles), torch.cos(angles)]
+        if self.value is not None:
+            parts.append(p @ self.value(fmap))                                 # (B, W, q, V)
+        return self.token(torch.cat(parts, dim=-1))
 
 
 class TactileEncoder(nn.Module):
@@ -408,7 +413,8 @@ class FuseModel(nn.Module):
             nn.init.zeros_(self.film.bias)
         if cfg.located:
             channels = {g: self.encoder.stems[g].channels for g in cfg.located}
-            self.locate = nn.ModuleDict({g: LocateHead(channels[g], cfg.lang_dim, d, cfg.locate) for g in cfg.located})
+            self.locate = nn.ModuleDict({g: LocateHead(channels[g], cfg.lang_dim, d, cfg.locate,
+                                                             value_dim=cfg.locate_values) for g in cfg.located})
         self.ln = nn.LayerNorm(d, eps=1e-6)
         # the location tokens of the newest step also go straight to the action head, as
         # robomimic's spatial-softmax keypoints go to its policy MLP: through the attention

@@ -6,6 +6,8 @@ when the instruction names each of the twin's six colours instead.
 At the first frame the arm is at the start pose and the label's dy (normalised) is the direction
 to the named cube, one of the few steps that depends on where it lies; the rest of an episode is
 mostly holds, the descent and the gripper, which a policy can fit without locating anything.
+A run with location tokens (`--model '{"locate": N}'`) also gets where its primary camera's
+queries point: how far from the named colour's pixels, and how peaked their softmaxes are.
 
 Usage: models/twin/first_frame_probe.py RUN_DIR DATASET [--episodes N] [--json]
 (RUN_DIR: a models.trainer run, its checkpoints/last.pt is read; DATASET: LeRobotDataset dir(s), A,B)
@@ -13,7 +15,8 @@ Usage: models/twin/first_frame_probe.py RUN_DIR DATASET [--episodes N] [--json]
   --fit OUT [--model JSON] [--augment-shift PX] [--steps N] [--train-episodes N]: can the model
   fit the first frames at all? Trains the pick_cube recipe (batch 16, lr 3e-4, seed 0) on the
   first frames of the first N episodes only, and prints the dy error on them and on the other
-  episodes' first frames every 300 steps.
+  episodes' first frames every 300 steps (with location tokens, how far they point from the
+  named colour).
 
   --colour-baseline [--train-episodes N]: the bar a learned model should reach. The centroid of
   the pixels nearest the named colour in the primary image (the twin's own colours), and a
@@ -54,31 +57,31 @@ def named_colour(data, sample, dataset: str) -> str:
     return named
 
 
-def located_points(model, batch) -> np.ndarray:
-    """The primary camera's located points (pixels, (queries, 2) x, y) of the newest step."""
+def located_points(model, batch) -> tuple:
+    """The primary camera's located points (pixels, (queries, 2) x, y) of the newest step, and
+    their softmaxes' mean entropy as a share of the uniform's (1: no preference for any position)."""
     import torch
 
     with torch.no_grad():
         fmap = model.encode_window(batch)['primary_map']
-        _, xy = model.locate['primary'].where(fmap, model.language(batch['input_ids'], batch['attention_mask']))
+        p, xy = model.locate['primary'].where(fmap, model.language(batch['input_ids'], batch['attention_mask']))
+    p = p[0, -1].numpy()
+    entropy = float(-(p * np.log(np.maximum(p, 1e-12))).sum(axis=-1).mean() / np.log(p.shape[-1]))
     side = batch['image_primary'].shape[-2]
-    return (xy[0, -1].numpy() + 1.0) / 2.0 * (side - 1)   # cell centres span the image
+    return (xy[0, -1].numpy() + 1.0) / 2.0 * (side - 1), entropy   # cell centres span the image
 
 
 def pointing_figures(samples, points, data, dataset: str) -> tuple:
     """(median pixels from the named colour's centroid to the nearest located point, share of
-    frames whose nearest point lies nearer the named colour than any other of the six)."""
+    frames where that is within NEAR pixels: on the cube, ~8 px wide in the primary image)."""
     from fuse_sim.tasks import COLOURS
 
-    dists, named_nearest = [], []
+    dists = []
     for s, pts in zip(samples, points):
         image = np.asarray(s['image_primary'][-1])
-        d = {c: float(np.min(np.hypot(*(pts - np.array(colour_centroid(image, rgb))).T)))
-             for c, rgb in COLOURS.items()}
-        named = named_colour(data, s, dataset)
-        dists.append(d[named])
-        named_nearest.append(min(d, key=d.get) == named)
-    return float(np.median(dists)), float(np.mean(named_nearest))
+        cx, cy = colour_centroid(image, COLOURS[named_colour(data, s, dataset)])
+        dists.append(float(np.min(np.hypot(pts[:, 0] - cx, pts[:, 1] - cy))))
+    return float(np.median(dists)), float(np.mean(np.array(dists) <= NEAR))
 
 
 def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
@@ -101,7 +104,7 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
     data = LeRobotWindows(dataset, inputs=list(cfg.inputs))
     stats = data.action_statistics()
     firsts = first_frames(data)[:episodes]
-    labels, preds, spread, samples, points = [], [], [], [], []
+    labels, preds, spread, samples, points, entropies = [], [], [], [], [], []
     for i in firsts:
         s = data.sample(int(i), stats)
         named = named_colour(data, s, dataset)
@@ -117,7 +120,9 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
             ids, mask = tok(data.instructions[int(s['episode'])]['simple'])
             batch['input_ids'], batch['attention_mask'] = torch.from_numpy(ids), torch.from_numpy(mask)
             samples.append(s)
-            points.append(located_points(model, batch))
+            pts, entropy = located_points(model, batch)
+            points.append(pts)
+            entropies.append(entropy)
         labels.append(float(s['action'][0, DY]))
         preds.append(out[named])
         spread.append(float(np.std(list(out.values()))))
@@ -125,7 +130,8 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
     located = {}
     if cfg.located:
         median, share = pointing_figures(samples, points, data, dataset)
-        located = {'located_px_from_named': round(median, 1), 'located_nearest_named': round(share, 3)}
+        located = {'located_px_from_named': round(median, 1), 'located_within_12px': round(share, 3),
+                   'located_entropy': round(float(np.mean(entropies)), 3)}
     return {**located, 'run': str(run), 'dataset': dataset, 'episodes': len(firsts),
             'dy_abs_error': round(float(np.mean(np.abs(preds - labels))), 3),
             'dy_label_std': round(float(np.std(labels)), 3),
@@ -133,6 +139,9 @@ def probe(run: Path, dataset: str, episodes: int = 30) -> dict:
             'dy_correlation': round(float(np.corrcoef(preds, labels)[0, 1]), 3) if np.std(preds) > 0 else 0.0,
             'dy_sign_right': round(float(np.mean(np.sign(preds) == np.sign(labels))), 3),
             'dy_std_over_colours': round(float(np.mean(spread)), 3)}
+
+
+NEAR = 12.0  # pixels
 
 
 def colour_centroid(image: np.ndarray, rgb, margin: float = 40.0) -> tuple:
@@ -194,7 +203,7 @@ def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_epis
         return float(np.concatenate(errs).mean()) if errs else float('nan')
     def pointing(frames) -> float:
         tr.model.eval()
-        found = [located_points(tr.model, tr.batcher.make(np.array([i]), tr.device)) for i in frames]
+        found = [located_points(tr.model, tr.batcher.make(np.array([i]), tr.device))[0] for i in frames]
         tr.model.train()
         return pointing_figures([tr.data.sample(int(i), tr.stats) for i in frames], found, tr.data, dataset)[0]
     for k in range(steps):
@@ -240,8 +249,9 @@ def main(argv=None) -> int:
               f"|prediction - label| {r['dy_abs_error']} (label std {r['dy_label_std']}), correlation "
               f"{r['dy_correlation']}, prediction std {r['dy_prediction_std']}, std over the six colours "
               f"{r['dy_std_over_colours']}, sign right {r['dy_sign_right']}"
-              + (f"; located point {r['located_px_from_named']} px from the named colour (median), nearest "
-                 f"the named one of six in {r['located_nearest_named']}" if 'located_px_from_named' in r else ''))
+              + (f"; located point {r['located_px_from_named']} px from the named colour (median), within "
+                 f"{NEAR:.0f} px in {r['located_within_12px']}, softmax entropy {r['located_entropy']} of the "
+                 "uniform's" if 'located_px_from_named' in r else ''))
     return 0
 
 

@@ -5,7 +5,7 @@
 # with every step labelled by the expert (`--relabel expert`: a noisy episode's labels are the
 # clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
 # them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem; dart_loc with location
-# tokens) from scratch with the
+# tokens; dart_locxy with their coordinates only) from scratch with the
 # same options and seed, export each bundle and evaluate it closed loop on the evaluation seeds
 # 0..N-1. WORK (default runs/dart, git-ignored) holds
 # everything; a finished step's output is kept, a collection cut short is started again.
@@ -72,6 +72,7 @@ COMMON=(--steps "$STEPS" --batch 16 --lr 3e-4 --warmup 100 --seed 0 --inputs ima
 FILM=(--threads 2 --model '{"film": true}')
 CONV=(--threads 2 --steps 4000 --model '{"film": true, "stem": "conv"}')
 LOC=(--threads 2 --model '{"locate": 2}')
+LOCXY=(--threads 2 --model '{"locate": 2, "locate_values": 0}')
 if at train; then
   train_run bc320 "$CLEAN" &
   train_run dart "$ALL"
@@ -79,6 +80,7 @@ if at train; then
   train_run dart_film "$ALL" "${FILM[@]}"
   train_run dart_conv "$ALL" "${CONV[@]}"
   train_run dart_loc "$ALL" "${LOC[@]}"
+  train_run dart_locxy "$ALL" "${LOCXY[@]}"
 fi
 if at bundle; then
   bundle_run bc320 "$CLEAN"
@@ -86,6 +88,7 @@ if at bundle; then
   bundle_run dart_film "$ALL" "${FILM[@]}"
   bundle_run dart_conv "$ALL" "${CONV[@]}"
   bundle_run dart_loc "$ALL" "${LOC[@]}"
+  bundle_run dart_locxy "$ALL" "${LOCXY[@]}"
 fi
 if at eval; then
   evaluate_pick_cube bc320 76 &
@@ -94,6 +97,8 @@ if at eval; then
   evaluate_pick_cube dart_film 76 &
   evaluate_pick_cube dart_conv 77
   wait
-  evaluate_pick_cube dart_loc 76
-  for name in bc320 dart dart_film dart_conv dart_loc; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
+  evaluate_pick_cube dart_loc 76 &
+  evaluate_pick_cube dart_locxy 77
+  wait
+  for name in bc320 dart dart_film dart_conv dart_loc dart_locxy; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
 fi

@@ -105,3 +105,18 @@ def test_location_tokens_say_where_the_instruction_points_in_the_feature_map():
         torch.testing.assert_close(head(fmap, None)[0, 0, 0, :2], torch.zeros(2), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match='not square'):
         LocateHead.grid(12, fmap)
+
+
+def test_location_tokens_without_values_are_made_from_the_coordinates_alone():
+    from models.trainer.model import LocateHead
+
+    torch.manual_seed(0)
+    head = LocateHead(channels=4, lang_dim=8, d=16, queries=2, value_dim=0)
+    assert head.value is None and head.token.in_features == 2 + 4 * len(LocateHead.FREQUENCIES)
+    a, b = torch.randn(1, 1, 16, 4), torch.randn(1, 1, 16, 4)
+    lang = torch.randn(1, 3, 8)
+    with torch.no_grad():
+        # one map's features scored alike everywhere: the same (uniform) softmax, the same token,
+        # whatever the features are
+        head.key1.weight.zero_()
+        torch.testing.assert_close(head(a, lang), head(b, lang))
