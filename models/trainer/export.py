@@ -47,7 +47,7 @@ class _Graph(nn.Module):
 class _Encoder(_Graph):
     def forward(self, *inputs):
         obs = dict(zip(self.model.cfg.inputs, inputs))
-        out = self.model.encoder(obs)
+        out = self.model.encode(obs)
         return tuple(out[g] for g in self.model.cfg.encoder_outputs)
 
 

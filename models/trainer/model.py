@@ -196,11 +196,18 @@ class LocateHead(nn.Module):
         y, x = torch.meshgrid(c, c, indexing='ij')
         return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
 
-    def where(self, fmap: torch.Tensor, language: Optional[torch.Tensor]):
-        """fmap (B, W, HW, C); language (B, L, lang_dim) or None -> the softmax over positions
-        (B, W, queries, HW) and its expected (x, y) (B, W, queries, 2)."""
-        b = fmap.shape[0]
-        k = self.key2(gelu(self.key1(fmap)))                                   # (B, W, HW, K)
+    def keys(self, fmap: torch.Tensor) -> torch.Tensor:
+        """A camera's feature map (..., HW, C) -> what each position offers the queries: its unit key
+        and, with values, its value (..., HW, K [+ V]). Instruction-free, so it runs in the
+        observation encoder, once per frame, not in the policy graph at every tick."""
+        k = F.normalize(self.key2(gelu(self.key1(fmap))), dim=-1)
+        return k if self.value is None else torch.cat([k, self.value(fmap)], dim=-1)
+
+    def where(self, keys: torch.Tensor, language: Optional[torch.Tensor]):
+        """keys (B, W, HW, K [+ V]) from keys(); language (B, L, lang_dim) or None -> the softmax
+        over positions (B, W, queries, HW) and its expected (x, y) (B, W, queries, 2)."""
+        b = keys.shape[0]
+        k = keys[..., :self.key_dim]
         if language is None:
             q = self.null_query.unsqueeze(0).expand(b, -1, -1)
         else:
@@ -208,18 +215,17 @@ class LocateHead(nn.Module):
         # Cosine scores times a learned sharpness that starts high: a near-uniform softmax over a
         # thousand positions puts its mean at the image's centre whatever the keys, and its
         # gradient (each position's weight, ~1e-3) is too small to teach the keys anything.
-        k, q = F.normalize(k, dim=-1), F.normalize(q, dim=-1)
-        logits = torch.einsum('bwnk,bqk->bwqn', k, q) * self.sharpness.exp()
+        logits = torch.einsum('bwnk,bqk->bwqn', k, F.normalize(q, dim=-1)) * self.sharpness.exp()
         p = torch.softmax(logits, dim=-1)
-        return p, p @ self.grid(fmap.shape[2], fmap)
+        return p, p @ self.grid(keys.shape[2], keys)
 
-    def forward(self, fmap: torch.Tensor, language: Optional[torch.Tensor]) -> torch.Tensor:
-        """fmap (B, W, HW, C); language (B, L, lang_dim) or None -> (B, W, queries, D)."""
-        p, xy = self.where(fmap, language)
+    def forward(self, keys: torch.Tensor, language: Optional[torch.Tensor]) -> torch.Tensor:
+        """keys (B, W, HW, K [+ V]) from keys(); language (B, L, lang_dim) or None -> (B, W, queries, D)."""
+        p, xy = self.where(keys, language)
         angles = torch.cat([xy * f * math.pi for f in self.FREQUENCIES], dim=-1)
         parts = [xy, torch.sin(angles), torch.cos(angles)]
         if self.value is not None:
-            parts.append(p @ self.value(fmap))                                 # (B, W, q, V)
+            parts.append(p @ keys[..., self.key_dim:])                         # (B, W, q, V)
         return self.token(torch.cat(parts, dim=-1))
 
 
@@ -412,9 +418,8 @@ class FuseModel(nn.Module):
             nn.init.zeros_(self.film.weight)   # starts as the identity: scale 1, shift 0
             nn.init.zeros_(self.film.bias)
         if cfg.located:
-            channels = {g: self.encoder.stems[g].channels for g in cfg.located}
-            self.locate = nn.ModuleDict({g: LocateHead(channels[g], cfg.lang_dim, d, cfg.locate,
-                                                             value_dim=cfg.locate_values) for g in cfg.located})
+            self.locate = nn.ModuleDict({g: LocateHead(self.encoder.stems[g].channels, cfg.lang_dim, d, cfg.locate,
+                                                       value_dim=cfg.locate_values) for g in cfg.located})
         self.ln = nn.LayerNorm(d, eps=1e-6)
         # the location tokens of the newest step also go straight to the action head, as
         # robomimic's spatial-softmax keypoints go to its policy MLP: through the attention
@@ -446,7 +451,8 @@ class FuseModel(nn.Module):
     # --- the block-causal transformer ----------------------------------------------------------
     def transformer(self, tokens: Mapping[str, torch.Tensor], pad: torch.Tensor,
                     language: Optional[torch.Tensor], keep: Optional[torch.Tensor] = None):
-        """tokens: {group: (B, W, n, D)} (and with `locate`, {'<camera>_map': (B, W, HW, C)}); pad
+        """tokens: {group: (B, W, n, D)} (and with `locate`, {'<camera>_map': (B, W, HW, K [+ V])},
+        the location keys from encode()); pad
         (B, W) bool; language (B, L, lang_dim) or None (no instruction: the language keys are
         masked, and the location queries are the learned instruction-free ones); keep (n_groups,)
         bool: groups visible.
@@ -519,7 +525,15 @@ class FuseModel(nn.Module):
         any_x = obs[self.cfg.inputs[0]]
         b, W = any_x.shape[:2]
         flat = {n: obs[n].reshape(b * W, *obs[n].shape[2:]) for n in self.cfg.inputs}
-        return {g: t.reshape(b, W, *t.shape[1:]) for g, t in self.encoder(flat).items()}
+        return {g: t.reshape(b, W, *t.shape[1:]) for g, t in self.encode(flat).items()}
+
+    def encode(self, obs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One timestep (B, *shape) -> the observation encoder graph's outputs: the token groups
+        and, with `locate`, each camera's map as its location keys ('<group>_map': (B, HW, K [+ V]))."""
+        out = self.encoder(obs)
+        for g in self.cfg.located:
+            out[f'{g}_map'] = self.locate[g].keys(out[f'{g}_map'])
+        return out
 
     def forward(self, batch: Mapping[str, torch.Tensor], contrastive: Sequence[str] = (),
                 generative: Sequence[str] = ()) -> Dict[str, object]:

@@ -63,8 +63,8 @@ def located_points(model, batch) -> tuple:
     import torch
 
     with torch.no_grad():
-        fmap = model.encode_window(batch)['primary_map']
-        p, xy = model.locate['primary'].where(fmap, model.language(batch['input_ids'], batch['attention_mask']))
+        keys = model.encode_window(batch)['primary_map']
+        p, xy = model.locate['primary'].where(keys, model.language(batch['input_ids'], batch['attention_mask']))
     p = p[0, -1].numpy()
     entropy = float(-(p * np.log(np.maximum(p, 1e-12))).sum(axis=-1).mean() / np.log(p.shape[-1]))
     side = batch['image_primary'].shape[-2]
@@ -201,6 +201,7 @@ def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_epis
                 errs.append((tr.model(b)['action'][:, 0, DY] - b['action'][:, 0, DY]).abs().numpy())
         tr.model.train()
         return float(np.concatenate(errs).mean()) if errs else float('nan')
+
     def pointing(frames) -> float:
         tr.model.eval()
         found = [located_points(tr.model, tr.batcher.make(np.array([i]), tr.device))[0] for i in frames]

@@ -98,11 +98,11 @@ def test_location_tokens_say_where_the_instruction_points_in_the_feature_map():
         head.query.weight.zero_(), head.query.bias.zero_(), head.query.bias[0].fill_(10.0)
         head.token.weight.zero_(), head.token.bias.zero_()
         head.token.weight[0, 0] = head.token.weight[1, 1] = 1.0   # token[:2] = the expected (x, y)
-        xy = head(fmap, torch.zeros(1, 3, 8))[0, 0, 0, :2]
+        xy = head(head.keys(fmap), torch.zeros(1, 3, 8))[0, 0, 0, :2]
         torch.testing.assert_close(xy, torch.tensor([1.0, -1.0 / 3.0]), atol=1e-3, rtol=0)
         # Without an instruction the learned null query (near zero: no preference) averages the map.
         head.null_query.zero_()
-        torch.testing.assert_close(head(fmap, None)[0, 0, 0, :2], torch.zeros(2), atol=1e-6, rtol=0)
+        torch.testing.assert_close(head(head.keys(fmap), None)[0, 0, 0, :2], torch.zeros(2), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match='not square'):
         LocateHead.grid(12, fmap)
 
@@ -119,4 +119,4 @@ def test_location_tokens_without_values_are_made_from_the_coordinates_alone():
         # one map's features scored alike everywhere: the same (uniform) softmax, the same token,
         # whatever the features are
         head.key1.weight.zero_()
-        torch.testing.assert_close(head(a, lang), head(b, lang))
+        torch.testing.assert_close(head(head.keys(a), lang), head(head.keys(b), lang))

@@ -259,4 +259,5 @@ def test_location_tokens_export_with_parity_and_the_bundle_carries_the_feature_m
     from fuse_core.bundle import load_bundle
 
     outs = load_bundle(tmp_path / 'bundle', providers='cpu').encoder_outputs
-    assert outs['tokens_primary_map'].shape[1:] == (32 * 32, 16) and outs['tokens_wrist_map'].shape[1:] == (16 * 16, 16)
+    # per position its location key (32) and value (16), computed once per frame in the encoder
+    assert outs['tokens_primary_map'].shape[1:] == (32 * 32, 48) and outs['tokens_wrist_map'].shape[1:] == (16 * 16, 48)
