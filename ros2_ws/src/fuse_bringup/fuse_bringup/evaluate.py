@@ -118,7 +118,8 @@ class EpisodeDriver(GraphObserver):
         self._windows: 'collections.OrderedDict[int, int]' = collections.OrderedDict()
         self.node.create_subscription(TaskState, '/world/task_state', self._on_task, STATE_QOS)
         self.node.create_subscription(ArmStatus, '/arm/status', self._on_arm, STATE_QOS)
-        self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command, CONTROL_QOS)
+        self.command_sub = self.node.create_subscription(DeltaEECommand, '/policy/command', self._on_command,
+                                                         CONTROL_QOS)
         self.node.create_subscription(PoseStamped, '/arm/ee_pose', self._on_pose, STATE_QOS)
         if policy:
             # raw: only the header stamp is read, so the ~1 MB window is never deserialised here.
@@ -186,17 +187,21 @@ class EpisodeDriver(GraphObserver):
                     d.latency_ms.append(round(ms, 3))
 
     def wait_ready(self, timeout: float, alive: Callable[[], None]) -> None:
-        """Until the arm sees the world (its status not 'not connected') and the task state arrives."""
+        """Until the arm sees the world (its status not 'not connected'), the task state arrives and
+        the command topic's publisher is matched (discovery matches each topic on its own: an
+        episode started before would lose its first commands from the record)."""
         deadline = time.monotonic() + timeout
         while True:
             alive()
             with self.lock:
                 arm, task = self.arm, self.task
-            if arm is not None and task is not None and 'not connected' not in arm.hold_reason:
+            heard = self.command_sub.get_publisher_count() > 0
+            if arm is not None and task is not None and 'not connected' not in arm.hold_reason and heard:
                 return
             if time.monotonic() > deadline:
                 why = 'no /arm/status' if arm is None else ('no /world/task_state' if task is None
-                                                            else f'arm: {arm.hold_reason}')
+                                                            else f'arm: {arm.hold_reason}' if heard
+                                                            else 'no publisher on /policy/command')
                 raise EvaluationError(f'the graph was not ready in {timeout:.0f} s ({why})')
             time.sleep(0.05)
 
