@@ -201,11 +201,18 @@ def test_estop_during_motion_stops_until_reset(arm):
     st = client.last_status()
     assert not st.estop_latched and st.state == 'holding' and 're-arm' in st.hold_reason
     np.testing.assert_allclose(client.xyz(), frozen, atol=1e-6)
-    # ... until the commander pauses for rearm_gap_s (1 s) and starts a new sequence.
-    client.spin_for(1.2)
-    client.stream(1.0, translation=(0.0, 0.02, 0.0))
-    client.spin_for(0.3)
-    assert client.xyz()[1] - frozen[1] > 0.03
+    # ... until the commander pauses for rearm_gap_s (1 s; half a second of margin for commands
+    # that reach the node late on a busy machine) and starts a new sequence, which moves it. The
+    # new stream runs until it has moved (up to 5 s), not for a fixed time that load can shorten.
+    client.spin_for(1.5)
+
+    def moved():
+        return client.xyz()[1] - frozen[1] > 0.03
+    end = time.monotonic() + 5.0
+    while not moved() and time.monotonic() < end:
+        client.send(translation=(0.0, 0.02, 0.0))
+        client.spin_for(0.2)
+    assert moved(), client.last_status().hold_reason
     assert not client.last_status().estop_latched
     assert proc.stop() == 0
 
