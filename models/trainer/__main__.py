@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--contrastive-weight', type=float, default=1.0, help='0 turns the contrastive loss off')
     ap.add_argument('--generative-weight', type=float, default=1.0, help='0 turns the generative loss off')
+    ap.add_argument('--grasp-weight', type=float, default=0.0,
+                    help='grasp-point loss from the primary location tokens (needs --model \'{"locate": N}\' and '
+                         'observation.state; 0 = off)')
     ap.add_argument('--inputs', default='', help='comma-separated model inputs (default: every one the dataset has)')
     ap.add_argument('--pretrained', default='', help='trainer checkpoint to finetune from')
     ap.add_argument('--l2sp', type=float, default=0.0, help='L2-SP lambda (pull toward the pretrained weights)')
@@ -71,7 +74,7 @@ def main(argv=None) -> int:
         cfg = TrainConfig(
             dataset=args.dataset, out=args.out, steps=args.steps, batch=args.batch, lr=args.lr,
             warmup=args.warmup, seed=args.seed, contrastive_weight=args.contrastive_weight,
-            generative_weight=args.generative_weight,
+            generative_weight=args.generative_weight, grasp_weight=args.grasp_weight,
             inputs=tuple(s for s in args.inputs.split(',') if s), pretrained=args.pretrained,
             l2sp=args.l2sp, spd=args.spd, tpgm=args.tpgm,
             wise_alpha=-1.0 if args.wise_alpha == 'auto' else float(args.wise_alpha),

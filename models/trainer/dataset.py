@@ -56,6 +56,14 @@ MODALITY = {
     'mel_spectro': 'audio',
 }
 ACTION_FEATURE = 'action'
+#: The robot's proprioceptive state (x, y, z, roll, pitch, yaw, gripper; metres and radians in the
+#: arm's base frame, as fuse_core.export writes it). Not a model input: read, when present, for the
+#: grasp-point target (LeRobotWindows.grasp_points).
+STATE_FEATURE = 'observation.state'
+#: Frames whose end effector is within this (metres, x-y) of their episode's grasp point have no
+#: grasp target: during the descent the gripper is itself at the grasp point, and pointing at the
+#: gripper would fit those frames without finding the object (measured: README, "The grasp point").
+GRASP_MIN_DISTANCE = 0.03
 INSTRUCTIONS_FILE = 'meta/fuse_instructions.json'
 INPUT_SPECS = {i['name']: i for i in FUSE_OBSERVATION_INPUTS}
 GRIPPER = 6
@@ -73,6 +81,7 @@ class Frames:
     task: List[str]  # per frame
     action: np.ndarray  # (N, A) float32
     columns: Dict[str, list]  # image feature -> encoded bytes per frame; array feature -> ndarray
+    state: Optional[np.ndarray] = None  # (N, S) float32 observation.state, when the dataset has it
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -216,8 +225,9 @@ class LeRobotWindows:
         tasks = _task_table(root)
         keys = [k for n in self.inputs for k in FEATURES[n] if k is not None]
         wanted = ['episode_index', 'frame_index', 'task_index', ACTION_FEATURE] + keys
-        episode, frame, task_idx, action = [], [], [], []
+        episode, frame, task_idx, action, state = [], [], [], [], []
         columns: Dict[str, list] = {k: [] for k in keys}
+        has_state = STATE_FEATURE in features
         for path in files:
             try:
                 table = pq.read_table(path)
@@ -230,6 +240,10 @@ class LeRobotWindows:
             frame.append(np.asarray(table.column('frame_index').to_numpy(), np.int64))
             task_idx.append(np.asarray(table.column('task_index').to_numpy(), np.int64))
             action.append(np.asarray(table.column(ACTION_FEATURE).to_pylist(), np.float32).reshape(len(table), -1))
+            if has_state and STATE_FEATURE in table.column_names:
+                state.append(np.asarray(table.column(STATE_FEATURE).to_pylist(), np.float32).reshape(len(table), -1))
+            else:
+                has_state = False
             for k in keys:
                 col = table.column(k)
                 if features[k].get('dtype') == 'image':
@@ -262,8 +276,11 @@ class LeRobotWindows:
                 cols[k] = [parts[i] for i in order]
             else:
                 cols[k] = np.concatenate(parts)[order]
+        st = np.concatenate(state)[order] if has_state else None
+        if st is not None and not np.isfinite(st).all():
+            raise DatasetError(f'{root}: the {STATE_FEATURE} column has NaN or infinite values')
         return Frames(episode=ep[order], frame=fr[order], task=[tasks[int(t)] for t in ti[order]],
-                      action=act[order], columns=cols)
+                      action=act[order], columns=cols, state=st)
 
     def _index_episodes(self) -> None:
         ep, fr = self.frames.episode, self.frames.frame
@@ -359,6 +376,37 @@ class LeRobotWindows:
             'num_trajectories': int(len(self.episode_ids)),
         }
 
+    def grasp_points(self, min_distance: float = GRASP_MIN_DISTANCE) -> Tuple[np.ndarray, np.ndarray]:
+        """Where each frame's episode grasps, in hindsight: the end effector's (x, y) from
+        observation.state at the episode's first frame whose action closes the gripper, (N, 2)
+        float32, and (N,) bool, True for the frames before that one whose end effector is still
+        more than `min_distance` from it in x-y (the approach, where a policy must know where the
+        object is; an episode that never closes has none). Needs only what any demonstration
+        records, no object poses. Raises DatasetError without observation.state."""
+        if self.frames.state is None:
+            where = self.root if len(self.roots) == 1 else [str(r) for r in self.roots]
+            raise DatasetError(f'{where}: no {STATE_FEATURE} feature (in every dataset), which the grasp-point '
+                               'target reads')
+        if self.frames.state.shape[1] < 2:
+            raise DatasetError(f'{self.root}: {STATE_FEATURE} has {self.frames.state.shape[1]} value(s); the '
+                               'grasp point needs x and y first')
+        points = np.zeros((len(self), 2), np.float32)
+        valid = np.zeros(len(self), bool)
+        closing = ~gripper_open(self.frames.action[:, GRIPPER]) if self.action_dim > GRIPPER else None
+        if closing is None:
+            return points, valid
+        for e in self.episode_ids:
+            idx = np.flatnonzero(self.frames.episode == e)
+            closed = np.flatnonzero(closing[idx])
+            if not len(closed):
+                continue
+            grasp = idx[closed[0]]
+            upto = idx[: closed[0] + 1]
+            points[upto] = self.frames.state[grasp, :2]
+            far = np.hypot(*(self.frames.state[upto, :2] - self.frames.state[grasp, :2]).T) > min_distance
+            valid[upto[far]] = True
+        return points, valid
+
     def _input(self, name: str, i: int) -> np.ndarray:
         spec = INPUT_SPECS[name]
         frame_key, bg_key = FEATURES[name]
@@ -425,9 +473,11 @@ def _concatenate(parts: List[Frames]) -> Frames:
     for k in parts[0].columns:
         vals = [p.columns[k] for p in parts]
         cols[k] = [x for v in vals for x in v] if isinstance(vals[0], list) else np.concatenate(vals)
+    states = [p.state for p in parts]
+    state = np.concatenate(states) if all(s is not None for s in states) else None
     return Frames(episode=np.concatenate([p.episode for p in parts]), frame=np.concatenate([p.frame for p in parts]),
                   task=[t for p in parts for t in p.task], action=np.concatenate([p.action for p in parts]),
-                  columns=cols)
+                  columns=cols, state=state)
 
 
 def _decode(data: bytes, what: str) -> np.ndarray:
@@ -457,6 +507,7 @@ def write_tiny_dataset(root, episodes: int = 3, length: int = 6, inputs: Optiona
     tasks = ['pick up the soft cube', 'pick up the hard cube']
     features = {
         'action': {'dtype': 'float32', 'shape': [7], 'names': ['dx', 'dy', 'dz', 'droll', 'dpitch', 'dyaw', 'gripper']},
+        STATE_FEATURE: {'dtype': 'float32', 'shape': [7], 'names': ['x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper']},
         'timestamp': {'dtype': 'float32', 'shape': [1]},
         'frame_index': {'dtype': 'int64', 'shape': [1]},
         'episode_index': {'dtype': 'int64', 'shape': [1]},
@@ -483,6 +534,7 @@ def write_tiny_dataset(root, episodes: int = 3, length: int = 6, inputs: Optiona
     for e in range(episodes):
         t = e % 2
         soft = t == 0
+        pose = np.array([0.25, 0.0, 0.2, 0.0, 0.0, 0.0, 1.0], np.float32)  # the state follows the actions
         for f in range(length):
             a = np.zeros(7, np.float32)
             a[0] = (0.01 if soft else -0.01) + rng.normal(0, 0.002)
@@ -490,6 +542,9 @@ def write_tiny_dataset(root, episodes: int = 3, length: int = 6, inputs: Optiona
             a[1], a[3:6] = rng.normal(0, 0.003), rng.normal(0, 0.01, 3)
             a[6] = 1.0 if f < length // 2 else 0.0
             rows['action'].append(a.tolist())
+            rows[STATE_FEATURE].append(pose.tolist())
+            pose[:6] += 4.0 * a[:6]  # steps of 4 cm, so the approach starts beyond GRASP_MIN_DISTANCE
+            pose[6] = a[6]
             rows['timestamp'].append(f / fps)
             rows['frame_index'].append(f)
             rows['episode_index'].append(e)
@@ -518,7 +573,7 @@ def write_tiny_dataset(root, episodes: int = 3, length: int = 6, inputs: Optiona
         f = features[k]
         if f['dtype'] == 'image':
             arrays.append(pa.array(v, type=image_type))
-        elif k == 'action':
+        elif k in ('action', STATE_FEATURE):
             arrays.append(pa.array(v, type=pa.list_(pa.float32(), 7)))
         elif k in FEATURES.get('mel_spectro', ()):
             arrays.append(pa.array(v, type=pa.list_(pa.list_(pa.float32(), 128), 128)))

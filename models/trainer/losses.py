@@ -29,6 +29,16 @@ def action_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
     return ((pred - target) ** 2 * m).sum() / denom
 
 
+def grasp_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the grasp head over the frames that have a grasp point.
+
+    pred, target: (B, 2) normalised base-frame (x, y); valid: (B,) bool. sum(v * (p - t)^2) /
+    (sum(v) * 2); 0 (with a gradient) when no frame of the batch has one.
+    """
+    v = valid.to(pred.dtype).unsqueeze(-1)
+    return ((pred - target) ** 2 * v).sum() / (v.sum() * pred.shape[-1]).clamp(min=1.0)
+
+
 def normalise_latent(x: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
     """x / (||x||_2 + eps): FuSe's CLIP head normalisation (norm + 0.1)."""
     return x / (x.norm(dim=-1, keepdim=True) + eps)

@@ -69,6 +69,12 @@ class ModelConfig:
     # With location tokens: the mean features under each query's softmax join its coordinates
     # (0: coordinates only, so a query is of use only where it points).
     locate_values: int = 16
+    # A training-only head from the primary camera's located points (the newest step's expected
+    # coordinates of each query) to where the episode will grasp, in the arm's base frame
+    # (LeRobotWindows.grasp_points): its loss (the trainer's grasp_weight) is a direct signal for
+    # the queries to point at the object the instruction names, which the action loss alone did
+    # not give. Not exported: the bundle's graphs and contract do not change.
+    grasp_head: bool = False
 
     def __post_init__(self) -> None:
         self.inputs = tuple(self.inputs)
@@ -82,6 +88,9 @@ class ModelConfig:
             raise ValueError(f'token_dim {self.token_dim} must be a multiple of heads {self.heads}')
         if self.locate < 0:
             raise ValueError(f'locate must be 0 (off) or a number of queries per camera, not {self.locate}')
+        if self.grasp_head and 'primary' not in self.located:
+            raise ValueError('grasp_head reads the primary camera\'s location tokens: it needs locate > 0 and '
+                             'the image_primary input')
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -420,6 +429,8 @@ class FuseModel(nn.Module):
         if cfg.located:
             self.locate = nn.ModuleDict({g: LocateHead(self.encoder.stems[g].channels, cfg.lang_dim, d, cfg.locate,
                                                        value_dim=cfg.locate_values) for g in cfg.located})
+        if cfg.grasp_head:
+            self.grasp = nn.Sequential(nn.Linear(2 * cfg.locate, 64), nn.GELU(), nn.Linear(64, 2))
         self.ln = nn.LayerNorm(d, eps=1e-6)
         # the location tokens of the newest step also go straight to the action head, as
         # robomimic's spatial-softmax keypoints go to its policy MLP: through the attention
@@ -535,19 +546,27 @@ class FuseModel(nn.Module):
             out[f'{g}_map'] = self.locate[g].keys(out[f'{g}_map'])
         return out
 
+    def grasp_point(self, tokens: Mapping[str, torch.Tensor], language: Optional[torch.Tensor]) -> torch.Tensor:
+        """The grasp head: the newest step's primary located points -> (B, 2), where the episode
+        grasps (normalised base-frame x, y)."""
+        _, xy = self.locate['primary'].where(tokens['primary_map'][:, -1:], language)
+        return self.grasp(xy[:, 0].reshape(xy.shape[0], -1))
+
     def forward(self, batch: Mapping[str, torch.Tensor], contrastive: Sequence[str] = (),
-                generative: Sequence[str] = ()) -> Dict[str, object]:
+                generative: Sequence[str] = (), grasp: bool = False) -> Dict[str, object]:
         """Action chunk for the instruction, and (when asked) the auxiliary heads' outputs.
 
         batch: inputs (B, W, ...), timestep_pad_mask, input_ids/attention_mask (B, L), and per
         combination c: ids_<c>, mask_<c> (B, L). Returns {'action': (B, H, A), 'obs_latent',
-        'text_latent': {c: (B, E)}, 'gen_logits': {c: (B, L, V)}}.
+        'text_latent': {c: (B, E)}, 'gen_logits': {c: (B, L, V)}, 'grasp': (B, 2)}.
         """
         tokens = self.encode_window(batch)
         pad = batch['timestep_pad_mask']
         lang = self.language(batch['input_ids'], batch['attention_mask'])
         readout, _ = self.transformer(tokens, pad, lang)
         out: Dict[str, object] = {'action': self.action_head(readout)}
+        if grasp:
+            out['grasp'] = self.grasp_point(tokens, lang)
         if contrastive or generative:
             full = torch.ones(len(self.cfg.groups), dtype=torch.bool, device=pad.device)
             _, lang_r = self.transformer(tokens, pad, None, full)  # no instruction, every modality

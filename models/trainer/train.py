@@ -24,8 +24,9 @@ from .text import build_tokenizer_json
 
 CHECKPOINTS = 'checkpoints'
 LAST = 'last.pt'
-CURVES = ('step', 'loss', 'action', 'contrastive', 'generative', 'l2sp', 'val_action', 'lr', 'spd_layers',
-          'tpgm_layers', 'seconds')
+CURVES = ('step', 'loss', 'action', 'contrastive', 'generative', 'grasp', 'l2sp', 'val_action', 'val_grasp_cm', 'lr',
+          'spd_layers', 'tpgm_layers', 'seconds')
+LOSSES = ('loss', 'action', 'contrastive', 'generative', 'grasp', 'l2sp')
 WISE_AUTO = -1.0
 WISE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -43,6 +44,9 @@ class TrainConfig:
     seed: int = 0
     contrastive_weight: float = 1.0
     generative_weight: float = 1.0
+    # The grasp-point loss (0 = off): with location tokens, a head from the primary camera's
+    # located points predicts where the episode grasps (LeRobotWindows.grasp_points).
+    grasp_weight: float = 0.0
     pretrained: str = ''  # a trainer checkpoint to finetune from ('' = from scratch)
     l2sp: float = 0.0  # L2-SP lambda (0 = off)
     spd: float = 0.0  # selective projection decay lambda (0 = off)
@@ -69,8 +73,8 @@ class TrainConfig:
             problems.append('workers, threads and augment_shift must be >= 0')
         if self.image_cache_mb < 0:
             problems.append('image_cache_mb must be >= 0')
-        for name in ('lr', 'contrastive_weight', 'generative_weight', 'l2sp', 'spd', 'tpgm', 'weight_decay',
-                     'grad_clip'):
+        for name in ('lr', 'contrastive_weight', 'generative_weight', 'grasp_weight', 'l2sp', 'spd', 'tpgm',
+                     'weight_decay', 'grad_clip'):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
                 problems.append(f'{name} must be a finite number >= 0')
@@ -136,6 +140,7 @@ class Batcher:
         self.rank, self.world = rank, world
         self._ids: Dict[str, tuple] = {}
         self.pool = np.arange(len(data))  # the frames training draws from
+        self.grasp: Optional[dict] = None  # Trainer._grasp_targets(), with the grasp loss
         self._pool = None  # decoding threads
 
     def ids(self, text: str):
@@ -187,6 +192,10 @@ class Batcher:
                 combo_ids[c].append(a)
                 combo_mask[c].append(m)
                 valid[c].append(bool(text))
+        if self.grasp is not None:
+            idx = np.asarray(indices, np.int64)
+            batch['grasp'] = torch.from_numpy(self.grasp['points'][idx])
+            batch['grasp_valid'] = torch.from_numpy(self.grasp['valid'][idx])
         batch['input_ids'] = torch.from_numpy(np.stack(ids))
         batch['attention_mask'] = torch.from_numpy(np.stack(mask))
         for c in self.combos:
@@ -223,7 +232,12 @@ class Trainer:
         mcfg = dict(pretrained_cfg['model']) if pretrained_cfg else {}
         mcfg.update(cfg.model)
         mcfg['inputs'] = list(self.data.inputs)
-        self.model_cfg = ModelConfig(**mcfg)
+        if cfg.grasp_weight > 0:
+            mcfg['grasp_head'] = True
+        try:
+            self.model_cfg = ModelConfig(**mcfg)
+        except ValueError as exc:
+            raise TrainerError(f'model config: {exc}') from exc
         mods = self.model_cfg.modalities
         self.contrastive = (LS.allowed_combinations(mods, LS.CONTRASTIVE_COMBINATIONS)
                             if cfg.contrastive_weight > 0 else ())
@@ -238,6 +252,7 @@ class Trainer:
         if unused:
             self.log(f'no episode has an instruction for {sorted(unused)}: those terms stay out of the losses')
         self.stats = self.data.action_statistics()
+        self.grasp = self._grasp_targets() if cfg.grasp_weight > 0 else None
         from fuse_core.bundle.tokenizers import HFTokenizer
 
         self.tokenizer_json = build_tokenizer_json(self.data.texts(), self.model_cfg.vocab_size, base_tok)
@@ -265,6 +280,7 @@ class Trainer:
                      f'new: {fresh or "none"}')
         self.combos = tuple(dict.fromkeys(self.contrastive + self.generative))
         self.batcher = Batcher(self.data, self.stats, self.tok, self.combos, cfg, self.rank, self.world)
+        self.batcher.grasp = self.grasp
         self.val_episodes = self._split()
         ep = self.data.frames.episode
         self.val_frames = np.flatnonzero(np.isin(ep, self.val_episodes))
@@ -286,6 +302,17 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None,
                 find_unused_parameters=True)
+
+    def _grasp_targets(self) -> dict:
+        """The grasp head's targets: each frame's grasp point normalised by the mean and std over
+        the frames that have one; refuses a dataset where none does."""
+        points, valid = self.data.grasp_points()
+        if not valid.any():
+            raise DatasetError(f'{self.cfg.dataset}: no frame has a grasp point for the grasp loss (grasp_weight): '
+                               'no episode closes the gripper farther than GRASP_MIN_DISTANCE from where it starts')
+        mean = points[valid].mean(axis=0)
+        std = np.maximum(points[valid].std(axis=0), 1e-3)
+        return {'points': ((points - mean) / std).astype(np.float32), 'valid': valid, 'mean': mean, 'std': std}
 
     def _split(self) -> List[int]:
         """Held-out episodes: a seeded choice of val_fraction of them (at least one of each side)."""
@@ -318,6 +345,23 @@ class Trainer:
         model.train(was)
         return total / max(1, count)
 
+    @torch.no_grad()
+    def validate_grasp(self, max_frames: int = 256) -> Optional[float]:
+        """Median distance (cm) from the grasp head's point to where the held-out episodes grasp."""
+        frames = self.val_frames[self.grasp['valid'][self.val_frames]] if self.grasp is not None else []
+        if not len(frames):
+            return None
+        was = self.model.training
+        self.model.eval()
+        frames = frames[:: max(1, len(frames) // max_frames)][:max_frames]
+        errors = []
+        for k in range(0, len(frames), self.cfg.batch):
+            batch = self.batcher.make(frames[k: k + self.cfg.batch], self.device)
+            diff = (self.model(batch, grasp=True)['grasp'] - batch['grasp']).cpu().numpy() * self.grasp['std']
+            errors.append(np.hypot(diff[:, 0], diff[:, 1]))
+        self.model.train(was)
+        return float(np.median(np.concatenate(errors)) * 100.0)
+
     def _lr_factor(self, step: int) -> float:
         """Linear warm-up, then cosine decay to 10 % over the run."""
         w = self.cfg.warmup
@@ -328,10 +372,14 @@ class Trainer:
 
     # --- one step --------------------------------------------------------------------------------
     def losses(self, batch) -> Dict[str, torch.Tensor]:
-        out = self.net(batch, self.contrastive, self.generative)
+        out = self.net(batch, self.contrastive, self.generative, grasp=self.grasp is not None)
         la = LS.action_loss(out['action'], batch['action'], batch['action_mask'])
         total = la
         parts = {'action': la}
+        if self.grasp is not None:
+            lp = LS.grasp_loss(out['grasp'], batch['grasp'], batch['grasp_valid'])
+            total = total + self.cfg.grasp_weight * lp
+            parts['grasp'] = lp
         if self.contrastive:
             obs = LS.normalise_latent(out['obs_latent'])
             text = {c: LS.normalise_latent(z) for c, z in out['text_latent'].items()}
@@ -438,8 +486,7 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 rate = (self.step - start) / max(1e-9, row['seconds'])
                 eta = (cfg.steps - self.step) / max(1e-9, rate)
-                parts = '  '.join(f'{k} {row[k]:.4f}' for k in ('loss', 'action', 'contrastive', 'generative', 'l2sp')
-                                  if k in row)
+                parts = '  '.join(f'{k} {row[k]:.4f}' for k in LOSSES if k in row)
                 self.log(f'step {self.step}/{cfg.steps}  {parts}  lr {row["lr"]:.2e}  '
                          f'{rate:.2f} steps/s  eta {eta:.0f} s', flush=True)
             if self.rank == 0 and (self.step % cfg.checkpoint_every == 0 or self.step in (cfg.steps, stop)):
@@ -448,6 +495,10 @@ class Trainer:
                     row['val_action'] = val
                     self.log(f'step {self.step}: held-out action loss {val:.4f} '
                              f'({len(self.val_episodes)} episodes)', flush=True)
+                grasp_cm = self.validate_grasp()
+                if grasp_cm is not None:
+                    row['val_grasp_cm'] = grasp_cm
+                    self.log(f'step {self.step}: held-out grasp point off by {grasp_cm:.1f} cm (median)', flush=True)
                 self.save()
                 self.write_curves()
         return self.history[-1] if self.history else {}
@@ -479,7 +530,7 @@ class Trainer:
         fig, ax = plt.subplots(figsize=(7, 4))
         try:
             steps = [r['step'] for r in self.history]
-            for k in ('loss', 'action', 'contrastive', 'generative', 'l2sp', 'val_action'):
+            for k in LOSSES + ('val_action',):
                 ys = [r.get(k) for r in self.history]
                 if any(y is not None for y in ys):
                     pts = [(s, y) for s, y in zip(steps, ys) if y is not None]

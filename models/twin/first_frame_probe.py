@@ -12,7 +12,7 @@ queries point: how far from the named colour's pixels, and how peaked their soft
 Usage: models/twin/first_frame_probe.py RUN_DIR DATASET [--episodes N] [--json]
 (RUN_DIR: a models.trainer run, its checkpoints/last.pt is read; DATASET: LeRobotDataset dir(s), A,B)
 
-  --fit OUT [--model JSON] [--augment-shift PX] [--steps N] [--train-episodes N]: can the model
+  --fit OUT [--model JSON] [--augment-shift PX] [--steps N] [--train-episodes N] [--grasp-weight W]: can the model
   fit the first frames at all? Trains the pick_cube recipe (batch 16, lr 3e-4, seed 0) on the
   first frames of the first N episodes only, and prints the dy error on them and on the other
   episodes' first frames every 300 steps (with location tokens, how far they point from the
@@ -179,14 +179,16 @@ def colour_baseline(dataset: str, train_episodes: int) -> dict:
             'dy_sign_right': {k: round(float(np.mean(np.sign(pred[v]) == np.sign(Y[v]))), 3) for k, v in part.items()}}
 
 
-def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_episodes: int) -> None:
+def fit(dataset: str, out: Path, model: dict, shift: int, steps: int, train_episodes: int,
+        grasp_weight: float = 0.0) -> None:
     import torch
 
     from models.trainer.train import TrainConfig, Trainer
 
     cfg = TrainConfig(dataset=dataset, out=str(out), steps=steps, batch=16, lr=3e-4, warmup=50, seed=0,
                       inputs=('image_primary', 'image_wrist'), contrastive_weight=0.0, generative_weight=0.0,
-                      augment_shift=shift, checkpoint_every=10 ** 9, log_every=10 ** 9, threads=1, model=model)
+                      augment_shift=shift, checkpoint_every=10 ** 9, log_every=10 ** 9, threads=1, model=model,
+                      grasp_weight=grasp_weight)
     tr = Trainer(cfg, log=lambda *a, **k: None)
     firsts = first_frames(tr.data)
     seen, unseen = firsts[:train_episodes], firsts[train_episodes:]
@@ -227,6 +229,7 @@ def main(argv=None) -> int:
     ap.add_argument('--augment-shift', type=int, default=0)
     ap.add_argument('--steps', type=int, default=1500)
     ap.add_argument('--train-episodes', type=int, default=160)
+    ap.add_argument('--grasp-weight', type=float, default=0.0, help='with --fit: the grasp-point loss\'s weight')
     ap.add_argument('--colour-baseline', action='store_true', help='the named colour\'s pixel centroid, fitted '
                     '(RUN_DIR is then unused)')
     args = ap.parse_args(argv)
@@ -240,7 +243,8 @@ def main(argv=None) -> int:
               f"{r['dy_sign_right']['fitted']} / {r['dy_sign_right']['others']}")
         return 0
     if args.fit:
-        fit(args.dataset, args.fit, json.loads(args.model), args.augment_shift, args.steps, args.train_episodes)
+        fit(args.dataset, args.fit, json.loads(args.model), args.augment_shift, args.steps, args.train_episodes,
+            args.grasp_weight)
         return 0
     r = probe(args.run, args.dataset, args.episodes)
     if args.json:

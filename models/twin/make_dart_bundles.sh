@@ -5,7 +5,8 @@
 # with every step labelled by the expert (`--relabel expert`: a noisy episode's labels are the
 # clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
 # them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem; dart_loc with location
-# tokens; dart_locxy with their coordinates only) from scratch with the
+# tokens; dart_locxy with their coordinates only; dart_grasp with their coordinates only and the
+# grasp-point loss, `--grasp-weight 1`) from scratch with the
 # same options and seed, export each bundle and evaluate it closed loop on the evaluation seeds
 # 0..N-1. WORK (default runs/dart, git-ignored) holds
 # everything; a finished step's output is kept, a collection cut short is started again.
@@ -73,6 +74,7 @@ FILM=(--threads 2 --model '{"film": true}')
 CONV=(--threads 2 --steps 4000 --model '{"film": true, "stem": "conv"}')
 LOC=(--threads 2 --model '{"locate": 2}')
 LOCXY=(--threads 2 --model '{"locate": 2, "locate_values": 0}')
+GRASP=("${LOCXY[@]}" --grasp-weight 1)
 if at train; then
   train_run bc320 "$CLEAN" &
   train_run dart "$ALL"
@@ -81,6 +83,7 @@ if at train; then
   train_run dart_conv "$ALL" "${CONV[@]}"
   train_run dart_loc "$ALL" "${LOC[@]}"
   train_run dart_locxy "$ALL" "${LOCXY[@]}"
+  train_run dart_grasp "$ALL" "${GRASP[@]}"
 fi
 if at bundle; then
   bundle_run bc320 "$CLEAN"
@@ -89,6 +92,7 @@ if at bundle; then
   bundle_run dart_conv "$ALL" "${CONV[@]}"
   bundle_run dart_loc "$ALL" "${LOC[@]}"
   bundle_run dart_locxy "$ALL" "${LOCXY[@]}"
+  bundle_run dart_grasp "$ALL" "${GRASP[@]}"
 fi
 if at eval; then
   evaluate_pick_cube bc320 76 &
@@ -100,5 +104,6 @@ if at eval; then
   evaluate_pick_cube dart_loc 76 &
   evaluate_pick_cube dart_locxy 77
   wait
-  for name in bc320 dart dart_film dart_conv dart_loc dart_locxy; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
+  evaluate_pick_cube dart_grasp 76
+  for name in bc320 dart dart_film dart_conv dart_loc dart_locxy dart_grasp; do .venv/bin/python models/twin/failure_modes.py "$WORK/eval_$name"; done
 fi

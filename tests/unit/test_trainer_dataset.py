@@ -215,3 +215,30 @@ def test_several_datasets_read_as_one_with_their_episodes_numbered_on(tiny, tmp_
         LeRobotWindows([tiny, slow])
     with pytest.raises(DatasetError, match='does not exist'):
         LeRobotWindows(f'{tiny},{tmp_path / "nowhere"}')
+
+
+def test_grasp_points_are_where_each_episode_first_closes_the_gripper(tiny, tmp_path):
+    data = LeRobotWindows(tiny, inputs=['image_wrist'])
+    points, valid = data.grasp_points(min_distance=0.0)
+    near, valid_far = data.grasp_points(min_distance=0.06)
+    np.testing.assert_array_equal(near, points)
+    for e in data.episode_ids:
+        idx = np.flatnonzero(data.frames.episode == e)
+        closes = idx[np.flatnonzero(data.frames.action[idx, 6] < 0.5)[0]]   # the tiny data closes halfway
+        assert closes != idx[0]
+        upto = idx[idx <= closes]
+        np.testing.assert_allclose(points[upto], np.tile(data.frames.state[closes, :2], (len(upto), 1)))
+        assert valid[idx[idx < closes]].all() and not valid[idx[idx >= closes]].any()
+        # frames whose end effector is already near the grasp point have no target
+        dist = np.hypot(*(data.frames.state[upto, :2] - data.frames.state[closes, :2]).T)
+        np.testing.assert_array_equal(valid_far[upto], dist > 0.06)
+        assert valid_far[upto].any() and not valid_far[upto].all()
+    # a dataset without the state feature is refused naming it; its windows still read
+    root = _copy(tiny, tmp_path / 'nostate')
+    info = _info(root)
+    del info['features']['observation.state']
+    (root / 'meta' / 'info.json').write_text(json.dumps(info))
+    bare = LeRobotWindows(root, inputs=['image_wrist'])
+    assert bare.frames.state is None and len(bare) == len(data)
+    with pytest.raises(DatasetError, match='observation.state'):
+        bare.grasp_points()

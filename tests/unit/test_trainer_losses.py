@@ -26,6 +26,15 @@ def test_action_loss_is_the_mean_over_valid_steps_and_dims():
     assert float(L.action_loss(pred, target, torch.zeros(2, 2, dtype=torch.bool))) == 0.0
 
 
+def test_grasp_loss_is_the_mean_over_frames_with_a_grasp_point():
+    pred = torch.tensor([[1.0, 2.0], [0.0, 0.0], [3.0, 3.0]])
+    target = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    valid = torch.tensor([True, True, False])  # the last frame is after its episode's grasp
+    # (1 + 4) + (1 + 1) = 7 over 2 frames x 2 coordinates
+    assert float(L.grasp_loss(pred, target, valid)) == pytest.approx(7.0 / 4.0)
+    assert float(L.grasp_loss(pred, target, torch.zeros(3, dtype=torch.bool))) == 0.0
+
+
 def _ce(logits, label):
     return -logits[label] + math.log(sum(math.exp(v) for v in logits))
 

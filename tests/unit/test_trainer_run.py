@@ -261,3 +261,26 @@ def test_location_tokens_export_with_parity_and_the_bundle_carries_the_feature_m
     outs = load_bundle(tmp_path / 'bundle', providers='cpu').encoder_outputs
     # per position its location key (32) and value (16), computed once per frame in the encoder
     assert outs['tokens_primary_map'].shape[1:] == (32 * 32, 48) and outs['tokens_wrist_map'].shape[1:] == (16 * 16, 48)
+
+
+def test_the_grasp_loss_teaches_the_location_queries_and_stays_out_of_the_bundle(tiny, tmp_path):
+    with pytest.raises(TrainerError, match='grasp_head .*locate'):
+        Trainer(_cfg(tiny, tmp_path / 'no', inputs=('image_primary',), grasp_weight=1.0), log=lambda *a, **k: None)
+    tr = Trainer(_cfg(tiny, tmp_path / 'run', inputs=('image_primary', 'image_wrist'), contrastive_weight=0.0,
+                      generative_weight=0.0, grasp_weight=1.0, val_fraction=0.34, model=dict(SMALL, locate=2)),
+                 log=lambda *a, **k: None)
+    batch = tr.batcher.make(np.arange(len(tr.data)), tr.device)
+    assert batch['grasp_valid'].any() and not batch['grasp_valid'].all()
+    # the grasp loss alone reaches the queries that choose where to point
+    tr.model.zero_grad()
+    out = tr.model(batch, grasp=True)
+    from models.trainer import losses as LS
+
+    LS.grasp_loss(out['grasp'], batch['grasp'], batch['grasp_valid']).backward()
+    assert float(tr.model.locate['primary'].query.weight.grad.abs().sum()) > 0
+    assert float(tr.model.locate['primary'].key2.weight.grad.abs().sum()) > 0
+    tr.run()
+    assert 'grasp' in tr.history[-1] and tr.history[-1]['val_grasp_cm'] > 0
+    assert any(k.startswith('grasp.') for k in tr.model.state_dict())
+    figures = export_run(tr, tmp_path / 'bundle', log=lambda *a: None)
+    assert figures['action'] < 1e-4
