@@ -69,11 +69,13 @@ class ModelConfig:
     # With location tokens: the mean features under each query's softmax join its coordinates
     # (0: coordinates only, so a query is of use only where it points).
     locate_values: int = 16
-    # A training-only head from the primary camera's located points (the newest step's expected
-    # coordinates of each query) to where the episode will grasp, in the arm's base frame
-    # (LeRobotWindows.grasp_points): its loss (the trainer's grasp_weight) is a direct signal for
-    # the queries to point at the object the instruction names, which the action loss alone did
-    # not give. Not exported: the bundle's graphs and contract do not change.
+    # A training-only head from the primary camera's first located point (the newest step's
+    # expected coordinates of its first query) to where the episode will grasp, in the arm's base
+    # frame (LeRobotWindows.grasp_points): its loss (the trainer's grasp_weight) is a direct signal
+    # for that query to point at the object the instruction names, which the action loss alone
+    # did not give. The action path reads that query's point but does not move it (with both
+    # losses on both queries, measured, the head never learned). Not exported: the bundle's graphs
+    # and contract do not change.
     grasp_head: bool = False
 
     def __post_init__(self) -> None:
@@ -184,9 +186,12 @@ class LocateHead(nn.Module):
 
     FREQUENCIES = (1.0, 2.0, 4.0, 8.0)
 
-    def __init__(self, channels: int, lang_dim: int, d: int, queries: int, key_dim: int = 32, value_dim: int = 16):
+    def __init__(self, channels: int, lang_dim: int, d: int, queries: int, key_dim: int = 32, value_dim: int = 16,
+                 taught: int = 0):
         super().__init__()
-        self.queries, self.key_dim = queries, key_dim
+        # The first `taught` queries are taught where to point by another loss (the grasp head's):
+        # the action path reads their coordinates but does not move them.
+        self.queries, self.key_dim, self.taught = queries, key_dim, taught
         self.key1 = nn.Linear(channels, 64)
         self.key2 = nn.Linear(64, key_dim)
         self.value = nn.Linear(channels, value_dim) if value_dim else None
@@ -231,6 +236,10 @@ class LocateHead(nn.Module):
     def forward(self, keys: torch.Tensor, language: Optional[torch.Tensor]) -> torch.Tensor:
         """keys (B, W, HW, K [+ V]) from keys(); language (B, L, lang_dim) or None -> (B, W, queries, D)."""
         p, xy = self.where(keys, language)
+        if self.taught:  # the softmax too: the mean values under it would move it as well
+            t = self.taught
+            p = torch.cat([p[..., :t, :].detach(), p[..., t:, :]], dim=-2)
+            xy = torch.cat([xy[..., :t, :].detach(), xy[..., t:, :]], dim=-2)
         angles = torch.cat([xy * f * math.pi for f in self.FREQUENCIES], dim=-1)
         parts = [xy, torch.sin(angles), torch.cos(angles)]
         if self.value is not None:
@@ -428,9 +437,11 @@ class FuseModel(nn.Module):
             nn.init.zeros_(self.film.bias)
         if cfg.located:
             self.locate = nn.ModuleDict({g: LocateHead(self.encoder.stems[g].channels, cfg.lang_dim, d, cfg.locate,
-                                                       value_dim=cfg.locate_values) for g in cfg.located})
+                                                       value_dim=cfg.locate_values,
+                                                       taught=int(cfg.grasp_head and g == 'primary'))
+                                         for g in cfg.located})
         if cfg.grasp_head:
-            self.grasp = nn.Sequential(nn.Linear(2 * cfg.locate, 64), nn.GELU(), nn.Linear(64, 2))
+            self.grasp = nn.Sequential(nn.Linear(2, 64), nn.GELU(), nn.Linear(64, 2))
         self.ln = nn.LayerNorm(d, eps=1e-6)
         # the location tokens of the newest step also go straight to the action head, as
         # robomimic's spatial-softmax keypoints go to its policy MLP: through the attention
@@ -546,11 +557,16 @@ class FuseModel(nn.Module):
             out[f'{g}_map'] = self.locate[g].keys(out[f'{g}_map'])
         return out
 
-    def grasp_point(self, tokens: Mapping[str, torch.Tensor], language: Optional[torch.Tensor]) -> torch.Tensor:
-        """The grasp head: the newest step's primary located points -> (B, 2), where the episode
-        grasps (normalised base-frame x, y)."""
+    def grasp_point(self, tokens: Mapping[str, torch.Tensor], language: Optional[torch.Tensor],
+                    undo_shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The grasp head: the newest step's first primary located point -> (B, 2), where the
+        episode grasps (normalised base-frame x, y). undo_shift (B, 2): added to the point's (x, y)
+        first, to read it in the coordinates of the image before the shift augmentation."""
         _, xy = self.locate['primary'].where(tokens['primary_map'][:, -1:], language)
-        return self.grasp(xy[:, 0].reshape(xy.shape[0], -1))
+        xy = xy[:, 0, 0]                                                     # (B, 2): the first query's
+        if undo_shift is not None:
+            xy = xy + undo_shift
+        return self.grasp(xy)
 
     def forward(self, batch: Mapping[str, torch.Tensor], contrastive: Sequence[str] = (),
                 generative: Sequence[str] = (), grasp: bool = False) -> Dict[str, object]:
@@ -566,7 +582,7 @@ class FuseModel(nn.Module):
         readout, _ = self.transformer(tokens, pad, lang)
         out: Dict[str, object] = {'action': self.action_head(readout)}
         if grasp:
-            out['grasp'] = self.grasp_point(tokens, lang)
+            out['grasp'] = self.grasp_point(tokens, lang, batch.get('grasp_undo_shift'))
         if contrastive or generative:
             full = torch.ones(len(self.cfg.groups), dtype=torch.bool, device=pad.device)
             _, lang_r = self.transformer(tokens, pad, None, full)  # no instruction, every modality

@@ -10,7 +10,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -118,15 +118,16 @@ def _device(choice: str, local_rank: int) -> torch.device:
 CAMERA_INPUTS = ('image_primary', 'image_wrist')
 
 
-def shifted(window: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
+def shifted(window: np.ndarray, rng: np.random.Generator, max_shift: int) -> Tuple[np.ndarray, Tuple[int, int]]:
     """(W, H, W, C) images moved by one random (dy, dx) in [-max_shift, max_shift], the same for
     every step of the window, edges repeated (DrQ's random shift): the camera mount moving a
-    little, which the policy should not care about."""
+    little, which the policy should not care about. Returns the images and (dy, dx): what was at
+    pixel (r + dy, c + dx) is now at (r, c)."""
     dy, dx = (int(v) for v in rng.integers(-max_shift, max_shift + 1, 2))
     m = max_shift
     padded = np.pad(window, ((0, 0), (m, m), (m, m), (0, 0)), mode='edge')
     h, w = window.shape[1:3]
-    return np.ascontiguousarray(padded[:, m + dy: m + dy + h, m + dx: m + dx + w])
+    return np.ascontiguousarray(padded[:, m + dy: m + dy + h, m + dx: m + dx + w]), (dy, dx)
 
 
 class Batcher:
@@ -166,12 +167,19 @@ class Batcher:
             samples = list(self._pool.map(one, indices))
         else:
             samples = [one(i) for i in indices]
+        # The grasp head reads the primary located points in the unshifted image's coordinates: the
+        # grasp point is where the object lies on the table, which the shift does not move (with
+        # the shift left in, measured, the head never learned: README, "The grasp point").
+        undo = np.zeros((len(samples), 2), np.float32)
         if step is not None and self.cfg.augment_shift > 0:
             rng = np.random.default_rng([self.cfg.seed, step, 1])
-            for s in samples:
+            for j, s in enumerate(samples):
                 for name in CAMERA_INPUTS:
                     if name in s:
-                        s[name] = shifted(s[name], rng, self.cfg.augment_shift)
+                        s[name], (dy, dx) = shifted(s[name], rng, self.cfg.augment_shift)
+                        if name == 'image_primary':   # cell centres span [-1, 1] over the image
+                            h, w = s[name].shape[1:3]
+                            undo[j] = (2.0 * dx / (w - 1), 2.0 * dy / (h - 1))
         batch = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0] if k != 'episode'}
         L = self.tok.max_length
         ids, mask = [], []
@@ -196,6 +204,7 @@ class Batcher:
             idx = np.asarray(indices, np.int64)
             batch['grasp'] = torch.from_numpy(self.grasp['points'][idx])
             batch['grasp_valid'] = torch.from_numpy(self.grasp['valid'][idx])
+            batch['grasp_undo_shift'] = torch.from_numpy(undo)
         batch['input_ids'] = torch.from_numpy(np.stack(ids))
         batch['attention_mask'] = torch.from_numpy(np.stack(mask))
         for c in self.combos:

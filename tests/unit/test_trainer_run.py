@@ -213,8 +213,8 @@ def test_shift_moves_every_step_of_a_window_alike_with_edges_repeated():
     class Fixed:
         def integers(self, lo, hi, n):
             return np.array([1, -2])  # dy +1 (content moves up), dx -2 (moves right)
-    out = shifted(w, Fixed(), 2)
-    assert out.shape == w.shape
+    out, moved = shifted(w, Fixed(), 2)
+    assert out.shape == w.shape and moved == (1, -2)
     np.testing.assert_array_equal(out[:, :3, 2:], w[:, 1:, :3])
     np.testing.assert_array_equal(out[:, 3, 2:], w[:, 3, :3])  # the last row repeated
     for c in (0, 1):
@@ -277,8 +277,14 @@ def test_the_grasp_loss_teaches_the_location_queries_and_stays_out_of_the_bundle
     from models.trainer import losses as LS
 
     LS.grasp_loss(out['grasp'], batch['grasp'], batch['grasp_valid']).backward()
-    assert float(tr.model.locate['primary'].query.weight.grad.abs().sum()) > 0
-    assert float(tr.model.locate['primary'].key2.weight.grad.abs().sum()) > 0
+    head = tr.model.locate['primary']
+    assert float(head.query.weight.grad[:head.key_dim].abs().sum()) > 0
+    assert float(head.key2.weight.grad.abs().sum()) > 0
+    # the action loss reads the taught (first) query's point but does not move it
+    tr.model.zero_grad()
+    LS.action_loss(tr.model(batch)['action'], batch['action'], batch['action_mask']).backward()
+    assert float(head.query.weight.grad[:head.key_dim].abs().sum()) == 0.0
+    assert float(head.query.weight.grad[head.key_dim:].abs().sum()) > 0
     tr.run()
     assert 'grasp' in tr.history[-1] and tr.history[-1]['val_grasp_cm'] > 0
     assert any(k.startswith('grasp.') for k in tr.model.state_dict())
