@@ -6,7 +6,7 @@
 # clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
 # them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem; dart_loc with location
 # tokens; dart_locxy with their coordinates only; dart_grasp with their coordinates only and the
-# grasp-point loss, `--grasp-weight 1`) from scratch with the
+# grasp-point loss, `--grasp-weight 1`, without the shift augmentation) from scratch with the
 # same options and seed, export each bundle and evaluate it closed loop on the evaluation seeds
 # 0..N-1. WORK (default runs/dart, git-ignored) holds
 # everything; a finished step's output is kept, a collection cut short is started again.
@@ -74,7 +74,7 @@ FILM=(--threads 2 --model '{"film": true}')
 CONV=(--threads 2 --steps 4000 --model '{"film": true, "stem": "conv"}')
 LOC=(--threads 2 --model '{"locate": 2}')
 LOCXY=(--threads 2 --model '{"locate": 2, "locate_values": 0}')
-GRASP=("${LOCXY[@]}" --grasp-weight 1)
+GRASP=("${LOCXY[@]}" --grasp-weight 1 --augment-shift 0)  # the shift kept the head from learning (README)
 if at train; then
   train_run bc320 "$CLEAN" &
   train_run dart "$ALL"
