@@ -9,6 +9,9 @@ against the objects of its scene (/world/task_state), as one of
   not closed     down at the named cube, the fingers never closed there
   not lifted     closed at the named cube, and the episode still failed
 
+It also prints how far from the named cube the descent lands (where the end effector first goes
+below DOWN_Z; median) and in how many episodes the fingers closed at all.
+
 Usage: models/twin/failure_modes.py EVAL_DIR [--json]   (an `./run.sh eval` report with bags)
 """
 
@@ -52,8 +55,13 @@ def classify(bag_dir: Path) -> dict:
     else:
         mode = 'missed' if down.any() else 'never down'
     closest = float(np.min(np.linalg.norm(ee[:, :2] - start[target], axis=1)))
+    first_down = np.flatnonzero(down)
+    # how far off the named cube the descent lands: where the end effector first goes below DOWN_Z
+    landed = (round(100 * float(np.linalg.norm(ee[first_down[0], :2] - start[target])), 1)
+              if len(first_down) else None)
     return {'episode': bag_dir.name, 'seed': int(rec.metadata.seed), 'mode': mode,
-            'closest_to_named_cm': round(100 * closest, 1)}
+            'closest_to_named_cm': round(100 * closest, 1), 'down_off_named_cm': landed,
+            'closed': bool((opening < CLOSED).any())}
 
 
 def main(argv=None) -> int:
@@ -74,6 +82,11 @@ def main(argv=None) -> int:
     print('| ' + ' | '.join(MODES) + ' |')
     print('|' + '---|' * len(MODES))
     print('| ' + ' | '.join(str(counts[m]) for m in MODES) + ' |')
+    landed = [r['down_off_named_cm'] for r in rows if r['down_off_named_cm'] is not None]
+    if landed:
+        print(f'first below {100 * DOWN_Z:.0f} cm: {np.median(landed):.1f} cm from the named cube (median of '
+              f'{len(landed)}), within {100 * NEAR:.0f} cm in {sum(d <= 100 * NEAR for d in landed)}; closed the '
+              f'fingers in {sum(r["closed"] for r in rows)} of {len(rows)}')
     return 0
 
 

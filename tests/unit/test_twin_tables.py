@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -65,5 +68,9 @@ def test_failure_modes_say_where_each_episode_went(tmp_path):
         got = failure_modes.classify(eps / name)
         assert got['mode'] == mode, (name, got)
     assert failure_modes.classify(eps / 'episode_0003')['closest_to_named_cm'] == 0.0
+    missed = failure_modes.classify(eps / 'episode_0002')
+    assert missed['down_off_named_cm'] == pytest.approx(100 * np.hypot(0.2 - red[0], 0.1 - red[1]), abs=0.1)
+    assert failure_modes.classify(eps / 'episode_0000')['down_off_named_cm'] is None
+    assert failure_modes.classify(eps / 'episode_0004')['closed'] and not missed['closed']
     assert failure_modes.main([str(tmp_path / 'eval')]) == 0
     assert failure_modes.main([str(tmp_path)]) == 2          # no bags: named, not an empty table
