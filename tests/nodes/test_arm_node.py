@@ -144,7 +144,10 @@ def test_commands_move_the_ee_in_the_commanded_direction_and_shutdown_is_clean(a
     assert moved[0] > 0.02 * st.commands_applied - 0.01, (moved, st.commands_applied, proc.log())
     assert moved[0] < 0.22 + 1e-3  # never more than the commands asked for
     assert abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01, moved
-    assert st.target_pose.position.x == pytest.approx(START_XYZ[0] + 0.02 * st.commands_applied, abs=1e-6)
+    # Each applied command moves the target 2 cm; a gap in the stream on a busy machine re-anchors
+    # the target at the (lagging) measured pose, so the sum is an upper bound, met within a cm.
+    asked = START_XYZ[0] + 0.02 * st.commands_applied
+    assert asked - 0.01 < st.target_pose.position.x < asked + 1e-6, (st.target_pose.position.x, asked)
     # Huge actions are clipped to 5 cm per command.
     before = st.target_pose.position.y
     client.send(translation=(0.0, 3.0, 0.0))

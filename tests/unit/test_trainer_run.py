@@ -195,12 +195,14 @@ def test_torchrun_trains_with_two_processes(tiny, tmp_path):
     torchrun = Path(sys.executable).parent / 'torchrun'
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
     res = subprocess.run(
-        [str(torchrun), '--nproc-per-node', '2', '--master-port', str(29500 + os.getpid() % 1000),
+        [str(torchrun), '--standalone', '--nproc-per-node', '2',   # standalone: a free port, no collision
          '-m', 'models.trainer', '--dataset', str(tiny), '--out', str(tmp_path / 'run'), '--steps', '2',
          '--batch', '2', '--threads', '1', '--inputs', 'image_wrist', '--contrastive-weight', '0',
          '--generative-weight', '0', '--model', '{"layers": 1, "vocab_size": 64}'],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    # each rank's error lines (torchrun's own summary comes last and would hide them)
+    assert res.returncode == 0, res.stdout[-2000:] + '\n'.join(
+        line for line in res.stderr.splitlines() if 'Error' in line or 'error:' in line)[-3000:]
     assert 'world size 2' in res.stdout
     blob = torch.load(tmp_path / 'run' / 'checkpoints' / 'last.pt', weights_only=False)
     assert blob['step'] == 2
