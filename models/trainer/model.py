@@ -74,8 +74,9 @@ class ModelConfig:
     # frame (LeRobotWindows.grasp_points): its loss (the trainer's grasp_weight) is a direct signal
     # for that query to point at the object the instruction names, which the action loss alone
     # did not give. The action path reads that query's point but does not move it (with both
-    # losses on both queries, measured, the head never learned). Not exported: the bundle's graphs
-    # and contract do not change.
+    # losses on both queries, measured, the head had not learned in 1250 steps). The trainer sets
+    # it exactly when its grasp_weight > 0. Not exported: the bundle's graphs and contract do not
+    # change.
     grasp_head: bool = False
 
     def __post_init__(self) -> None:
@@ -236,7 +237,7 @@ class LocateHead(nn.Module):
     def forward(self, keys: torch.Tensor, language: Optional[torch.Tensor]) -> torch.Tensor:
         """keys (B, W, HW, K [+ V]) from keys(); language (B, L, lang_dim) or None -> (B, W, queries, D)."""
         p, xy = self.where(keys, language)
-        if self.taught:  # the softmax too: the mean values under it would move it as well
+        if self.taught and torch.is_grad_enabled():  # the softmax too: the values under it would move it
             t = self.taught
             p = torch.cat([p[..., :t, :].detach(), p[..., t:, :]], dim=-2)
             xy = torch.cat([xy[..., :t, :].detach(), xy[..., t:, :]], dim=-2)

@@ -167,9 +167,9 @@ class Batcher:
             samples = list(self._pool.map(one, indices))
         else:
             samples = [one(i) for i in indices]
-        # The grasp head reads the primary located points in the unshifted image's coordinates: the
-        # grasp point is where the object lies on the table, which the shift does not move (with
-        # the shift left in, measured, the head never learned: README, "The grasp point").
+        # The grasp head reads the primary located point in the unshifted image's coordinates: the
+        # grasp point is where the object lies on the table, which the shift does not move. (Even
+        # so, measured, the shift kept the head from learning: README, "The grasp point".)
         undo = np.zeros((len(samples), 2), np.float32)
         if step is not None and self.cfg.augment_shift > 0:
             rng = np.random.default_rng([self.cfg.seed, step, 1])
@@ -241,8 +241,9 @@ class Trainer:
         mcfg = dict(pretrained_cfg['model']) if pretrained_cfg else {}
         mcfg.update(cfg.model)
         mcfg['inputs'] = list(self.data.inputs)
-        if cfg.grasp_weight > 0:
-            mcfg['grasp_head'] = True
+        # the head exists only while its loss trains it (from a grasp run, plain finetuning drops it
+        # and the first query is the action loss's again)
+        mcfg['grasp_head'] = cfg.grasp_weight > 0
         try:
             self.model_cfg = ModelConfig(**mcfg)
         except ValueError as exc:

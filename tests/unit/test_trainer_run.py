@@ -287,8 +287,30 @@ def test_the_grasp_loss_teaches_the_location_queries_and_stays_out_of_the_bundle
     LS.action_loss(tr.model(batch)['action'], batch['action'], batch['action_mask']).backward()
     assert float(head.query.weight.grad[:head.key_dim].abs().sum()) == 0.0
     assert float(head.query.weight.grad[head.key_dim:].abs().sum()) > 0
+    assert not batch['grasp_undo_shift'].any()       # no shift outside training batches
     tr.run()
     assert 'grasp' in tr.history[-1] and tr.history[-1]['val_grasp_cm'] > 0
     assert any(k.startswith('grasp.') for k in tr.model.state_dict())
     figures = export_run(tr, tmp_path / 'bundle', log=lambda *a: None)
     assert figures['action'] < 1e-4
+
+
+def test_the_grasp_head_reads_its_point_with_the_shift_undone(tiny, tmp_path):
+    tr = Trainer(_cfg(tiny, tmp_path / 'run', inputs=('image_primary',), contrastive_weight=0.0, generative_weight=0.0,
+                      grasp_weight=1.0, augment_shift=3, batch=8, model=dict(SMALL, locate=1)),
+                 log=lambda *a, **k: None)
+    idx = tr.batcher.indices(0)
+    plain = tr.batcher.make(idx, tr.device)
+    aug = tr.batcher.make(idx, tr.device, step=0)
+    h, w = plain['image_primary'].shape[2:4]
+    undo = aug['grasp_undo_shift'].numpy()
+    assert np.abs(undo).max() > 0
+    for j in range(len(idx)):   # the undo is the shift that maps this sample's plain image onto the shifted one
+        dx, dy = int(round(undo[j, 0] * (w - 1) / 2)), int(round(undo[j, 1] * (h - 1) / 2))
+        a, p = aug['image_primary'][j], plain['image_primary'][j]
+        assert torch.equal(a[:, 3:h - 3, 3:w - 3], p[:, 3 + dy:h - 3 + dy, 3 + dx:w - 3 + dx]), (j, dx, dy)
+    # a later run without the grasp loss has no head, and its first query is the action loss's again
+    plain_run = Trainer(_cfg(tiny, tmp_path / 'ft', inputs=('image_primary',), contrastive_weight=0.0,
+                             generative_weight=0.0, model=dict(SMALL, locate=1, grasp_head=True)),
+                        log=lambda *a, **k: None)
+    assert not plain_run.model_cfg.grasp_head and plain_run.model.locate['primary'].taught == 0
