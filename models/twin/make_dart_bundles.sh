@@ -2,8 +2,8 @@
 # pick_cube from four times the demonstrations, and from noisy ones (README "More demonstrations,
 # and noisy ones"): collect 320 clean expert episodes (seeds 1000-1319) and 100 whose open-finger
 # commands carry seeded noise (`./run.sh collect --expert-noise`, seeds 4000-4099), export each set
-# with every step labelled by the expert (`--relabel expert`: a noisy episode's labels are the
-# clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
+# (a clean episode's labels are the expert's applied commands; a noisy one's, `--relabel expert`,
+# the clean actions in the states the noise led to), train on the clean sets (bc320) and on all of
 # them (dart; dart_film with FiLM; dart_conv with FiLM and the conv stem; dart_loc with location
 # tokens; dart_locxy with their coordinates only; dart_grasp with their coordinates only and the
 # grasp-point loss, `--grasp-weight 1`, without the shift augmentation) from scratch with the
@@ -51,9 +51,10 @@ SETS=("clean_a clean_0 clean_1" "clean_2 clean_2" "clean_3 clean_3" "noisy_0 noi
 export_set() {  # NAME LANE...
   local name=$1; shift
   [[ -f $WORK/ds_$name/meta/info.json ]] && return 0
-  local eps=()
+  local eps=() relabel=()
   for lane in "$@"; do eps+=("$WORK/ep_$lane"); done
-  ./run.sh export "${eps[@]}" --relabel expert --format lerobot --out "$WORK/ds_$name" --overwrite \
+  [[ $name == noisy_* ]] && relabel=(--relabel expert)
+  ./run.sh export "${eps[@]}" "${relabel[@]}" --format lerobot --out "$WORK/ds_$name" --overwrite \
       > "$WORK/export_$name.log" 2>&1
 }
 if at export; then

@@ -37,7 +37,8 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
                      instruction: str = 'pick up the red cube', outcome: str = 'success',
                      skip_topics=(), clock_jump_at: int = -1, cam_size=(240, 320), modalities=None,
                      mic_rate: int = 44100, mic_lost=(), mic_index_back_at: int = -1,
-                     expert_topics: bool = False, world: str = 'twin', ee_at=None, opening_at=None) -> Path:
+                     expert_topics: bool = False, world: str = 'twin', ee_at=None, opening_at=None,
+                     status_after_commands: bool = False) -> Path:
     """An episode recorded as the recorder writes it: sensors at 10 Hz, commands at 5 Hz.
 
     The microphone sends a 0.1 s chunk at each sensor tick, contiguous from T0: sample i, captured
@@ -46,7 +47,10 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
     expert_topics: also /world/task_state (a red and a blue cube, running) and /arm/status
     (tracking, the commanded target 1 cm ahead of the measured pose in x) at each sensor tick.
     ee_at(k) -> (x, y, z) and opening_at(k) -> m: the end effector's path and finger opening
-    (default: ee_x(k), 0, 0.15 and open).
+    (default: ee_x(k), 0, 0.15 and open). Each status counts the motion commands stamped before it
+    (commands_applied; a hold is not applied). status_after_commands: also a status stamped with
+    each motion command's own stamp that already counts it, its target 20 cm further in x (as the
+    arm publishes one in lockstep, the sim clock standing still while it applies the command).
     """
     from fuse_interfaces.msg import ArmStatus, AudioChunk, DeltaEECommand, TaskState
     from geometry_msgs.msg import Point
@@ -75,6 +79,7 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
         bg = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
         put(f'/digit_{side}/background', array_to_image(bg, 'bgr8', ns_to_time(T0 - 10**8)), T0)
     dt_sensor, dt_cmd = 100_000_000, 200_000_000
+    cmd_ns = [T0 + dt_sensor // 2 + i * dt_cmd for i in range(steps)]
     for k in range(2 * steps + 2):
         t = T0 + k * dt_sensor
         stamp = ns_to_time(t)
@@ -118,7 +123,15 @@ def make_episode_bag(root: Path, episode_id: str, *, steps: int = 10, seed: int 
             st.header.stamp = stamp
             st.ee_pose = ps.pose
             st.target_pose.position.x, st.target_pose.position.z = ee_x(k) + 0.01, 0.15
+            st.commands_applied = sum(1 for i, c in enumerate(cmd_ns) if c <= t and i != 3)
             put('/arm/status', st, t)
+            if status_after_commands and k % 2 == 0 and k // 2 < steps and k // 2 != 3:
+                after = ArmStatus(backend='sim', state='tracking', gripper_opening=st.gripper_opening)
+                after.header.stamp = ns_to_time(cmd_ns[k // 2])
+                after.ee_pose = ps.pose
+                after.target_pose.position.x, after.target_pose.position.z = ee_x(k) + 0.21, 0.15
+                after.commands_applied = st.commands_applied + 1
+                put('/arm/status', after, cmd_ns[k // 2] + 500)
     for i in range(steps):
         t = t_log = T0 + dt_sensor // 2 + i * dt_cmd
         if i == clock_jump_at:  # the sender's clock jumps back; arrival (log) time does not

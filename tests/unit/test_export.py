@@ -287,6 +287,36 @@ def test_relabel_expert_gives_the_twin_experts_actions_in_the_states_reached(tmp
     assert not np.allclose(s.action, applied.action)
 
 
+def test_relabel_gives_each_step_the_status_from_before_its_own_command(tmp_path, monkeypatch):
+    """In lockstep the arm can publish a status with a command's own stamp that already counts it
+    (its target already holds the motion being labelled): the expert is replayed on the latest
+    status that does not count the command yet, as its sender read, so those statuses change no
+    label; read at or before the stamp, they would."""
+    from fuse_core.export.steps import read_episode
+    from fuse_sim.relabel import TASK_TOPIC, STATUS_TOPIC, ExpertRelabel, status_before_each_command
+    plain = make_episode_bag(tmp_path, 'plain', steps=6, outcome='failure', expert_topics=True)
+    raced = make_episode_bag(tmp_path, 'raced', steps=6, outcome='failure', expert_topics=True,
+                             status_after_commands=True)
+    rec = read_episode(raced, outcomes=None, topics=[TASK_TOPIC, STATUS_TOPIC])
+    chosen = status_before_each_command(rec)
+    applied_before = 0
+    for i, (t, cmd, st) in enumerate(zip(rec.stamps_ns, rec.commands, chosen)):
+        assert st.commands_applied == applied_before, i
+        assert rec.streams[STATUS_TOPIC].at(int(t)).commands_applied == applied_before + (not cmd.hold), i
+        applied_before += 0 if cmd.hold else 1
+    expected = load_steps(plain, outcomes=None, relabel=ExpertRelabel()).action
+    np.testing.assert_allclose(load_steps(raced, outcomes=None, relabel=ExpertRelabel()).action, expected)
+    # The statuses at the commands' stamps are far ahead: read at or before the stamp, they would
+    # have given other labels (the target 20 cm past the approach point: the expert steps back).
+    def at_or_before(r):
+        return [r.streams[STATUS_TOPIC].at(int(t)) for t in r.stamps_ns]
+    assert at_or_before(rec)[0].target_pose.position.x > chosen[0].target_pose.position.x + 0.1
+    from fuse_sim import relabel as relabel_module
+    monkeypatch.setattr(relabel_module, 'status_before_each_command', at_or_before)
+    wrong = load_steps(raced, outcomes=None, relabel=ExpertRelabel()).action
+    assert np.abs(wrong[:, 0] - expected[:, 0]).max() > 0.01
+
+
 def test_relabel_refuses_what_the_expert_cannot_label(tmp_path):
     from fuse_sim.relabel import ExpertRelabel
     with pytest.raises(EpisodeError, match=r"no_state.*/world/task_state"):
