@@ -317,6 +317,23 @@ def test_relabel_gives_each_step_the_status_from_before_its_own_command(tmp_path
     assert np.abs(wrong[:, 0] - expected[:, 0]).max() > 0.01
 
 
+def test_relabel_status_choice_follows_the_arms_count_when_it_runs_ahead():
+    """Only a status with the command's own stamp that counts the command is passed over; the count
+    expected before a command is at least that of the latest status stamped before it, so an
+    applied motion missing from the recording (the arm's count runs ahead) does not make a status
+    from before the next command look as if it counted that command."""
+    from types import SimpleNamespace as NS
+    from fuse_sim.relabel import STATUS_TOPIC, status_before_each_command
+    # commands at 10, 20, 30; the arm counted one motion the recording lacks between 10 and 15
+    stamps, counts = [0, 15, 20, 25, 30], [5, 7, 7, 8, 9]
+    msgs = [NS(commands_applied=c, name=f's{t}') for t, c in zip(stamps, counts)]
+    rec = NS(streams={STATUS_TOPIC: NS(stamps=stamps, msgs=msgs)}, stamps_ns=np.array([10, 20, 30]),
+             commands=[NS(hold=False)] * 3)
+    # s20 (7) is from before the command at 20 (counting from the commands alone would expect 6
+    # and pass it over); s30 (9) already counts the command at 30, so s25 is read there.
+    assert [m.name for m in status_before_each_command(rec)] == ['s0', 's20', 's25']
+
+
 def test_relabel_refuses_what_the_expert_cannot_label(tmp_path):
     from fuse_sim.relabel import ExpertRelabel
     with pytest.raises(EpisodeError, match=r"no_state.*/world/task_state"):

@@ -79,21 +79,26 @@ class ExpertRelabel:
 
 def status_before_each_command(rec: RecordedEpisode) -> list:
     """For each applied command of the episode, the /arm/status its sender could have read: the
-    latest stamped at or before the command that does not count it among commands_applied yet
-    (None when there is none). Holds are not counted as applied; the count before the first
-    command is that of the latest status stamped strictly before it."""
+    latest stamped at or before the command, less one stamped with the command's own stamp that
+    already counts it among commands_applied (None when there is none). A status stamped before
+    the command cannot count it; the count expected before each command is the count of the
+    latest such status, or one more for each motion command since (holds are not applied),
+    whichever is larger, so a command the arm did not count does not leave later steps on old
+    statuses."""
     stream = rec.streams[STATUS_TOPIC]
     stamps, msgs = stream.stamps, stream.msgs
-    first = bisect.bisect_left(stamps, int(rec.stamps_ns[0])) - 1
-    applied = int(msgs[first].commands_applied) if first >= 0 else None
-    out = []
+    applied, out = None, []
     for t, cmd in zip(rec.stamps_ns, rec.commands):
+        before = bisect.bisect_left(stamps, int(t)) - 1           # the latest stamped before t
+        if before >= 0:
+            seen = int(msgs[before].commands_applied)
+            applied = seen if applied is None else max(applied, seen)
         j = bisect.bisect_right(stamps, int(t)) - 1
-        if applied is not None:
-            while j >= 0 and int(msgs[j].commands_applied) > applied:
-                j -= 1
-            applied += 0 if cmd.hold else 1
+        while applied is not None and j > before and int(msgs[j].commands_applied) > applied:
+            j -= 1
         out.append(msgs[j] if j >= 0 else None)
+        if applied is not None and not cmd.hold:
+            applied += 1
     return out
 
 
